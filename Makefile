@@ -1,0 +1,29 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both set everything up first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU machines: install the local CPU build of torch before anything can pull a CUDA one.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: keeping pip's default torch"; \
+	 else $(BIN)/pip install -q $(TORCH_CPU); fi
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/lmforge pipeline --config configs/pipeline-demo.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .lmforge

@@ -1,0 +1,1 @@
+"""Document cleaning: readers, extraction, language ID, PII masking, quality rules, dedup."""

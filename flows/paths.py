@@ -1,0 +1,12 @@
+"""Where the sample data lives: `$LMFORGE_DATA`, else `../shared/data` beside the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("LMFORGE_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()

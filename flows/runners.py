@@ -1,0 +1,33 @@
+"""Task-runner choice for the data stages: processes or threads locally, or a Dask cluster.
+
+Not part of any cache key: where work runs must not change what it produces.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunnerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["process", "thread", "dask"] = "process"
+    workers: int = Field(2, ge=1)
+    dask_address: str | None = Field(None, description="scheduler address; None starts a LocalCluster")
+
+
+def make_task_runner(cfg: RunnerConfig) -> TaskRunner:
+    if cfg.kind == "thread":
+        return ThreadPoolTaskRunner(max_workers=cfg.workers)
+    if cfg.kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as e:
+            raise RuntimeError("runner kind 'dask' needs prefect-dask: pip install 'lmforge[dask]'") from e
+        if cfg.dask_address:
+            return DaskTaskRunner(address=cfg.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": 1})
+    return ProcessPoolTaskRunner(max_workers=cfg.workers)
