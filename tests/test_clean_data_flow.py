@@ -1,0 +1,131 @@
+"""The clean-data flow end to end on real data: artifact, cache hits, CLI, a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from filters.config import CleanConfig
+from flows.config import ConfigError, load_config
+
+
+def _task_run_count() -> int:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_task_runs(limit=200))
+
+
+def test_flow_builds_then_hits_cache_then_recomputes_on_change(prefect_harness, lmforge_home, data):
+    from flows.clean_data import clean_data
+    from flows.runners import RunnerConfig
+
+    cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0000.warc.gz")])
+    runner = RunnerConfig(kind="thread")
+    out = Path(clean_data(cfg, runner))
+    manifest = json.loads((out / "manifest.json").read_text())
+    stats = json.loads((out / "stats.json").read_text())
+    table = pq.read_table(sorted(out.glob("shard-*.parquet")))
+    assert {"id", "text", "source", "lang", "lang_score"} <= set(table.column_names)
+    assert table.num_rows == stats["output"]["docs_out"] == manifest["summary"]["documents"] > 10
+    ids = set(table.column("id").to_pylist())
+    src_ids = {json.loads(l)["id"] for f in (data / "cc-en-jsonl").iterdir() for l in f.read_text().splitlines()}
+    assert ids & src_ids, "JSONL ids survive to the output"
+    assert stats["read"]["files"] == 3 and stats["language"]["docs_in"] == stats["read"]["docs_out"]
+
+    before = _task_run_count()
+    assert Path(clean_data(cfg, runner)) == out
+    assert _task_run_count() == before, "a cache hit runs no task"
+    assert json.loads((out / "manifest.json").read_text())["created"] == manifest["created"]
+
+    changed = cfg.model_copy(update={"quality": cfg.quality.model_copy(update={"min_words": 200})})
+    out2 = Path(clean_data(changed, runner))
+    assert out2 != out and json.loads((out2 / "stats.json").read_text())["output"]["docs_out"] <= stats["output"]["docs_out"]
+
+
+def test_invalid_config_fails_at_load(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inputs: [x]\nlanguage: {threshold: 2}\nquality: {min_words: 10, max_words: 5}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(CleanConfig, bad)
+    assert "language.threshold" in str(e.value) and "bad.yaml" in str(e.value)
+    with pytest.raises(ConfigError, match="typo_field"):
+        load_config(CleanConfig, None, inputs=["x"], typo_field=1)
+
+
+def test_cli_missing_input_fails_fast(lmforge_home, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "clean-data", str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "matches no file" in r.stderr
+
+
+def test_cli_prints_artifact_dir_last(lmforge_home, data):
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "clean-data", str(data / "cc-en-jsonl"), "--workers", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = Path(r.stdout.strip().splitlines()[-1])
+    assert (out / "manifest.json").is_file() and "minhash_dedup" in r.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    bin_dir = Path(sys.executable).parent
+    server = subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = None
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("prefect server did not become healthy")
+        serve = subprocess.Popen([str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        params = json.dumps({"config": {"inputs": [str(data / "cc-en-jsonl")]}})
+        for _ in range(60):  # wait until the deployment is registered
+            r = subprocess.run([str(bin_dir / "prefect"), "deployment", "inspect", "clean-data/default"], env=env, capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(1)
+        r = subprocess.run([str(bin_dir / "prefect"), "deployment", "run", "clean-data/default", "--params", params, "--watch"],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "Completed" in r.stdout
+        finished = list((lmforge_home / "artifacts" / "clean-data").glob("*/manifest.json"))
+        assert len(finished) == 1
+    finally:
+        for p in (serve, server):
+            if p is not None:
+                p.terminate()
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def test_serve_without_server_fails_fast(tmp_path):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    r = subprocess.run([str(Path(sys.executable).parent / "lmforge"), "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "prefect server start" in r.stderr
