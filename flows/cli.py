@@ -49,7 +49,7 @@ def _run(fn, *args, **kwargs):
 
     try:
         return fn(*args, **kwargs)
-    except (ConfigError, InputError, StoreError, FileNotFoundError) as e:
+    except (ConfigError, InputError, StoreError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
 
 
@@ -67,10 +67,7 @@ def clean_data_cmd(
     from filters.readers import expand_inputs
     from flows.runners import RunnerConfig
 
-    try:
-        cfg = load_config(CleanConfig, config, section="clean_data" if config and _has_section(config, "clean_data") else None, inputs=inputs or None)
-    except ConfigError as e:
-        _fail(str(e))
+    cfg = _load(CleanConfig, config, "clean_data", inputs=inputs or None)
     _run(expand_inputs, cfg.inputs)  # missing inputs fail here, before Prefect starts
     path = _run(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
     stats = json.loads((Path(path) / "stats.json").read_text())
@@ -78,6 +75,32 @@ def clean_data_cmd(
 
     _print_table("clean-data", Stats.from_dict(stats).table_rows())
     print(path)
+
+
+@app.command("tokenize")
+def tokenize_cmd(
+    clean_artifact: Optional[str] = typer.Argument(None, help="clean-data artifact key/dir (or use --input)"),
+    inputs: list[str] = typer.Option(None, "--input", "-i", help="text/JSONL/Parquet files instead of an artifact"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML TokenizeConfig"),
+    vocab_size: Optional[int] = typer.Option(None),
+    force: bool = typer.Option(False),
+) -> None:
+    """Train a BPE tokenizer on a corpus and encode it into train.bin / val.bin."""
+    from flows.tokenize import tokenize
+    from lm.corpus import TokenizeConfig
+
+    cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size)
+    path = _run(tokenize, cfg, clean_artifact, force)
+    meta = json.loads((Path(path) / "meta.json").read_text())
+    _print_table("tokenize", [{k: str(v) for k, v in meta.items() if k not in ("special_tokens", "bpe")}])
+    print(path)
+
+
+def _load(model, config: Optional[Path], section: str, **overrides):
+    try:
+        return load_config(model, config, section=section if config and _has_section(config, section) else None, **overrides)
+    except ConfigError as e:
+        _fail(str(e))
 
 
 def _has_section(path: Path, section: str) -> bool:

@@ -1,0 +1,66 @@
+"""The `tokenize` flow: train the BPE on a sample, then encode the corpus into token arrays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from filters.readers import expand_inputs
+from flows.stage import run_stage
+from flows.store import Artifact, ArtifactStore
+from lm.bpe import train_bpe
+from lm.corpus import TokenizeConfig, encode_corpus, write_training_sample
+from lm.tokenizer import Tokenizer
+
+STAGE, VERSION = "tokenize", 1
+
+
+@task(name="train-bpe")
+def train_bpe_task(sample: Path, config: TokenizeConfig, out_dir: Path) -> dict:
+    """Train the byte-level BPE on the sample and save it (vocab, merges, tokenizer.json)."""
+    vocab, merges = train_bpe(sample, config.vocab_size, config.special_tokens, workers=config.workers)
+    Tokenizer(vocab, merges, config.special_tokens).save(out_dir / "tokenizer")
+    return train_bpe.last_summary  # type: ignore[attr-defined]
+
+
+@task(name="encode-corpus")
+def encode_corpus_task(paths: list[Path], config: TokenizeConfig, out_dir: Path) -> dict:
+    """Encode every document into train.bin / val.bin in parallel processes."""
+    return encode_corpus(paths, out_dir / "tokenizer", out_dir, config.val_fraction, config.workers)
+
+
+def corpus_files(clean: Artifact | None, config: TokenizeConfig) -> list[Path]:
+    if clean is not None:
+        return sorted(clean.path.glob("shard-*.parquet"))
+    if not config.inputs:
+        raise ValueError("tokenize needs a clean-data artifact or config.inputs")
+    return expand_inputs(config.inputs)
+
+
+@flow(name="tokenize", log_prints=True)
+def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | None = None, force: bool = False) -> str:
+    """Train a BPE tokenizer and write train.bin/val.bin; returns the artifact directory."""
+    logger = get_run_logger()
+    clean = ArtifactStore().find(clean_artifact) if clean_artifact else None
+    files = corpus_files(clean, config)
+
+    def build(out_dir: Path, work_dir: Path) -> dict:
+        sample = work_dir / "bpe_sample.txt"
+        n = write_training_sample(files, sample, config.train_bytes)
+        logger.info("BPE sample: %.1f MB", n / 1e6)
+        bpe = train_bpe_task(sample, config, out_dir)
+        meta = encode_corpus_task(files, config, out_dir)
+        meta["bpe"] = bpe
+        (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+        create_table_artifact(
+            key="tokenize-summary",
+            table=[{"metric": k, "value": str(v)} for k, v in meta.items() if k != "special_tokens"],
+            description="tokenize: tokens, vocab, compression",
+        )
+        return meta
+
+    artifact = run_stage(STAGE, VERSION, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
+    return str(artifact.path)

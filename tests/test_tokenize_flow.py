@@ -1,0 +1,30 @@
+"""The tokenize flow on real text: tokenizer files, token arrays, meta, caching."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lm.corpus import TokenizeConfig
+from lm.tokenizer import Tokenizer
+
+
+def test_tokenize_flow_writes_arrays_that_decode_back(prefect_harness, lmforge_home, data):
+    from flows.tokenize import tokenize
+
+    src = data / "tinystories-val-sample" / "tinystories_val.txt"
+    cfg = TokenizeConfig(inputs=[str(src)], vocab_size=600, val_fraction=0.05)
+    out = Path(tokenize(cfg))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["dtype"] == "uint16" and meta["vocab_size"] == 600 and meta["val_tokens"] > 0
+    train = np.memmap(out / "train.bin", dtype=np.uint16, mode="r")
+    val = np.memmap(out / "val.bin", dtype=np.uint16, mode="r")
+    assert len(train) == meta["train_tokens"] and len(val) == meta["val_tokens"]
+    tok = Tokenizer.from_dir(out / "tokenizer")
+    text = tok.decode(np.concatenate([train, val]).tolist())
+    blocks = [b.strip("\n") for b in src.read_text().split("\n\n") if b.strip()]
+    assert sorted(text.split("<|endoftext|>")[:-1]) == sorted(blocks)
+    assert 2.5 < meta["val_bytes_per_token"] < 6
+    assert Path(tokenize(cfg)) == out  # cache hit
