@@ -96,6 +96,27 @@ def tokenize_cmd(
     print(path)
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    tokenize_artifact: str = typer.Argument(..., help="tokenize artifact key/dir"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML PretrainConfig (e.g. configs/tinystories-cpu.yaml)"),
+    max_steps: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None),
+    force: bool = typer.Option(False),
+) -> None:
+    """Pretrain a from-scratch Llama-style LM; resumes an interrupted run."""
+    from flows.pretrain import pretrain
+    from lm.train import PretrainConfig
+
+    cfg = _load(PretrainConfig, config, "pretrain", max_steps=max_steps, device=device)
+    path = _run(pretrain, tokenize_artifact, cfg, force)
+    summary = json.loads((Path(path) / "manifest.json").read_text())["summary"]
+    _print_table("pretrain", [{k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "samples"}])
+    for s in summary.get("samples", []):
+        err.print(f"[bold]{s['prompt']}[/]{s['completion']}")
+    print(path)
+
+
 def _load(model, config: Optional[Path], section: str, **overrides):
     try:
         return load_config(model, config, section=section if config and _has_section(config, section) else None, **overrides)

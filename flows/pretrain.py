@@ -1,0 +1,63 @@
+"""The `pretrain` flow: a tokenize artifact + PretrainConfig → checkpoint, HF export, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows.stage import run_stage
+from flows.store import ArtifactStore
+from lm.hf_export import export_hf
+from lm.report import plot_loss_curve, sample_generations
+from lm.tokenizer import Tokenizer
+from lm.train import PretrainConfig, load_model, read_metrics, train
+
+STAGE, VERSION = "pretrain", 1
+
+
+@task(name="train")
+def train_task(config: PretrainConfig, data_dir: Path, work_dir: Path) -> dict:
+    """Train, resuming from work_dir/checkpoint when a previous attempt was interrupted."""
+    return train(config, data_dir, work_dir)
+
+
+@flow(name="pretrain", log_prints=True)
+def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), force: bool = False) -> str:
+    """Pretrain a TransformerLM on a tokenize artifact; returns the artifact directory."""
+    logger = get_run_logger()
+    tok_art = ArtifactStore().find(tokenize_artifact)
+
+    def build(out_dir: Path, work_dir: Path) -> dict:
+        summary = train_task(config, tok_art.path, work_dir)
+        shutil.copytree(work_dir / "checkpoint", out_dir / "checkpoint")
+        shutil.copy(work_dir / "metrics.jsonl", out_dir / "metrics.jsonl")
+        metrics = read_metrics(out_dir / "metrics.jsonl")
+        plot_loss_curve(metrics, out_dir / "loss.png", f"pretrain {config.d_model}d×{config.num_layers}L")
+        model = load_model(out_dir / "checkpoint")
+        tokenizer = Tokenizer.from_dir(tok_art.path / "tokenizer")
+        samples = sample_generations(model, tokenizer, config.sample_prompts, config.sample_max_tokens, config.seed)
+        (out_dir / "samples.json").write_text(json.dumps(samples, indent=2, ensure_ascii=False))
+        export_hf(model, tok_art.path / "tokenizer", out_dir / "hf")
+        for s in samples:
+            logger.info("sample: %s%s", s["prompt"], s["completion"])
+        create_markdown_artifact(
+            key="pretrain-summary",
+            markdown=_summary_markdown(summary, samples),
+            description="pretrain: final loss and samples",
+        )
+        summary["samples"] = samples
+        return summary
+
+    artifact = run_stage(STAGE, VERSION, config, build, inputs=[tok_art], force=force)
+    return str(artifact.path)
+
+
+def _summary_markdown(summary: dict, samples: list[dict]) -> str:
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
+    lines += ["", "**samples**", ""] + [f"- *{s['prompt']}*{s['completion']}" for s in samples]
+    return "\n".join(lines)

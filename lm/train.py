@@ -1,0 +1,363 @@
+"""The pretraining loop: random windows of a token memmap → a trained TransformerLM.
+
+Reads top to bottom like nanoGPT's train.py: config, setup (device, DDP, model,
+optimizer, resume), then one loop — set LR, evaluate, micro-steps, clip, step, log,
+checkpoint — with an explicit last step. Resuming from a checkpoint restores model,
+optimizer, step and every RNG, so the run continues the same trajectory.
+
+Multi-GPU: `torchrun --nproc_per_node=N -m lm.train --data DIR --out DIR [--config F]`
+(DDP; gloo on CPU, nccl on CUDA). Each rank samples its own windows (seed + rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from lm.accounting import count, mfu
+from lm.model import ModelConfig, TransformerLM
+from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
+
+log = logging.getLogger("lmforge.lm.train")
+
+
+class PretrainConfig(BaseModel):
+    """Model shape, optimisation and run control for one pretraining run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- model (vocab_size comes from the tokenize artifact) ---
+    d_model: int = Field(256, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(8, ge=1)
+    d_ff: int | None = None  # None: 8/3·d_model rounded to a multiple of 64
+    context_length: int = Field(256, ge=2)
+    rope_theta: float = 10_000.0
+    tie_embeddings: bool = False
+    attn_impl: Literal["reference", "sdpa"] = "sdpa"
+    # --- batch and length ---
+    batch_size: int = Field(32, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_steps: int | None = Field(1000, ge=1)
+    max_tokens: int | None = Field(None, ge=1, description="token budget; sets max_steps when given")
+    # --- optimisation ---
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = Field(1.0, gt=0)
+    # --- execution ---
+    device: str = "auto"  # auto: cuda > mps > cpu
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    seed: int = 0
+    eval_interval: int = Field(100, ge=1)
+    eval_batches: int = Field(10, ge=1)
+    checkpoint_interval: int = Field(200, ge=1)
+    log_interval: int = Field(10, ge=1)
+    loggers: list[Literal["wandb", "tensorboard"]] = []
+    # --- report: continuations written next to the checkpoint at the end ---
+    sample_prompts: list[str] = ["Once upon a time", "The little dog"]
+    sample_max_tokens: int = Field(60, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> PretrainConfig:
+        if self.d_model % self.num_heads or (self.d_model // self.num_heads) % 2:
+            raise ValueError(f"d_model {self.d_model} must split into num_heads {self.num_heads} heads of even size")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} > lr {self.lr}")
+        if self.max_steps is None and self.max_tokens is None:
+            raise ValueError("set max_steps or max_tokens")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum_steps * self.context_length
+
+    @property
+    def total_steps(self) -> int:
+        if self.max_tokens is not None:
+            return max(1, self.max_tokens // self.tokens_per_step)
+        assert self.max_steps is not None
+        return self.max_steps
+
+    def model_config_for(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size, self.context_length, self.d_model, self.num_layers, self.num_heads, self.d_ff, self.rope_theta, self.tie_embeddings, self.attn_impl)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+# --- data ---------------------------------------------------------------------------------------
+def get_batch(data: np.ndarray, batch_size: int, context_length: int, device: str | torch.device, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows: x = data[i : i+T], y = data[i+1 : i+T+1]; (B, T) int64 each."""
+    rng = rng or np.random.default_rng()
+    if len(data) <= context_length:
+        raise ValueError(f"{len(data)} tokens cannot fill a window of {context_length}+1")
+    starts = rng.integers(0, len(data) - context_length, size=batch_size)
+    idx = starts[:, None] + np.arange(context_length + 1)[None, :]
+    window = torch.from_numpy(data[idx].astype(np.int64))
+    x, y = window[:, :-1], window[:, 1:]
+    if torch.device(device).type == "cuda":  # pinned memory lets the copy overlap compute
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+def open_tokens(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    meta = json.loads((data_dir / "meta.json").read_text())
+    dtype = np.dtype(meta["dtype"])
+    train = np.memmap(data_dir / "train.bin", dtype=dtype, mode="r")
+    val = np.memmap(data_dir / "val.bin", dtype=dtype, mode="r")
+    return train, val, meta
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+def save_checkpoint(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, step: int, tokens: int, data_rng: np.random.Generator, config: PretrainConfig) -> None:
+    """Write into `<path>.tmp`, then swap it in: a crash never leaves a torn checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not (model.config.tie_embeddings and k == "lm_head.weight")}, tmp / "model.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "data": data_rng.bit_generator.state}, tmp / "rng.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "tokens": tokens, "model": model.config.to_dict(), "train": config.model_dump(mode="json")}, indent=2))
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        os.rename(path, old)
+    os.rename(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_model(checkpoint_dir: Path, device: str = "cpu") -> TransformerLM:
+    state = json.loads((checkpoint_dir / "state.json").read_text())
+    model = TransformerLM(ModelConfig(**state["model"]))
+    model.load_state_dict(load_file(checkpoint_dir / "model.safetensors"), strict=not model.config.tie_embeddings)
+    return model.to(device)
+
+
+def _restore(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, data_rng: np.random.Generator, device: str) -> tuple[int, int]:
+    model.load_state_dict(load_file(path / "model.safetensors", device=str(device)), strict=not model.config.tie_embeddings)
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=False))
+    rng = torch.load(path / "rng.pt", weights_only=False)
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    data_rng.bit_generator.state = rng["data"]
+    state = json.loads((path / "state.json").read_text())
+    return state["step"], state["tokens"]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data: np.ndarray, cfg: PretrainConfig, device: str, autocast) -> float:
+    """Mean loss over a fixed set of windows (own seed: never disturbs the training RNG)."""
+    model.eval()
+    rng = np.random.default_rng(12345)
+    losses = []
+    for _ in range(cfg.eval_batches):
+        x, y = get_batch(data, cfg.batch_size, cfg.context_length, device, rng)
+        with autocast:
+            losses.append(cross_entropy(model(x), y).item())
+    model.train()
+    return float(np.mean(losses))
+
+
+class _Loggers:
+    """Optional wandb / TensorBoard; never required, off unless asked for."""
+
+    def __init__(self, names: list[str], out_dir: Path, config: dict):
+        self.tb = self.wandb = None
+        if "tensorboard" in names:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+        if "wandb" in names:
+            import wandb
+
+            self.wandb = wandb.init(project="lmforge", config=config)
+
+    def log(self, row: dict) -> None:
+        if self.tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, row["step"])
+        if self.wandb is not None:
+            self.wandb.log(row, step=row["step"])
+
+
+# --- the loop -------------------------------------------------------------------------------------
+def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int | None = None, progress: bool = True) -> dict:
+    """Train (or resume) in `work_dir`: `checkpoint/`, `metrics.jsonl`. Returns a summary.
+
+    `stop_at_step` ends the run early at a checkpoint without changing the schedule, so a
+    later call resumes it (how the tests interrupt a run deterministically).
+    """
+    # 1) setup: distributed, device, data
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    rank = int(os.environ.get("RANK", "0"))
+    device = pick_device(cfg.device)
+    if ddp:
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
+    master = rank == 0
+    work_dir.mkdir(parents=True, exist_ok=True)
+    train_data, val_data, meta = open_tokens(data_dir)
+
+    # 2) model and optimizer (same init on every rank: seeded before construction)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    mcfg = cfg.model_config_for(meta["vocab_size"])
+    model = TransformerLM(mcfg).to(device)
+    counts = count(mcfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]  # no decay on RMSNorm gains
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                      lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    data_rng = np.random.default_rng([cfg.seed, rank])
+
+    # 3) resume
+    ckpt = work_dir / "checkpoint"
+    metrics_path = work_dir / "metrics.jsonl"
+    step, tokens = 0, 0
+    if (ckpt / "state.json").is_file():
+        step, tokens = _restore(ckpt, model, optimizer, data_rng, device)
+        if master:
+            log.info("resumed from %s at step %d (%d tokens)", ckpt, step, tokens)
+            _truncate_metrics(metrics_path, step)
+    elif master and metrics_path.exists():
+        metrics_path.unlink()
+
+    total_steps = cfg.total_steps
+    train_model: torch.nn.Module = model
+    if cfg.compile:
+        train_model = torch.compile(model)
+    if ddp:
+        train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=[device] if device.startswith("cuda") else None)
+    device_type = torch.device(device).type
+    autocast = torch.autocast(device_type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
+    device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else device
+    if master:
+        log.info("model: %s params (%s non-embedding), %.3g training FLOPs/token (6N: %.3g); %d steps × %d tokens on %s",
+                 f"{counts.params:,}", f"{counts.non_embedding_params:,}", counts.flops_per_token, counts.flops_per_token_6n,
+                 total_steps, cfg.tokens_per_step, device_name)
+    loggers = _Loggers(cfg.loggers, work_dir, cfg.model_dump()) if master else None
+
+    # 4) the loop
+    last_val = float("nan")
+    bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", disable=not (progress and master), mininterval=1)
+    t_last, tokens_last = time.time(), tokens
+    with open(metrics_path, "a") as metrics:
+        while step < total_steps:
+            lr = cosine_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            last_step = step + 1 == total_steps
+            row: dict = {}
+
+            loss_sum = 0.0
+            for micro in range(cfg.grad_accum_steps):
+                x, y = get_batch(train_data, cfg.batch_size, cfg.context_length, device, data_rng)
+                sync = not ddp or micro == cfg.grad_accum_steps - 1  # all-reduce once per step
+                with (nullcontext() if sync else train_model.no_sync()), autocast:
+                    loss = cross_entropy(train_model(x), y) / cfg.grad_accum_steps
+                loss.backward()
+                loss_sum += loss.item()
+            if not math.isfinite(loss_sum):
+                raise TrainingDiverged(f"loss became {loss_sum} at step {step + 1}; the last good checkpoint is kept at {ckpt}")
+            grad_norm = clip_grad_norm(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += cfg.tokens_per_step * (torch.distributed.get_world_size() if ddp else 1)
+
+            if step % cfg.eval_interval == 0 or last_step:
+                last_val = evaluate(model, val_data, cfg, device, autocast)
+                row["val_loss"] = last_val
+            if master and (step % cfg.log_interval == 0 or row or last_step):
+                now = time.time()
+                tps = (tokens - tokens_last) / max(now - t_last, 1e-9)
+                t_last, tokens_last = now, tokens
+                row = {"step": step, "tokens": tokens, "lr": lr, "train_loss": loss_sum, "grad_norm": grad_norm, "tokens_per_s": tps, **row}
+                if (u := mfu(tps, counts.flops_per_token, device_name)) is not None:
+                    row["mfu"] = u
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                if loggers is not None:
+                    loggers.log(row)
+                bar.set_postfix(loss=f"{loss_sum:.3f}", val=f"{last_val:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
+            bar.update(1)
+            if master and (step % cfg.checkpoint_interval == 0 or last_step or step == stop_at_step):
+                save_checkpoint(ckpt, model, optimizer, step, tokens, data_rng, cfg)
+            if step == stop_at_step:
+                break
+    bar.close()
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return {"steps": step, "tokens": tokens, "final_val_loss": last_val, "params": counts.params,
+            "non_embedding_params": counts.non_embedding_params, "flops_per_token": counts.flops_per_token,
+            "flops": counts.flops_per_token * tokens, "finished": step >= total_steps}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from (they will be logged again)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def main() -> None:
+    import yaml
+
+    p = argparse.ArgumentParser(description="Pretrain a TransformerLM on a tokenize artifact (torchrun-friendly).")
+    p.add_argument("--data", type=Path, required=True, help="directory with train.bin, val.bin, meta.json")
+    p.add_argument("--out", type=Path, required=True, help="work directory (checkpoint/, metrics.jsonl)")
+    p.add_argument("--config", type=Path, help="YAML PretrainConfig")
+    p.add_argument("--stop-at-step", type=int)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    cfg = PretrainConfig.model_validate(yaml.safe_load(args.config.read_text()) if args.config else {})
+    print(json.dumps(train(cfg, args.data, args.out, args.stop_at_step)))
+
+
+if __name__ == "__main__":
+    main()
