@@ -52,10 +52,11 @@ class AdamW(torch.optim.Optimizer):
                 t, m, v, g = state["step"], state["m"], state["v"], p.grad
                 m.mul_(b1).add_(g, alpha=1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                if wd:
+                    # decoupled, from θ_{t-1} (Algorithm 2, line 12): not through the gradient
+                    p.mul_(1 - lr * wd)
                 step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
                 p.addcdiv_(m, v.sqrt().add_(eps), value=-step_size)
-                if wd:
-                    p.mul_(1 - lr * wd)  # decoupled: applied to θ, not through the gradient
         return loss
 
 

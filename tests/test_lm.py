@@ -1,0 +1,190 @@
+"""The from-scratch model, optimizer and loop against torch/transformers references."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lm.accounting import count
+from lm.generate import generate, sample_next
+from lm.hf_export import export_hf, import_hf
+from lm.model import ModelConfig, RMSNorm, RotaryPositionalEmbedding, TransformerLM, scaled_dot_product_attention, softmax
+from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
+from lm.train import PretrainConfig, TrainingDiverged, get_batch, read_metrics, train
+
+TINY = dict(d_model=64, num_layers=2, num_heads=4, context_length=64, batch_size=8, eval_batches=2, warmup_steps=5, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def token_dir(tmp_path_factory, data) -> Path:
+    """A real tokenize output (TinyStories validation sample, vocab 512) built without Prefect."""
+    from lm.bpe import train_bpe
+    from lm.corpus import encode_corpus
+    from lm.tokenizer import Tokenizer
+
+    out = tmp_path_factory.mktemp("tokens")
+    src = data / "tinystories-val-sample" / "tinystories_val.txt"
+    vocab, merges = train_bpe(src, 512, ["<|endoftext|>"], progress=False)
+    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out / "tokenizer")
+    encode_corpus([src], out / "tokenizer", out, val_fraction=0.05, workers=1)
+    return out
+
+
+def test_primitives_match_torch():
+    x = torch.randn(3, 5, 16)
+    assert torch.allclose(softmax(x, -1), torch.softmax(x, -1), atol=1e-6)
+    assert torch.allclose(softmax(x * 1000, -1), torch.softmax(x * 1000, -1), atol=1e-6)  # stable
+    norm = RMSNorm(16)
+    assert torch.allclose(norm(x), F.rms_norm(x, (16,), norm.weight, 1e-5), atol=1e-6)
+    assert norm(x.to(torch.bfloat16)).dtype == torch.bfloat16
+    q, k, v = torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 8)
+    mask = torch.ones(7, 7, dtype=torch.bool).tril()
+    assert torch.allclose(scaled_dot_product_attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5)
+    logits, y = torch.randn(4, 9, 50), torch.randint(0, 50, (4, 9))
+    assert torch.allclose(cross_entropy(logits, y), F.cross_entropy(logits.reshape(-1, 50), y.reshape(-1)), atol=1e-5)
+    assert torch.isfinite(cross_entropy(logits * 1e4, y))
+
+
+def test_rope_rotates_pairs_and_preserves_norm():
+    rope = RotaryPositionalEmbedding(10_000.0, 8, 32)
+    x = torch.randn(1, 5, 8)
+    pos = torch.arange(5)[None]
+    y = rope(x, pos)
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+    assert torch.allclose(y[:, 0], x[:, 0])  # position 0: no rotation
+    theta = 1.0  # pair 0 at position 1 rotates by 1 radian
+    a, b = x[0, 1, 0], x[0, 1, 1]
+    assert torch.allclose(y[0, 1, :2], torch.stack([a * math.cos(theta) - b * math.sin(theta), a * math.sin(theta) + b * math.cos(theta)]), atol=1e-6)
+
+
+def test_sdpa_path_equals_reference_path():
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=300, context_length=32, d_model=64, num_layers=2, num_heads=4))
+    x = torch.randint(0, 300, (2, 32))
+    ref = model(x)
+    model.set_attn_impl("sdpa")
+    assert (model(x) - ref).abs().max() < 1e-5
+
+
+def test_param_count_matches_module():
+    for tie in (False, True):
+        c = ModelConfig(vocab_size=1000, context_length=128, d_model=96, num_layers=3, num_heads=4, tie_embeddings=tie)
+        assert count(c).params == sum(p.numel() for p in TransformerLM(c).parameters())
+    assert ModelConfig(d_model=768).d_ff == 2048
+
+
+def test_adamw_matches_torch_adamw():
+    torch.manual_seed(0)
+    w0 = torch.randn(10, 10)
+    ours, theirs = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
+    o1 = AdamW([ours], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    o2 = torch.optim.AdamW([theirs], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    for _ in range(20):
+        for p, o in ((ours, o1), (theirs, o2)):
+            o.zero_grad()
+            (p.sin() ** 2).sum().backward()
+            o.step()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_schedule_and_clipping():
+    lrs = [cosine_lr(t, 1.0, 0.1, 10, 100) for t in range(120)]
+    assert lrs[0] == 0 and lrs[5] == 0.5 and lrs[10] == 1.0 and abs(lrs[55] - 0.55) < 1e-9 and lrs[100] == pytest.approx(0.1) and lrs[119] == 0.1
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
+    assert clip_grad_norm([p], 1.0) == pytest.approx(5.0)
+    assert p.grad.norm().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_get_batch_windows():
+    data = np.arange(100, dtype=np.uint16)
+    x, y = get_batch(data, 4, 8, "cpu", np.random.default_rng(0))
+    assert x.shape == (4, 8) and x.dtype == torch.int64 and torch.equal(y, x + 1)
+
+
+def test_kv_cache_and_batched_generation_match_plain_decoding():
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=300, context_length=64, d_model=64, num_layers=2, num_heads=4))
+    prompts = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8]]
+    cached = generate(model, prompts, 12, temperature=0)
+    plain = generate(model, prompts, 12, temperature=0, use_cache=False)
+    alone = [generate(model, [p], 12, temperature=0)[0] for p in prompts]
+    assert cached == plain == alone
+    assert generate(model, prompts, 12, temperature=0, eos_id=cached[0][2])[0] == cached[0][:3]
+
+
+def test_top_k_and_top_p():
+    logits = torch.tensor([[5.0, 4.0, 1.0, 0.0]])
+    draws = {int(sample_next(logits, 1.0, top_k=2)) for _ in range(200)}
+    assert draws <= {0, 1}
+    assert {int(sample_next(logits, 1.0, top_p=0.5)) for _ in range(50)} == {0}
+
+
+def test_hf_export_logits_and_generate(token_dir, tmp_path, data):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from lm.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=512, context_length=64, d_model=64, num_layers=2, num_heads=4)).eval()
+    export_hf(model, token_dir / "tokenizer", tmp_path / "hf")
+    hf = LlamaForCausalLM.from_pretrained(tmp_path / "hf", torch_dtype=torch.float32).eval()
+    tok = Tokenizer.from_dir(token_dir / "tokenizer")
+    ids = torch.tensor([tok.encode((data / "cs336-a1-fixtures" / "address.txt").read_text())[:64]])
+    with torch.no_grad():
+        assert (hf(ids).logits - model(ids)).abs().max() < 1e-4
+        out = hf.generate(ids[:, :10], max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == 15
+    hf_tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tok("Once upon a time")["input_ids"] == tok.encode("Once upon a time")
+    again = import_hf(tmp_path / "hf")
+    assert torch.allclose(again(ids), model(ids), atol=1e-6)
+
+
+def test_training_lowers_loss_and_resume_continues_the_same_trajectory(token_dir, tmp_path):
+    cfg = PretrainConfig(**TINY, max_steps=24, eval_interval=8, checkpoint_interval=100, log_interval=1)
+    full = train(cfg, token_dir, tmp_path / "full", progress=False)
+    m_full = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    assert m_full[-1]["val_loss"] < m_full[0]["train_loss"] - 0.5
+    part = train(cfg, token_dir, tmp_path / "part", stop_at_step=11, progress=False)
+    assert not part["finished"]
+    train(cfg, token_dir, tmp_path / "part", progress=False)  # resumes at step 11
+    m_part = read_metrics(tmp_path / "part" / "metrics.jsonl")
+    assert [m["step"] for m in m_part] == [m["step"] for m in m_full]
+    for a, b in zip(m_full, m_part):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-6, a["step"]
+    assert abs(full["final_val_loss"] - m_part[-1]["val_loss"]) < 1e-6
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(token_dir, tmp_path):
+    cfg = PretrainConfig(**{**TINY, "lr": 1e6, "grad_clip": 1e9, "warmup_steps": 0}, max_steps=60, checkpoint_interval=2)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train(cfg, token_dir, tmp_path / "run", progress=False)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert state["step"] >= 2
+
+
+def test_ddp_world_size_1_with_torchrun(token_dir, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(json.dumps({**TINY, "max_steps": 4, "eval_interval": 2}))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=1", "-m", "lm.train", "--data", str(token_dir), "--out", str(tmp_path / "ddp"), "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 4 and summary["finished"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast and torch.compile paths need a CUDA GPU")
+def test_bf16_compile_on_gpu(token_dir, tmp_path):
+    cfg = PretrainConfig(**TINY, max_steps=10, precision="bf16", compile=True, device="cuda")
+    assert train(cfg, token_dir, tmp_path / "gpu", progress=False)["finished"]
