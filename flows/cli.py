@@ -117,6 +117,60 @@ def pretrain_cmd(
     print(path)
 
 
+@app.command("scaling-sweep")
+def scaling_sweep_cmd(
+    tokenize_artifact: str = typer.Argument(..., help="tokenize artifact key/dir"),
+    config: Path = typer.Option(..., "--config", "-c", help="YAML SweepConfig (e.g. configs/sweep-cpu.yaml)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the grid and stop"),
+    force: bool = typer.Option(False),
+) -> None:
+    """Train a grid of (compute budget × model size) runs and fit scaling laws."""
+    from flows.scaling_sweep import scaling_sweep
+    from scaling.grid import build_grid, grid_table
+    from scaling.sweep import SweepConfig
+
+    cfg = _load(SweepConfig, config, "scaling_sweep")
+    if dry_run:  # no Prefect needed to look at a grid
+        tok = ArtifactStore().find(tokenize_artifact)
+        vocab = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
+        points = build_grid(cfg.budgets, cfg.sizes, vocab, cfg.train.context_length, cfg.train.tokens_per_step, cfg.flops,
+                            cfg.min_tokens_per_param, cfg.max_tokens, cfg.aspect, cfg.head_dim)
+        _print_table("scaling grid", grid_table(points))
+        return
+    path = _run(scaling_sweep, tokenize_artifact, cfg, False, force)
+    for line in json.loads((Path(path) / "manifest.json").read_text())["summary"]["laws"]:
+        err.print(line)
+    err.print(f"plots: {Path(path) / 'isoflop.png'}, {Path(path) / 'parametric.png'}")
+    print(path)
+
+
+scaling_app = typer.Typer(no_args_is_help=True, help="Scaling-law fits on any table of runs.")
+app.add_typer(scaling_app, name="scaling")
+
+
+@scaling_app.command("fit")
+def scaling_fit_cmd(
+    runs_file: Path = typer.Argument(..., help="CSV or JSON: parameters; tokens or compute; loss"),
+    method: str = typer.Option("both", help="isoflop | parametric | both"),
+    predict: list[float] = typer.Option([1e23], help="compute budgets (FLOPs) to predict at"),
+    out: Optional[Path] = typer.Option(None, help="output directory (default: next to the runs file)"),
+    drop_highest_loss: int = typer.Option(0, help="drop the N highest-loss runs first (Epoch drops 5 on Chinchilla's points)"),
+    bootstrap: int = typer.Option(1000, help="bootstrap resamples for intervals"),
+) -> None:
+    """Fit scaling laws to RUNS_FILE, print laws and predictions, write fit.json + plots."""
+    from scaling.report import fit_runs, summary_lines
+    from scaling.runs import load_runs
+
+    if method not in ("isoflop", "parametric", "both"):
+        _fail(f"--method must be isoflop, parametric or both, not {method!r}")
+    runs = _run(load_runs, runs_file, drop_highest_loss)
+    out_dir = out or Path(f"{runs_file.with_suffix('')}-fit")
+    result = _run(fit_runs, runs, out_dir, method, predict, bootstrap)
+    for line in summary_lines(result):
+        err.print(line)
+    print(out_dir.resolve())
+
+
 def _load(model, config: Optional[Path], section: str, **overrides):
     try:
         return load_config(model, config, section=section if config and _has_section(config, section) else None, **overrides)

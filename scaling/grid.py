@@ -1,0 +1,80 @@
+"""Sweep grids: model shapes for target sizes, and (budget × size) points with their tokens.
+
+Counts come from `lm.accounting`, so the grid and the trained models never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lm.accounting import count
+from lm.model import ModelConfig
+
+
+@dataclass(frozen=True)
+class Shape:
+    num_layers: int
+    d_model: int
+    num_heads: int
+    d_ff: int
+    non_embedding_params: int
+    params: int
+
+
+def shape_for(target_non_embedding: float, vocab_size: int, context_length: int, aspect: int = 32, head_dim: int = 32) -> Shape:
+    """(layers, width) with d_model ≈ aspect · layers and heads of `head_dim`.
+
+    Per layer a SwiGLU block has ≈ 12·d² weights, so N ≈ 12·L·d² = 12·aspect²·L³; we solve
+    for L, round d to a whole number of heads, then report the exact counts.
+    """
+    best = None
+    for L in range(1, 65):
+        d = max(head_dim, round(aspect * L / head_dim) * head_dim)
+        c = ModelConfig(vocab_size, context_length, d, L, d // head_dim)
+        n = count(c).non_embedding_params
+        err = abs(n - target_non_embedding) / target_non_embedding
+        if best is None or err < best[0]:
+            best = (err, c)
+    assert best is not None
+    c = best[1]
+    counts = count(c)
+    return Shape(c.num_layers, c.d_model, c.num_heads, c.d_ff, counts.non_embedding_params, counts.params)
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    compute: float
+    shape: Shape
+    tokens: int
+    steps: int
+    skipped: str | None = None  # why the point cannot run, if it cannot
+
+
+def build_grid(budgets: list[float], sizes: list[float], vocab_size: int, context_length: int, tokens_per_step: int,
+               flops: str = "exact", min_tokens_per_param: float = 1.0, max_tokens: int | None = None,
+               aspect: int = 32, head_dim: int = 32) -> list[GridPoint]:
+    """Every (budget, size): tokens D = C / FLOPs-per-token (exact count or 6N)."""
+    points = []
+    for c in budgets:
+        for n in sizes:
+            shape = shape_for(n, vocab_size, context_length, aspect, head_dim)
+            cfg = ModelConfig(vocab_size, context_length, shape.d_model, shape.num_layers, shape.num_heads)
+            counts = count(cfg)
+            per_token = counts.flops_per_token if flops == "exact" else counts.flops_per_token_6n
+            tokens = int(c / per_token)
+            steps = tokens // tokens_per_step
+            skipped = None
+            if steps < 10:
+                skipped = f"{tokens:,} tokens is fewer than 10 steps of {tokens_per_step:,}"
+            elif tokens < min_tokens_per_param * shape.non_embedding_params:
+                skipped = f"{tokens / shape.non_embedding_params:.2f} tokens/param < {min_tokens_per_param}"
+            elif max_tokens is not None and tokens > max_tokens:
+                skipped = f"{tokens:,} tokens exceeds the cap of {max_tokens:,}"
+            points.append(GridPoint(c, shape, steps * tokens_per_step, steps, skipped))
+    return points
+
+
+def grid_table(points: list[GridPoint]) -> list[dict]:
+    return [{"compute": f"{p.compute:.2e}", "layers": p.shape.num_layers, "d_model": p.shape.d_model, "heads": p.shape.num_heads,
+             "non_emb_params": f"{p.shape.non_embedding_params:,}", "tokens": f"{p.tokens:,}", "steps": p.steps,
+             "status": p.skipped or "run"} for p in points]

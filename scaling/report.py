@@ -1,0 +1,59 @@
+"""`fit_runs`: fit a table of runs with either or both methods, write fit.json and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scaling.fit import Runs, fit_isoflop, fit_parametric, predict_isoflop, predict_parametric
+from scaling.plots import write_plots
+
+
+def fit_runs(runs: Runs, out_dir: Path, method: str = "both", predict_at: list[float] = (1e23,), n_bootstrap: int = 1000,
+             workers: int = 2) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fits: dict = {}
+    if method in ("isoflop", "both"):
+        if len(set(runs.C.tolist())) >= 2 and len(runs) >= 2 * len(set(runs.C.tolist())):
+            fits["isoflop"] = fit_isoflop(runs, n_bootstrap=n_bootstrap)
+        elif method == "isoflop":
+            raise ValueError("IsoFLOP needs several runs at each of >= 2 compute budgets")
+    if method in ("parametric", "both"):
+        fits["parametric"] = fit_parametric(runs, n_bootstrap=n_bootstrap, workers=workers)
+    predictions = []
+    for c in predict_at:
+        row: dict = {"compute": c}
+        if "isoflop" in fits:
+            row["isoflop"] = predict_isoflop(fits["isoflop"], c)
+        if "parametric" in fits:
+            row["parametric"] = predict_parametric(fits["parametric"], c)
+        predictions.append(row)
+    result = {"n_runs": len(runs), "fits": fits, "predictions": predictions}
+    plots = write_plots(runs, fits, out_dir, list(predict_at))
+    result["plots"] = [p.name for p in plots]
+    (out_dir / "fit.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def summary_lines(result: dict) -> list[str]:
+    lines = []
+    iso = result["fits"].get("isoflop")
+    if iso:
+        lines.append(f"IsoFLOP ({iso['method']}): N_opt = {iso['N_opt']['k']:.3g}·C^{iso['N_opt']['exponent']:.3f}, "
+                     f"D_opt = {iso['D_opt']['k']:.3g}·C^{iso['D_opt']['exponent']:.3f}")
+    par = result["fits"].get("parametric")
+    if par:
+        p, se = par["params"], par.get("stderr", {})
+        def fmt(k):
+            return f"{p[k]:.4g}" + (f" ± {se[k]:.2g}" if k in se else "")
+        lines.append(f"parametric: L(N, D) = E + A/N^α + B/D^β with E = {fmt('E')}, A = {fmt('A')}, B = {fmt('B')}, "
+                     f"α = {fmt('alpha')}, β = {fmt('beta')}; N_opt ∝ C^{fmt('a')}, D_opt ∝ C^{fmt('b')}")
+    for pred in result["predictions"]:
+        c = pred["compute"]
+        for method in ("isoflop", "parametric"):
+            if method in pred:
+                q = pred[method]
+                ci = lambda k: f" [{q[k + '_ci'][0]:.3g}, {q[k + '_ci'][1]:.3g}]" if k + "_ci" in q else ""  # noqa: E731
+                loss = f", loss {q['loss']:.4g}{ci('loss')}" if "loss" in q else ""
+                lines.append(f"C = {c:.3g} ({method}): N_opt = {q['N_opt']:.3g}{ci('N_opt')}, D_opt = {q['D_opt']:.3g}{ci('D_opt')}{loss}")
+    return lines
