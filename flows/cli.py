@@ -144,6 +144,41 @@ def scaling_sweep_cmd(
     print(path)
 
 
+@app.command("pipeline")
+def pipeline_cmd(config: Path = typer.Option(Path("configs/pipeline-demo.yaml"), "--config", "-c", help="YAML PipelineConfig")) -> None:
+    """Run the whole pipeline from one config; every stage cached on its own."""
+    from flows.pipeline import PipelineConfig, pipeline, pipeline_summary
+
+    cfg = _load(PipelineConfig, config, "")
+    _run(expand_inputs_checked, cfg.clean_data.inputs)
+    out = _run(pipeline, cfg)
+    _print_pipeline_summary(pipeline_summary(out), out)
+    print(json.dumps(out))
+
+
+def expand_inputs_checked(inputs: list[str]) -> None:
+    from filters.readers import expand_inputs
+
+    expand_inputs(inputs)
+
+
+def _print_pipeline_summary(summary: dict, out: dict) -> None:
+    from filters.document import Stats
+
+    _print_table("clean-data: documents per step", Stats.from_dict(summary["clean-data"]).table_rows())
+    t = summary["tokenize"]
+    err.print(f"[bold]tokenize[/]: vocab {t['vocab_size']}, {t['train_tokens']:,} train / {t['val_tokens']:,} val tokens, "
+              f"{t['val_bytes_per_token']} bytes/token on held-out text")
+    p = summary["pretrain"]
+    err.print(f"[bold]pretrain[/]: {p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}")
+    for s in p.get("samples", []):
+        err.print(f"  [italic]{s['prompt']}[/]{s['completion']}")
+    if "scaling-sweep" in summary:
+        for line in summary["scaling-sweep"]["laws"]:
+            err.print(f"[bold]scaling[/]: {line}")
+        err.print(f"[bold]scaling plots[/]: {Path(out['scaling-sweep']) / 'isoflop.png'}")
+
+
 scaling_app = typer.Typer(no_args_is_help=True, help="Scaling-law fits on any table of runs.")
 app.add_typer(scaling_app, name="scaling")
 

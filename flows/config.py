@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from flows.paths import data_root
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,8 +25,10 @@ def load_config(model: type[M], path: str | Path | None = None, section: str | N
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
+        # ${LMFORGE_DATA} and other environment variables expand in config files
+        os.environ.setdefault("LMFORGE_DATA", str(data_root()))
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.safe_load(os.path.expandvars(p.read_text())) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
         if section is not None:

@@ -13,10 +13,10 @@ PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10
 @dataclass(frozen=True)
 class Counts:
     params: int  # every parameter (tied weights once)
-    embedding_params: int  # the input embedding table
-    non_embedding_params: int  # params − embedding (the LM head counts: it is a matmul)
-    flops_per_token: float  # training (forward + backward = 3 × forward), matmuls exactly
-    flops_per_token_6n: float  # the 6N approximation, N = non-embedding params
+    embedding_params: int  # input embedding + LM head (once if tied)
+    non_embedding_params: int  # the blocks and final norm: Kaplan et al.'s N
+    flops_per_token: float  # training (forward + backward = 3 × forward), matmuls exactly, LM head included
+    flops_per_token_6n: float  # the 6N approximation, N = non-embedding params (Kaplan et al. 2020, §2.1)
 
 
 def count(c: ModelConfig) -> Counts:
@@ -25,11 +25,11 @@ def count(c: ModelConfig) -> Counts:
     embedding = V * d
     head = 0 if c.tie_embeddings else V * d
     params = embedding + L * per_layer + d + head
-    non_embedding = params - embedding + (V * d if c.tie_embeddings else 0)
+    non_embedding = L * per_layer + d
     # forward matmul FLOPs per token: 2·(weights) for every projection, plus attention's
     # QKᵀ and AV at 2·T·d each per layer (full context, as Kaplan et al. / Chinchilla count)
     forward = 2 * L * (4 * d * d + 3 * d * f) + 2 * L * 2 * T * d + 2 * d * V
-    return Counts(params, embedding, non_embedding, 3.0 * forward, 6.0 * non_embedding)
+    return Counts(params, embedding + head, non_embedding, 3.0 * forward, 6.0 * non_embedding)
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, device_name: str) -> float | None:

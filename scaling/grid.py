@@ -56,8 +56,12 @@ def build_grid(budgets: list[float], sizes: list[float], vocab_size: int, contex
     """Every (budget, size): tokens D = C / FLOPs-per-token (exact count or 6N)."""
     points = []
     for c in budgets:
+        seen: set[tuple[int, int]] = set()
         for n in sizes:
             shape = shape_for(n, vocab_size, context_length, aspect, head_dim)
+            if (shape.num_layers, shape.d_model) in seen:
+                continue  # two targets rounded to the same shape: train it once
+            seen.add((shape.num_layers, shape.d_model))
             cfg = ModelConfig(vocab_size, context_length, shape.d_model, shape.num_layers, shape.num_heads)
             counts = count(cfg)
             per_token = counts.flops_per_token if flops == "exact" else counts.flops_per_token_6n
