@@ -47,10 +47,10 @@ def isoflop_minima(runs: Runs, method: str = "parabola") -> list[dict]:
         best = int(np.argmin(loss))
         row = {"compute": float(c), "n_runs": int(sel.sum()), "N_opt": float(n[best]), "D_opt": float(d[best]),
                "loss_opt": float(loss[best]), "method": "min", "parabola": None}
-        if method == "parabola" and sel.sum() >= 3:
+        if method == "parabola" and np.unique(n).size >= 3:  # a resample may repeat one size
             x = np.log(n)
             # Polynomial.fit rescales log N internally: a plain polyfit is badly conditioned here
-            c0, b, a = np.polynomial.Polynomial.fit(x, loss, 2).convert().coef
+            c0, b, a = np.pad(np.polynomial.Polynomial.fit(x, loss, 2).convert().coef, (0, 3))[:3]
             vertex = -b / (2 * a) if a > 0 else None
             if vertex is not None and x.min() <= vertex <= x.max():
                 n_opt = float(np.exp(vertex))

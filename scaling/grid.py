@@ -22,19 +22,22 @@ class Shape:
 
 
 def shape_for(target_non_embedding: float, vocab_size: int, context_length: int, aspect: int = 32, head_dim: int = 32) -> Shape:
-    """(layers, width) with d_model ≈ aspect · layers and heads of `head_dim`.
+    """(layers, width) closest to the target size, preferring d_model ≈ aspect · layers.
 
-    Per layer a SwiGLU block has ≈ 12·d² weights, so N ≈ 12·L·d² = 12·aspect²·L³; we solve
-    for L, round d to a whole number of heads, then report the exact counts.
+    Per layer a SwiGLU block has ≈ 12·d² weights, so for each depth L the width is
+    d ≈ √(N / 12L), rounded to whole heads of `head_dim`; among depths we take the one
+    closest to the target in log size, then in log aspect ratio, and report exact counts.
     """
+    import math
+
     best = None
     for L in range(1, 65):
-        d = max(head_dim, round(aspect * L / head_dim) * head_dim)
+        d = max(head_dim, round(math.sqrt(target_non_embedding / (12 * L)) / head_dim) * head_dim)
         c = ModelConfig(vocab_size, context_length, d, L, d // head_dim)
         n = count(c).non_embedding_params
-        err = abs(n - target_non_embedding) / target_non_embedding
-        if best is None or err < best[0]:
-            best = (err, c)
+        score = abs(math.log(n / target_non_embedding)) + 0.3 * abs(math.log(d / L / aspect))
+        if best is None or score < best[0]:
+            best = (score, c)
     assert best is not None
     c = best[1]
     counts = count(c)

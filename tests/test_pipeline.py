@@ -1,0 +1,133 @@
+"""The whole pipeline as one DAG, and the faults it must survive (real processes, real kills)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+from filters.config import CleanConfig
+from flows.store import ArtifactStore
+
+LMFORGE = str(Path(sys.executable).parent / "lmforge")
+
+TINY_PRETRAIN = {"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64, "batch_size": 8, "max_steps": 30,
+                 "warmup_steps": 3, "eval_interval": 10, "eval_batches": 2, "checkpoint_interval": 5, "sample_max_tokens": 8}
+
+
+def small_pipeline_config(data: Path, with_sweep: bool) -> dict:
+    cfg = {
+        "clean_data": {"inputs": [str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")], "split_text_on_blank_lines": True,
+                       "quality": {"min_words": 20}},
+        "tokenize": {"vocab_size": 400, "val_fraction": 0.05},
+        "pretrain": TINY_PRETRAIN,
+        "runner": {"kind": "thread"},
+    }
+    if with_sweep:
+        cfg["scaling_sweep"] = {"budgets": [3e9, 1e10], "sizes": [1e4, 4e4, 1.2e5], "head_dim": 16, "min_tokens_per_param": 0.0,
+                                "n_bootstrap": 20, "concurrency": 2,
+                                "train": {"context_length": 32, "batch_size": 8, "max_steps": 1, "eval_batches": 2}}
+    return cfg
+
+
+def _task_runs() -> int:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_task_runs(limit=200))
+
+
+def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmforge_home, data):
+    from flows.pipeline import PipelineConfig, pipeline, pipeline_summary
+
+    cfg = PipelineConfig.model_validate(small_pipeline_config(data, with_sweep=True))
+    out = pipeline(cfg)
+    assert set(out) == {"clean-data", "tokenize", "pretrain", "scaling-sweep"}
+    summary = pipeline_summary(out)
+    assert summary["pretrain"]["final_val_loss"] < 6.0 and summary["tokenize"]["train_tokens"] > 10_000
+    sweep = Path(out["scaling-sweep"])
+    assert (sweep / "isoflop.png").is_file() and (sweep / "fit.json").is_file()
+    assert len(list((sweep / "runs.csv").read_text().splitlines())) == 1 + 6
+    store = ArtifactStore()
+    lineage = [a.stage for a in store.lineage(store.find(Path(out["pretrain"]).name))]
+    assert lineage == ["pretrain", "tokenize", "clean-data"]
+
+    before = _task_runs()
+    assert pipeline(cfg) == out  # all cache hits
+    assert _task_runs() == before
+
+    changed = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"max_steps": 20})})
+    out2 = pipeline(changed)
+    assert out2["clean-data"] == out["clean-data"] and out2["tokenize"] == out["tokenize"]
+    assert out2["pretrain"] != out["pretrain"] and out2["scaling-sweep"] == out["scaling-sweep"]
+
+
+def _tokenize_artifact(data: Path, home: Path) -> str:
+    r = subprocess.run([LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "400"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "LMFORGE_HOME": str(home)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip().splitlines()[-1]
+
+
+def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, data, tmp_path):
+    tok = _tokenize_artifact(data, lmforge_home)
+    cfg = tmp_path / "pretrain.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_PRETRAIN, "max_steps": 400, "checkpoint_interval": 10}))
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home)}
+    proc = subprocess.Popen([LMFORGE, "pretrain", tok, "-c", str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    work = lmforge_home / "work"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        states = list(work.glob("pretrain-*/checkpoint/state.json"))
+        if states and json.loads(states[0].read_text())["step"] >= 20:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        raise AssertionError("no checkpoint appeared")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(states[0].read_text())["step"]
+    assert not list((lmforge_home / "artifacts").glob("pretrain/*/manifest.json")), "nothing published by a killed run"
+
+    r = subprocess.run([LMFORGE, "pretrain", tok, "-c", str(cfg)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resumed from" in r.stderr
+    out = Path(r.stdout.strip().splitlines()[-1])
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["step"] == 400 and [m["step"] for m in metrics] == sorted({m["step"] for m in metrics})
+    assert killed_at >= 20
+
+
+def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data):
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home)}
+    cmd = [LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "500"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:]
+    paths = {o.strip().splitlines()[-1] for o, _ in outs}
+    assert len(paths) == 1
+    logs = "".join(e for _, e in outs)
+    assert logs.count("building tokenize/") == 1 and logs.count("cache hit: tokenize/") == 1
+    assert len(list((lmforge_home / "artifacts" / "tokenize").iterdir())) == 1
+
+
+def test_dask_runner_gives_the_same_artifact_content(prefect_harness, tmp_path, monkeypatch, data):
+    from flows.clean_data import clean_data
+    from flows.runners import RunnerConfig
+
+    cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0001.warc.gz")])
+    results = {}
+    for kind in ("thread", "dask"):
+        monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / kind))
+        out = Path(clean_data(cfg, RunnerConfig(kind=kind, workers=2)))
+        table = pq.read_table(sorted(out.glob("shard-*.parquet")))
+        results[kind] = (json.loads((out / "stats.json").read_text()), table.to_pylist(), out.name)
+    assert results["thread"] == results["dask"]
