@@ -144,6 +144,26 @@ def scaling_sweep_cmd(
     print(path)
 
 
+@app.command("grpo")
+def grpo_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="pretrain artifact key/dir, or a Hugging Face model folder"),
+    task: Optional[str] = typer.Option(None, "--task", help="addition | gsm8k | math500"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML GRPOSettings"),
+    max_steps: Optional[int] = typer.Option(None),
+    force: bool = typer.Option(False),
+) -> None:
+    """GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed)."""
+    from flows.grpo import grpo
+    from rl.grpo import GRPOSettings
+
+    cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps)
+    path = _run(grpo, checkpoint, cfg, force)
+    result = json.loads((Path(path) / "eval.json").read_text())
+    _print_table("grpo: held-out evaluation", [{"eval": f"{w} ({m})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in result[w][m].items() if k != "examples"}}
+                                               for w in ("before", "after") for m in ("greedy", "sampled")])
+    print(path)
+
+
 @app.command("pipeline")
 def pipeline_cmd(config: Path = typer.Option(Path("configs/pipeline-demo.yaml"), "--config", "-c", help="YAML PipelineConfig")) -> None:
     """Run the whole pipeline from one config; every stage cached on its own."""
@@ -173,6 +193,12 @@ def _print_pipeline_summary(summary: dict, out: dict) -> None:
     err.print(f"[bold]pretrain[/]: {p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}")
     for s in p.get("samples", []):
         err.print(f"  [italic]{s['prompt']}[/]{s['completion']}")
+    if "grpo" in summary:
+        g = summary["grpo"]
+        for mode in ("greedy", "sampled"):
+            b, a = g["before"][mode], g["after"][mode]
+            err.print(f"[bold]grpo[/] ({g['task']}, {mode}, rollouts by {g['engine']}): held-out accuracy {b['accuracy']:.3f} → {a['accuracy']:.3f}, "
+                      f"mean reward {b['mean_reward']:.3f} → {a['mean_reward']:.3f}")
     if "scaling-sweep" in summary:
         for line in summary["scaling-sweep"]["laws"]:
             err.print(f"[bold]scaling[/]: {line}")

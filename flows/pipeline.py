@@ -1,4 +1,4 @@
-"""The `pipeline` flow: clean-data → tokenize → pretrain (→ grpo), scaling-sweep off tokenize.
+"""The `pipeline` flow: clean-data → tokenize → pretrain, scaling-sweep off tokenize, and grpo.
 
 Each stage is a sub-flow with its own cached artifact, so a rerun of a finished pipeline
 is all cache hits, and changing one stage's config recomputes that stage and what follows.
@@ -14,13 +14,30 @@ from pydantic import BaseModel, ConfigDict
 
 from filters.config import CleanConfig
 from flows.clean_data import clean_data
+from flows.grpo import grpo
 from flows.pretrain import pretrain
 from flows.runners import RunnerConfig
 from flows.scaling_sweep import scaling_sweep
+from flows.store import ArtifactStore
 from flows.tokenize import tokenize
 from lm.corpus import TokenizeConfig
 from lm.train import PretrainConfig
+from rl.grpo import GRPOSettings
+from rl.tasks import get_task
 from scaling.sweep import SweepConfig
+
+
+class RLBranchConfig(BaseModel):
+    """GRPO after pretraining. `checkpoint`: tune that (artifact or HF folder); else the
+    task's own small model is pretrained first on the task's corpus (e.g. addition)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: GRPOSettings = GRPOSettings()
+    checkpoint: str | None = None
+    tokenize: TokenizeConfig = TokenizeConfig(vocab_size=257, val_fraction=0.02)  # 257: bytes + EOT, character level
+    pretrain: PretrainConfig = PretrainConfig(d_model=128, num_layers=4, num_heads=4, context_length=32, batch_size=64, max_steps=800,
+                                              warmup_steps=20, lr=3e-3, min_lr=3e-4, sample_prompts=["07+48=", "31+45="], sample_max_tokens=4)
 
 
 class PipelineConfig(BaseModel):
@@ -30,6 +47,7 @@ class PipelineConfig(BaseModel):
     tokenize: TokenizeConfig = TokenizeConfig()
     pretrain: PretrainConfig = PretrainConfig()
     scaling_sweep: SweepConfig | None = None  # optional branch off the tokenize artifact
+    grpo: RLBranchConfig | None = None
     runner: RunnerConfig = RunnerConfig()
 
 
@@ -43,8 +61,24 @@ def pipeline(config: PipelineConfig) -> dict:
     out["pretrain"] = pretrain(out["tokenize"], config.pretrain)
     if config.scaling_sweep is not None:
         out["scaling-sweep"] = scaling_sweep(out["tokenize"], config.scaling_sweep)
+    if config.grpo is not None:
+        out.update(rl_branch(config.grpo))
     for stage, path in out.items():
         logger.info("%s: %s", stage, path)
+    return out
+
+
+def rl_branch(cfg: RLBranchConfig) -> dict[str, str]:
+    out: dict[str, str] = {}
+    checkpoint = cfg.checkpoint
+    if checkpoint is None:
+        task = get_task(cfg.settings.task)
+        if task.write_pretraining_corpus is None:
+            raise ValueError(f"task {task.name!r} has no pretraining corpus: set grpo.checkpoint to a model to tune")
+        corpus = task.write_pretraining_corpus(ArtifactStore().home / "data" / f"{task.name}.txt")
+        out["rl-tokenize"] = tokenize(cfg.tokenize.model_copy(update={"inputs": [str(corpus)]}))
+        out["rl-pretrain"] = checkpoint = pretrain(out["rl-tokenize"], cfg.pretrain)
+    out["grpo"] = grpo(checkpoint, cfg.settings)
     return out
 
 
@@ -55,6 +89,8 @@ def pipeline_summary(out: dict[str, str]) -> dict:
     summary["clean-data"] = stats
     summary["tokenize"] = json.loads((Path(out["tokenize"]) / "meta.json").read_text())
     summary["pretrain"] = json.loads((Path(out["pretrain"]) / "manifest.json").read_text())["summary"]
+    if "grpo" in out:
+        summary["grpo"] = json.loads((Path(out["grpo"]) / "eval.json").read_text())
     if "scaling-sweep" in out:
         summary["scaling-sweep"] = json.loads((Path(out["scaling-sweep"]) / "manifest.json").read_text())["summary"]
     return summary

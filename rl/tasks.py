@@ -35,6 +35,7 @@ class Task:
     reward: Callable[..., list[float]]
     max_completion_tokens: int
     success_threshold: float  # reward at or above which a completion counts as correct
+    write_pretraining_corpus: Callable[[Path], Path] | None = None  # for tasks a small LM must first learn
 
 
 # --- addition --------------------------------------------------------------------------------------
@@ -68,7 +69,7 @@ def _math500(split: str) -> list[dict]:
 
 
 TASKS: dict[str, Task] = {
-    "addition": Task("addition", lambda split: addition_problems()[split], addition_reward, 4, 1.0),
+    "addition": Task("addition", lambda split: addition_problems()[split], addition_reward, 4, 1.0, write_addition_corpus),
     "gsm8k": Task("gsm8k", _gsm8k, r1_zero_reward, 512, 1.0),
     "math500": Task("math500", _math500, r1_zero_reward, 1024, 1.0),
 }

@@ -1,0 +1,56 @@
+"""The `grpo` flow: a checkpoint (pretrain artifact or HF folder) + task → a tuned checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from flows.stage import run_stage
+from flows.store import ArtifactStore, StoreError
+from rl.grpo import GRPOSettings, run_grpo
+from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
+
+STAGE, VERSION = "grpo", 1
+
+
+@task(name="grpo-train")
+def grpo_task(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
+    """Evaluate, run TRL's GRPOTrainer, evaluate again."""
+    return run_grpo(model_dir, settings, out_dir)
+
+
+def resolve_checkpoint(checkpoint: str):
+    """A pretrain artifact (key or dir) → its HF export; else a Hugging Face model folder."""
+    try:
+        art = ArtifactStore().find(checkpoint)
+        return art, art.path / "hf"
+    except StoreError:
+        path = Path(checkpoint)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{checkpoint!r} is neither an lmforge pretrain artifact nor a Hugging Face model folder") from None
+        return None, path
+
+
+@flow(name="grpo", log_prints=True)
+def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool = False) -> str:
+    """GRPO-tune a checkpoint on a task with verifiable rewards; returns the artifact directory."""
+    logger = get_run_logger()
+    art, model_dir = resolve_checkpoint(checkpoint)
+    raw = [] if art else sorted(p for p in model_dir.iterdir() if p.is_file())
+
+    def build(out_dir: Path, work_dir: Path) -> dict:
+        result = grpo_task(model_dir, settings, out_dir)
+        plot_reward_curve(out_dir / "metrics.jsonl", out_dir / "reward.png", settings.task)
+        save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
+        rows = [{"eval": f"{when} ({mode})", **{k: round(v, 4) if isinstance(v, float) else v for k, v in result[when][mode].items() if k != "examples"}}
+                for when in ("before", "after") for mode in ("greedy", "sampled")]
+        create_table_artifact(key="grpo-eval", table=rows, description=f"grpo on {settings.task}: held-out evaluation before/after")
+        for r in rows:
+            logger.info("%s: accuracy %.3f, mean reward %.3f", r["eval"], r["accuracy"], r["mean_reward"])
+        return {k: v for k, v in result.items()}
+
+    artifact = run_stage(STAGE, VERSION, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
+    return str(artifact.path)

@@ -1,0 +1,99 @@
+"""GRPO: rewards on realistic outputs, config validation, and a real short TRL run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from rl.grpo import GRPOSettings, run_grpo
+from rl.rewards import addition_reward, answers_match, extract_answer, r1_zero_reward
+from rl.tasks import addition_problems, get_task
+
+
+def test_r1_zero_reward_on_realistic_outputs():
+    good = " 16 - 3 - 4 = 9 eggs, 9 * 2 = 18 </think> <answer>18</answer>"
+    cases = {
+        good: 1.1,
+        " thinking </think> <answer>$18</answer>": 1.1,  # units
+        " so </think> <answer>\\boxed{18}</answer>": 1.1,  # LaTeX
+        " so </think> <answer>17</answer>": 0.1,  # wrong but well formed
+        "The answer is 18.": 0.0,  # no tags
+        " a </think> <answer>18</answer> <answer>19</answer>": 0.0,  # two answers
+        " a </think> <answer>18": 0.0,  # unterminated
+    }
+    prompts = [""] * len(cases)
+    rewards = r1_zero_reward(prompts, list(cases), answer=["18"] * len(cases))
+    assert rewards == pytest.approx(list(cases.values()))
+    assert r1_zero_reward([""], [" x </think> <answer>1,234 dollars</answer>"], answer=["1234"]) == [pytest.approx(1.1)]
+    assert extract_answer("<answer> 3 </answer>") == "3" and extract_answer("none") is None
+
+
+def test_answers_match_numbers_and_latex():
+    assert answers_match("\\frac{1}{2}", "0.5")
+    assert answers_match("\\dfrac{3}{4}", "\\frac34") or answers_match("3/4", "\\frac{3}{4}")
+    assert answers_match("1,000", "1000")
+    assert not answers_match("12", "21")
+
+
+def test_addition_task_and_reward():
+    splits = addition_problems()
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [8000, 1000, 1000]
+    assert not {r["prompt"] for r in splits["train"]} & {r["prompt"] for r in splits["test"]}
+    assert splits["train"][0]["answer"] == f"{sum(map(int, splits['train'][0]['prompt'][:-1].split('+'))):03d}"
+    rewards = addition_reward(["07+48="] * 4, ["055", "054", "55", "0x5"], answer=["055"] * 4)
+    assert rewards == pytest.approx([1.1, 0.1, 0.0, 0.0])
+
+
+def test_grpo_settings_are_validated_at_load():
+    with pytest.raises(ValidationError, match="unknown task"):
+        GRPOSettings(task="chess")
+    with pytest.raises(ValidationError, match="truncates every answer"):
+        GRPOSettings(max_completion_tokens=1)
+    with pytest.raises(ValidationError):
+        GRPOSettings(group_size=1)
+
+
+@pytest.fixture(scope="module")
+def addition_model(tmp_path_factory) -> Path:
+    """A tiny character-level model pretrained briefly on the addition corpus, exported to HF."""
+    from lm.bpe import train_bpe
+    from lm.corpus import encode_corpus
+    from lm.hf_export import export_hf
+    from lm.tokenizer import Tokenizer
+    from lm.train import PretrainConfig, load_model, train
+    from rl.tasks import write_addition_corpus
+
+    w = tmp_path_factory.mktemp("addition")
+    corpus = write_addition_corpus(w / "addition.txt")
+    vocab, merges = train_bpe(corpus, 257, ["<|endoftext|>"], progress=False)
+    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(w / "tok")
+    (w / "arr").mkdir()
+    encode_corpus([corpus], w / "tok", w / "arr", 0.02, 1)
+    cfg = PretrainConfig(d_model=64, num_layers=2, num_heads=4, context_length=32, batch_size=32, max_steps=60, warmup_steps=5,
+                         lr=3e-3, eval_batches=2, eval_interval=60)
+    train(cfg, w / "arr", w / "run", progress=False)
+    return export_hf(load_model(w / "run" / "checkpoint"), w / "tok", w / "hf")
+
+
+def test_short_grpo_run_logs_rewards_and_changes_weights(addition_model, tmp_path):
+    from safetensors.torch import load_file
+
+    settings = GRPOSettings(task="addition", max_steps=3, prompts_per_step=4, group_size=4, learning_rate=1e-3, eval_examples=50)
+    result = run_grpo(addition_model, settings, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all("reward" in r for r in rows)
+    assert {r["engine"] for r in rows} == {result["engine"]} == {"vllm" if settings.use_vllm else "transformers"}
+    before, after = load_file(addition_model / "model.safetensors"), load_file(tmp_path / "hf" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    for when in ("before", "after"):
+        assert 0 <= result[when]["greedy"]["accuracy"] <= 1 and result[when]["greedy"]["n"] == 50
+
+
+def test_gsm8k_and_math500_tasks_load(data):
+    for name in ("gsm8k", "math500"):
+        rows = get_task(name).load("test")
+        assert len(rows) >= 500 and "<think>" in rows[0]["prompt"] and rows[0]["answer"]
