@@ -86,7 +86,7 @@ def tokenize_cmd(
     force: bool = typer.Option(False),
 ) -> None:
     """Train a BPE tokenizer on a corpus and encode it into train.bin / val.bin."""
-    from flows.tokenize import tokenize
+    from flows.tokenization import tokenize
     from lm.corpus import TokenizeConfig
 
     cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size)

@@ -15,7 +15,7 @@ def default_deployments() -> list[RunnerDeployment]:
     from flows.pipeline import pipeline
     from flows.pretrain import pretrain
     from flows.scaling_sweep import scaling_sweep
-    from flows.tokenize import tokenize
+    from flows.tokenization import tokenize
 
     data = data_root()
     demo = yaml.safe_load((REPO_ROOT / "configs" / "pipeline-demo.yaml").read_text().replace("${LMFORGE_DATA}", str(data)))

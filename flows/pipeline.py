@@ -19,7 +19,7 @@ from flows.pretrain import pretrain
 from flows.runners import RunnerConfig
 from flows.scaling_sweep import scaling_sweep
 from flows.store import ArtifactStore
-from flows.tokenize import tokenize
+from flows.tokenization import tokenize
 from lm.corpus import TokenizeConfig
 from lm.train import PretrainConfig
 from rl.grpo import GRPOSettings
@@ -94,3 +94,11 @@ def pipeline_summary(out: dict[str, str]) -> dict:
     if "scaling-sweep" in out:
         summary["scaling-sweep"] = json.loads((Path(out["scaling-sweep"]) / "manifest.json").read_text())["summary"]
     return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    from flows.cli import app
+
+    app(["pipeline", *sys.argv[1:]])

@@ -61,3 +61,11 @@ def _summary_markdown(summary: dict, samples: list[dict]) -> str:
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
     lines += ["", "**samples**", ""] + [f"- *{s['prompt']}*{s['completion']}" for s in samples]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from flows.cli import app
+
+    app(["pretrain", *sys.argv[1:]])

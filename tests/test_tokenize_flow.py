@@ -12,7 +12,7 @@ from lm.tokenizer import Tokenizer
 
 
 def test_tokenize_flow_writes_arrays_that_decode_back(prefect_harness, lmforge_home, data):
-    from flows.tokenize import tokenize
+    from flows.tokenization import tokenize
 
     src = data / "tinystories-val-sample" / "tinystories_val.txt"
     cfg = TokenizeConfig(inputs=[str(src)], vocab_size=600, val_fraction=0.05)

@@ -1,6 +1,6 @@
 """lmforge's BPE trainer and tokenizer vs Hugging Face `tokenizers` and tiktoken.
 
-    .venv/bin/python -m benchmarks.tokenize [--vocab-size 10000]
+    .venv/bin/python -m benchmarks.tokenization [--vocab-size 10000]
 
 Training: wall time and peak memory (each trainer in its own process), same corpus, same
 vocab size and special token. Encoding: MB/s single process on the same vocabulary, plus

@@ -1,4 +1,9 @@
-"""The `tokenize` flow: train the BPE on a sample, then encode the corpus into token arrays."""
+"""The `tokenize` flow: train the BPE on a sample, then encode the corpus into token arrays.
+
+The module is `tokenization`, not `tokenize`: Prefect puts a deployment's folder on
+sys.path, and a `flows/tokenize.py` there shadows the standard library's `tokenize`
+(imported by `inspect` and `linecache`), which breaks every served flow run.
+"""
 
 from __future__ import annotations
 
@@ -64,3 +69,11 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
 
     artifact = run_stage(STAGE, VERSION, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
     return str(artifact.path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from flows.cli import app
+
+    app(["tokenize", *sys.argv[1:]])

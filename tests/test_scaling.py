@@ -1,0 +1,91 @@
+"""Scaling-law fits against published results, grids, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lm.accounting import count
+from lm.model import ModelConfig
+from scaling.fit import Runs, fit_isoflop, fit_parametric, isoflop_minima, predict_isoflop, predict_parametric
+from scaling.grid import build_grid, shape_for
+from scaling.runs import load_runs
+
+# Epoch AI's replication of Chinchilla's Approach 3 (arXiv:2404.10102): estimates and standard errors
+EPOCH = {"E": (1.817, 0.026), "A": (482.01, 124.52), "B": (2085.43, 1293.28), "alpha": (0.348, 0.015), "beta": (0.366, 0.021)}
+
+
+@pytest.fixture(scope="module")
+def chinchilla(data) -> Runs:
+    return load_runs(data / "chinchilla-epoch" / "svg_extracted_data.csv", drop_highest_loss=5)
+
+
+def test_parametric_fit_reproduces_epoch_ai(chinchilla):
+    assert len(chinchilla) == 240
+    fit = fit_parametric(chinchilla, n_bootstrap=200, workers=2)
+    p = fit["params"]
+    for name, (value, se) in EPOCH.items():
+        assert abs(p[name] - value) <= se, f"{name}: {p[name]:.4g} vs Epoch {value} ± {se}"
+    assert abs(p["a"] - 0.513) < 0.02
+    # bootstrap standard errors of the right size (Epoch: E 0.026, α 0.015, β 0.021)
+    assert 0.01 < fit["stderr"]["E"] < 0.05 and 0.007 < fit["stderr"]["alpha"] < 0.03 and 0.01 < fit["stderr"]["beta"] < 0.04
+    pred = predict_parametric(fit, 1e23)
+    assert pred["N_opt_ci"][0] < pred["N_opt"] < pred["N_opt_ci"][1]
+
+
+def test_parametric_fit_recovers_a_known_law():
+    rng = np.random.default_rng(0)
+    truth = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.30}
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 150))
+    D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 150))
+    L = (truth["E"] + truth["A"] / N ** truth["alpha"] + truth["B"] / D ** truth["beta"]) * np.exp(rng.normal(0, 0.002, 150))
+    p = fit_parametric(Runs(N, D, 6 * N * D, L), n_bootstrap=0)["params"]
+    for k, v in truth.items():
+        assert p[k] == pytest.approx(v, rel=0.15), k
+
+
+def test_isoflop_fit_on_cs336_curves(data):
+    runs = load_runs(data / "isoflops" / "isoflops_curves.json")
+    fit = fit_isoflop(runs, n_bootstrap=100)
+    assert len(fit["minima"]) == 9 and all(m["method"] == "parabola" for m in fit["minima"])
+    assert 0.4 < fit["N_opt"]["exponent"] < 0.6 and 0.4 < fit["D_opt"]["exponent"] < 0.6
+    p = predict_isoflop(fit, 1e24)
+    assert p["N_opt_ci"][0] < p["N_opt"] < p["N_opt_ci"][1]
+    lowest = isoflop_minima(runs, "min")
+    assert all(m["method"] == "min" for m in lowest)
+
+
+def test_parabola_vertex_on_exact_quadratic():
+    n = np.exp(np.linspace(np.log(1e6), np.log(1e8), 7))
+    loss = 0.5 * (np.log(n) - np.log(1e7)) ** 2 + 3.0
+    runs = Runs(n, 1e18 / (6 * n), np.full(7, 1e18), loss)
+    m = isoflop_minima(runs)[0]
+    assert m["N_opt"] == pytest.approx(1e7, rel=1e-6) and m["loss_opt"] == pytest.approx(3.0)
+
+
+def test_shapes_and_grid_use_exact_counts():
+    s = shape_for(1e6, 4096, 128, aspect=32, head_dim=16)
+    assert abs(np.log(s.non_embedding_params / 1e6)) < 0.35
+    assert s.non_embedding_params == count(ModelConfig(4096, 128, s.d_model, s.num_layers, s.num_heads)).non_embedding_params
+    grid = build_grid([1e12, 1e14], [1e4, 1e5, 1e6], 4096, 128, 2048)
+    assert any(p.skipped for p in grid if p.compute == 1e12)
+    for p in grid:
+        per_token = count(ModelConfig(4096, 128, p.shape.d_model, p.shape.num_layers, p.shape.num_heads)).flops_per_token
+        assert p.tokens <= p.compute / per_token < p.tokens + 2048
+
+
+def test_cli_fit_writes_plots_and_fit_json(tmp_path, data):
+    out = tmp_path / "fit"
+    r = subprocess.run([str(Path(sys.executable).parent / "lmforge"), "scaling", "fit", str(data / "isoflops" / "isoflops_curves.json"),
+                        "--method", "isoflop", "--predict", "1e23", "--out", str(out), "--bootstrap", "50"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Path(r.stdout.strip().splitlines()[-1]) == out.resolve()
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["predictions"][0]["compute"] == 1e23 and "N_opt = " in r.stderr
+    for name in ("isoflop.png", "isoflop.svg"):
+        assert (out / name).stat().st_size > 10_000
