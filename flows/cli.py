@@ -8,6 +8,7 @@ scripts can do `dir=$(lmforge clean-data ... | tail -1)`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,10 @@ from flows.store import ArtifactStore, StoreError
 
 # Prefect's server logs "database is locked" with analytics on, and they cannot leave this machine anyway.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# library progress lines (BPE summary, "resumed from step N", ...) go through Prefect's
+# handlers: shown in the terminal and kept with the flow run in the UI
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lmforge")
+logging.getLogger("lmforge").setLevel(logging.INFO)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 err = Console(stderr=True, width=max(Console(stderr=True).width, 160))

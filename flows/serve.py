@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
-import httpx
-from prefect import serve
-from prefect.settings import PREFECT_API_URL
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lmforge")
 
-from flows.deployments import default_deployments
+import httpx  # noqa: E402
+from prefect import serve  # noqa: E402
+from prefect.settings import PREFECT_API_URL  # noqa: E402
+
+from flows.deployments import default_deployments  # noqa: E402
 
 
 def check_server() -> str:

@@ -121,10 +121,15 @@ INIT_GRID = {"a": np.arange(0, 30, 5.0), "b": np.arange(0, 30, 5.0), "e": np.ara
              "alpha": np.arange(0, 2.5, 0.5), "beta": np.arange(0, 2.5, 0.5)}
 
 
+# a, b, e free; α, β ≥ 0: a negative exponent is a loss that grows with scale (it happens
+# on small noisy sweeps); on Chinchilla's points the optimum is interior, so unchanged
+BOUNDS = [(None, None)] * 3 + [(0.0, None)] * 2
+
+
 def _fit_from(starts: np.ndarray, logN, logD, logL, delta) -> tuple[float, np.ndarray]:
     best = (np.inf, starts[0])
     for x0 in starts:
-        res = minimize(_huber_objective, x0, args=(logN, logD, logL, delta), jac=True, method="L-BFGS-B")
+        res = minimize(_huber_objective, x0, args=(logN, logD, logL, delta), jac=True, method="L-BFGS-B", bounds=BOUNDS)
         if res.fun < best[0]:
             best = (float(res.fun), res.x)
     return best
@@ -138,8 +143,9 @@ def _grid_starts() -> np.ndarray:
 
 def _params(theta: np.ndarray) -> dict:
     a, b, e, alpha, beta = theta
+    total = alpha + beta if alpha + beta > 0 else float("nan")
     return {"A": float(np.exp(a)), "B": float(np.exp(b)), "E": float(np.exp(e)), "alpha": float(alpha), "beta": float(beta),
-            "a": float(beta / (alpha + beta)), "b": float(alpha / (alpha + beta))}
+            "a": float(beta / total), "b": float(alpha / total)}
 
 
 def _screen(starts: np.ndarray, logN, logD, logL, delta: float, keep: int) -> np.ndarray:
@@ -185,8 +191,8 @@ def fit_parametric(runs: Runs, delta: float = 1e-3, n_bootstrap: int = 1000, see
     if n_bootstrap:
         derived = np.array([list(_params(t).values()) for t in boot])
         names = list(params)
-        out["stderr"] = dict(zip(names, derived.std(axis=0, ddof=1).tolist()))
-        out["ci95"] = {n: np.percentile(derived[:, i], [2.5, 97.5]).tolist() for i, n in enumerate(names)}
+        out["stderr"] = dict(zip(names, np.nanstd(derived, axis=0, ddof=1).tolist()))
+        out["ci95"] = {n: np.nanpercentile(derived[:, i], [2.5, 97.5]).tolist() for i, n in enumerate(names)}
     return out
 
 
@@ -196,6 +202,8 @@ def parametric_loss(params: dict, N, D):
 
 def _optimal_allocation(p: dict, compute: float) -> tuple[float, float]:
     """argmin_N L(N, C/(6N)): N_opt = G·(C/6)^a, D_opt = (C/6)/N_opt, G = (αA/(βB))^(1/(α+β))."""
+    if p["alpha"] <= 0 or p["beta"] <= 0:
+        return float("nan"), float("nan")  # loss does not fall with N (or D): no finite optimum
     G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
     n = G * (compute / FLOPS_PER_PARAM_TOKEN) ** p["a"]
     return n, compute / FLOPS_PER_PARAM_TOKEN / n
@@ -214,6 +222,6 @@ def predict_parametric(fit: dict, compute: float, ci: float = 0.95) -> dict:
             bn, bd = _optimal_allocation(q, compute)
             preds.append((bn, bd, float(parametric_loss(q, bn, bd))))
         arr = np.array(preds)
-        out.update(N_opt_ci=np.percentile(arr[:, 0], [lo, hi]).tolist(), D_opt_ci=np.percentile(arr[:, 1], [lo, hi]).tolist(),
-                   loss_ci=np.percentile(arr[:, 2], [lo, hi]).tolist())
+        out.update(N_opt_ci=np.nanpercentile(arr[:, 0], [lo, hi]).tolist(), D_opt_ci=np.nanpercentile(arr[:, 1], [lo, hi]).tolist(),
+                   loss_ci=np.nanpercentile(arr[:, 2], [lo, hi]).tolist())
     return out

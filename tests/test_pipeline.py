@@ -18,6 +18,11 @@ from flows.store import ArtifactStore
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
+
+def cli_env(home: Path) -> dict:
+    # the suite quiets Prefect to WARNING; these tests read the CLI's INFO lines
+    return {**os.environ, "LMFORGE_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO"}
+
 TINY_PRETRAIN = {"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64, "batch_size": 8, "max_steps": 30,
                  "warmup_steps": 3, "eval_interval": 10, "eval_batches": 2, "checkpoint_interval": 5, "sample_max_tokens": 8}
 
@@ -37,11 +42,15 @@ def small_pipeline_config(data: Path, with_sweep: bool) -> dict:
     return cfg
 
 
-def _task_runs() -> int:
+def _task_runs() -> list[str]:
+    """Names of the task runs that did work (not the stand-ins Prefect records for sub-flow calls)."""
+    import re
+
     from prefect import get_client
 
+    subflow_standin = re.compile(r"^(clean-data|tokenize|pretrain|scaling-sweep|grpo)-\d+$")
     with get_client(sync_client=True) as client:
-        return len(client.read_task_runs(limit=200))
+        return sorted(r.name for r in client.read_task_runs(limit=200) if not subflow_standin.match(r.name))
 
 
 def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmforge_home, data):
@@ -54,7 +63,8 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
     assert summary["pretrain"]["final_val_loss"] < 6.0 and summary["tokenize"]["train_tokens"] > 10_000
     sweep = Path(out["scaling-sweep"])
     assert (sweep / "isoflop.png").is_file() and (sweep / "fit.json").is_file()
-    assert len(list((sweep / "runs.csv").read_text().splitlines())) == 1 + 6
+    runs = (sweep / "runs.csv").read_text().splitlines()
+    assert len(runs) - 1 == json.loads((sweep / "manifest.json").read_text())["summary"]["points"] >= 4
     store = ArtifactStore()
     lineage = [a.stage for a in store.lineage(store.find(Path(out["pretrain"]).name))]
     assert lineage == ["pretrain", "tokenize", "clean-data"]
@@ -71,7 +81,7 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
 
 def _tokenize_artifact(data: Path, home: Path) -> str:
     r = subprocess.run([LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "400"],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "LMFORGE_HOME": str(home)})
+                       capture_output=True, text=True, timeout=300, env=cli_env(home))
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip().splitlines()[-1]
 
@@ -80,7 +90,7 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
     tok = _tokenize_artifact(data, lmforge_home)
     cfg = tmp_path / "pretrain.yaml"
     cfg.write_text(yaml.safe_dump({**TINY_PRETRAIN, "max_steps": 400, "checkpoint_interval": 10}))
-    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home)}
+    env = cli_env(lmforge_home)
     proc = subprocess.Popen([LMFORGE, "pretrain", tok, "-c", str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     work = lmforge_home / "work"
     deadline = time.time() + 240
@@ -99,7 +109,7 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
 
     r = subprocess.run([LMFORGE, "pretrain", tok, "-c", str(cfg)], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"resumed from" in r.stderr
+    assert "resumed from" in r.stderr
     out = Path(r.stdout.strip().splitlines()[-1])
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["step"] == 400 and [m["step"] for m in metrics] == sorted({m["step"] for m in metrics})
@@ -107,7 +117,7 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
 
 
 def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data):
-    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home)}
+    env = cli_env(lmforge_home)
     cmd = [LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "500"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

@@ -27,7 +27,7 @@ def chinchilla(data) -> Runs:
 
 def test_parametric_fit_reproduces_epoch_ai(chinchilla):
     assert len(chinchilla) == 240
-    fit = fit_parametric(chinchilla, n_bootstrap=200, workers=2)
+    fit = fit_parametric(chinchilla, n_bootstrap=100, workers=2)
     p = fit["params"]
     for name, (value, se) in EPOCH.items():
         assert abs(p[name] - value) <= se, f"{name}: {p[name]:.4g} vs Epoch {value} ± {se}"
