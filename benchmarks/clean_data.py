@@ -24,7 +24,7 @@ from pathlib import Path
 
 from flows.paths import REPO_ROOT, data_root
 
-WORDS_PER_DOC = 300
+WORDS_PER_DOC = 160
 
 
 def _chunks(text: str, n: int = WORDS_PER_DOC) -> list[str]:

@@ -39,24 +39,31 @@ class AdamW(torch.optim.Optimizer):
     def step(self, closure: Callable | None = None):
         loss = closure() if closure is not None else None
         for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
             lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                t, m, v, g = state["step"], state["m"], state["v"], p.grad
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                if wd:
-                    # decoupled, from θ_{t-1} (Algorithm 2, line 12): not through the gradient
-                    p.mul_(1 - lr * wd)
-                step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-                p.addcdiv_(m, v.sqrt().add_(eps), value=-step_size)
+            for p in params:
+                if not self.state[p]:
+                    self.state[p].update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                self.state[p]["step"] += 1
+            grads = [p.grad for p in params]
+            m = [self.state[p]["m"] for p in params]
+            v = [self.state[p]["v"] for p in params]
+            t = self.state[params[0]]["step"]  # every param of a group steps together
+            # one fused kernel per operation over the whole group (torch._foreach_*):
+            # the same arithmetic as a per-tensor loop, without its per-tensor overhead
+            torch._foreach_mul_(m, b1)
+            torch._foreach_add_(m, grads, alpha=1 - b1)  # m ← β₁m + (1−β₁)g
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)  # v ← β₂v + (1−β₂)g²
+            if wd:
+                # decoupled, from θ_{t-1} (Algorithm 2, line 12): not through the gradient
+                torch._foreach_mul_(params, 1 - lr * wd)
+            step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)  # bias correction folded into α_t
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, m, denom, value=-step_size)
         return loss
 
 
