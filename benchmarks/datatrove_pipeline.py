@@ -12,9 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-input_dir, work, lid_model = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-os.environ["HF_ASSETS_CACHE"] = str(work / "assets")  # the bundled model is "downloaded" (copied) here
-
 from datatrove.executor import LocalPipelineExecutor  # noqa: E402
 from datatrove.pipeline.dedup import MinhashDedupSignature  # noqa: E402
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter  # noqa: E402
@@ -24,24 +21,12 @@ from datatrove.pipeline.writers import JsonlWriter  # noqa: E402
 from datatrove.utils.hashing import HashConfig  # noqa: E402
 from datatrove.utils.lid import FT176LID  # noqa: E402
 
-FT176LID.MODEL_URL = f"file://{lid_model}"
-TASKS, WORKERS = len(list(input_dir.glob("*.jsonl"))), 2
+WORKERS = 2
 cfg = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=14, hashes_per_bucket=8, n_grams=5)
 
 
-def run(pipeline, tasks, name):
+def run(pipeline, tasks, name, work):
     LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=WORKERS, logging_dir=str(work / "logs" / name)).run()
-
-
-t0 = time.perf_counter()
-run([JsonlReader(str(input_dir)), LanguageFilter(languages=["en"], language_threshold=0.65), GopherRepetitionFilter(), GopherQualityFilter(),
-     JsonlWriter(str(work / "filtered"))], TASKS, "filter")
-t1 = time.perf_counter()
-run([JsonlReader(str(work / "filtered")), MinhashDedupSignature(output_folder=str(work / "sigs"), config=cfg)], TASKS, "sigs")
-run([MinhashDedupBuckets(input_folder=str(work / "sigs"), output_folder=str(work / "buckets"), config=cfg)], cfg.num_buckets, "buckets")
-run([MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove_ids"), config=cfg)], 1, "cluster")
-run([JsonlReader(str(work / "filtered")), MinhashDedupFilter(input_folder=str(work / "remove_ids")), JsonlWriter(str(work / "out"))], TASKS, "filter_dups")
-t2 = time.perf_counter()
 
 
 def ids(folder):
@@ -54,5 +39,24 @@ def ids(folder):
     return out
 
 
-print(json.dumps({"seconds": t2 - t0, "filter_seconds": t1 - t0, "dedup_seconds": t2 - t1,
-                  "after_filters": ids(work / "filtered"), "kept": ids(work / "out")}))
+def main() -> None:
+    input_dir, work, lid_model = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    os.environ["HF_ASSETS_CACHE"] = str(work / "assets")  # the bundled model is "downloaded" (copied) here
+    FT176LID.MODEL_URL = f"file://{lid_model}"
+    tasks = len(list(input_dir.glob("*.jsonl")))
+    t0 = time.perf_counter()
+    run([JsonlReader(str(input_dir)), LanguageFilter(languages=["en"], language_threshold=0.65), GopherRepetitionFilter(), GopherQualityFilter(),
+         JsonlWriter(str(work / "filtered"))], tasks, "filter", work)
+    t1 = time.perf_counter()
+    run([JsonlReader(str(work / "filtered")), MinhashDedupSignature(output_folder=str(work / "sigs"), config=cfg)], tasks, "sigs", work)
+    run([MinhashDedupBuckets(input_folder=str(work / "sigs"), output_folder=str(work / "buckets"), config=cfg)], cfg.num_buckets, "buckets", work)
+    run([MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove_ids"), config=cfg)], 1, "cluster", work)
+    run([JsonlReader(str(work / "filtered")), MinhashDedupFilter(input_folder=str(work / "remove_ids")), JsonlWriter(str(work / "out"))], tasks,
+        "filter_dups", work)
+    t2 = time.perf_counter()
+    print(json.dumps({"seconds": t2 - t0, "filter_seconds": t1 - t0, "dedup_seconds": t2 - t1,
+                      "after_filters": ids(work / "filtered"), "kept": ids(work / "out")}))
+
+
+if __name__ == "__main__":  # datatrove's workers re-import this module: run only in the parent
+    main()
