@@ -22,6 +22,8 @@ from datatrove.utils.hashing import HashConfig  # noqa: E402
 from datatrove.utils.lid import FT176LID  # noqa: E402
 
 WORKERS = 2
+# at import, so the re-imported module in every datatrove worker loads the bundled model too
+FT176LID.MODEL_URL = f"file://{sys.argv[3]}" if len(sys.argv) > 3 else FT176LID.MODEL_URL
 cfg = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=14, hashes_per_bucket=8, n_grams=5)
 
 
@@ -40,9 +42,8 @@ def ids(folder):
 
 
 def main() -> None:
-    input_dir, work, lid_model = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    input_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
     os.environ["HF_ASSETS_CACHE"] = str(work / "assets")  # the bundled model is "downloaded" (copied) here
-    FT176LID.MODEL_URL = f"file://{lid_model}"
     tasks = len(list(input_dir.glob("*.jsonl")))
     t0 = time.perf_counter()
     run([JsonlReader(str(input_dir)), LanguageFilter(languages=["en"], language_threshold=0.65), GopherRepetitionFilter(), GopherQualityFilter(),
