@@ -175,16 +175,12 @@ def pipeline_cmd(config: Path = typer.Option(Path("configs/pipeline-demo.yaml"),
     from flows.pipeline import PipelineConfig, pipeline, pipeline_summary
 
     cfg = _load(PipelineConfig, config, "")
-    _run(expand_inputs_checked, cfg.clean_data.inputs)
+    from filters.readers import expand_inputs
+
+    _run(expand_inputs, cfg.clean_data.inputs)  # missing inputs fail here, before Prefect starts
     out = _run(pipeline, cfg)
     _print_pipeline_summary(pipeline_summary(out), out)
     print(json.dumps(out))
-
-
-def expand_inputs_checked(inputs: list[str]) -> None:
-    from filters.readers import expand_inputs
-
-    expand_inputs(inputs)
 
 
 def _print_pipeline_summary(summary: dict, out: dict) -> None:

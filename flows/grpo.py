@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -50,7 +49,7 @@ def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool =
         create_table_artifact(key="grpo-eval", table=rows, description=f"grpo on {settings.task}: held-out evaluation before/after")
         for r in rows:
             logger.info("%s: accuracy %.3f, mean reward %.3f", r["eval"], r["accuracy"], r["mean_reward"])
-        return {k: v for k, v in result.items()}
+        return result
 
     artifact = run_stage(STAGE, VERSION, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
     return str(artifact.path)

@@ -9,10 +9,8 @@ HF conversion uses), so logits agree exactly up to float rounding.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import torch
 from einops import rearrange
 from torch import Tensor
 
@@ -117,11 +115,3 @@ def import_hf(hf_dir: Path, attn_impl: str = "reference") -> TransformerLM:
         state[ours] = w.float()
     model.load_state_dict(state, strict=not c.tie_embeddings)
     return model
-
-
-def copy_tokenizer(tokenizer_dir: Path, out_dir: Path) -> None:
-    for name in ("vocab.json", "merges.txt", "special_tokens.json", "tokenizer.json"):
-        shutil.copy(Path(tokenizer_dir) / name, out_dir / name)
-
-
-__all__ = ["export_hf", "import_hf", "hf_name_map", "to_hf_state_dict", "copy_tokenizer", "torch"]

@@ -167,11 +167,6 @@ class Tokenizer:
             return self.encode_reference(text)
         return self._tiktoken.encode(text, allowed_special="all")
 
-    def encode_batch(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
-        if self._tiktoken is None:
-            return [self.encode_reference(t) for t in texts]
-        return self._tiktoken.encode_batch(texts, num_threads=num_threads, allowed_special="all")
-
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Stream ids from an iterable of strings (e.g. a file's lines) in constant memory.
 

@@ -126,10 +126,9 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     train_s = time.time() - t0
     trainer.save_model(str(out_dir / "hf"))
     tokenizer.save_pretrained(out_dir / "hf")
-    for name in ("generation_config.json",):
-        src = Path(model_dir) / name
-        if src.exists():
-            (out_dir / "hf" / name).write_text(src.read_text())
+    generation_config = Path(model_dir) / "generation_config.json"
+    if generation_config.exists():  # keep eos/pad ids for later generate() calls
+        (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
 
     after = evaluate(out_dir / "hf", task, "test", settings.eval_examples, 0.0, settings.seed, engine)
     after_sampled = evaluate(out_dir / "hf", task, "test", settings.eval_examples, 1.0, settings.seed, engine)
