@@ -1,20 +1,41 @@
 """Rollout throughput: vLLM vs transformers `generate`, same model, prompts and sampling.
 
-    VLLM_CPU_KVCACHE_SPACE=1 <python-with-vllm> -m benchmarks.rollouts HF_MODEL_DIR [--new-tokens 64]
+    .venv/bin/python -m benchmarks.rollouts [--model HF_DIR] [--new-tokens 64] [--batches 16 64 256]
 
-Completion tokens per second at 16, 64 and 256 prompts (sampling, temperature 1, no
-early stop so both generate exactly --new-tokens each); vLLM's engine start is reported
-separately. vllm-cpu cannot share a venv with Prefect 3.9 (fastapi pins conflict), so
-run this with a Python that has vLLM (see BENCHMARKS.md).
+Completion tokens per second at 16, 64 and 256 prompts: sampling at temperature 1,
+`ignore_eos` so both engines generate exactly --new-tokens per prompt. vLLM's engine
+start is reported separately. Both engines are loaded the way GRPO and evaluation load
+them (`rl.generation`). Without --model, the model is the issue's reference size: a
+Llama of hidden 256, 4 layers, 4 heads (head_dim 64), ~8M parameters with a 10,000-token
+BPE trained here on TinyStories; its weights are random, which does not change the cost
+of a token.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from flows.paths import data_root
+from rl.generation import generate_transformers, generate_vllm, load_transformers, load_vllm
+
+
+def reference_model(work: Path) -> Path:
+    from lm.bpe import train_bpe
+    from lm.hf_export import export_hf
+    from lm.model import ModelConfig, TransformerLM
+    from lm.tokenizer import Tokenizer
+
+    vocab, merges = train_bpe(data_root() / "tinystories-train-sample" / "tiny_stories.txt", 10_000, ["<|endoftext|>"], progress=False)
+    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(work / "tok")
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=len(vocab), context_length=512, d_model=256, num_layers=4, num_heads=4))
+    print(f"reference model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocab {len(vocab):,}")
+    return export_hf(model, work / "tok", work / "hf")
 
 
 def prompts_for(n: int) -> list[str]:
@@ -22,41 +43,37 @@ def prompts_for(n: int) -> list[str]:
     return [starts[i % len(starts)] for i in range(n)]
 
 
-def bench_transformers(model_dir: Path, prompts: list[str], new_tokens: int) -> float:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    batch = tok(prompts, return_tensors="pt", padding=True)
+def tokens_per_second(generate, model, prompts: list[str], new_tokens: int) -> float:
     t0 = time.perf_counter()
-    with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=0,
-                             pad_token_id=tok.pad_token_id)
+    _, lengths = generate(model, prompts, new_tokens, 1.0, 0, ignore_eos=True)
     secs = time.perf_counter() - t0
-    return (out.shape[1] - batch["input_ids"].shape[1]) * len(prompts) / secs
+    assert sum(lengths) == new_tokens * len(prompts), "an engine stopped early"
+    return sum(lengths) / secs
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model_dir", type=Path)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, help="a Hugging Face model folder (default: the reference model, built here)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
     args = ap.parse_args()
-    from vllm import LLM, SamplingParams
-
-    on_gpu = torch.cuda.is_available()
-    t0 = time.perf_counter()
-    llm = LLM(model=str(args.model_dir), dtype="bfloat16" if on_gpu else "float32", enforce_eager=not on_gpu, seed=0)
-    print(f"vLLM engine start: {time.perf_counter() - t0:.1f} s")
-    params = SamplingParams(max_tokens=args.new_tokens, min_tokens=args.new_tokens, temperature=1.0, ignore_eos=True, seed=0)
-    llm.generate(prompts_for(4), params)  # warm-up
-    for n in args.batches:
-        prompts = prompts_for(n)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model or reference_model(Path(tmp))
         t0 = time.perf_counter()
-        outs = llm.generate(prompts, params, use_tqdm=False)
-        v = sum(len(o.outputs[0].token_ids) for o in outs) / (time.perf_counter() - t0)
-        hf = bench_transformers(args.model_dir, prompts, args.new_tokens)
-        print(f"{n:4d} prompts × {args.new_tokens} tokens: vLLM {v:8,.0f} tok/s, transformers generate {hf:8,.0f} tok/s, ratio {v / hf:.2f}x")
+        llm = load_vllm(model_dir)
+        print(f"vLLM engine start: {time.perf_counter() - t0:.1f} s ({device})")
+        hf = load_transformers(model_dir)
+        if torch.cuda.is_available():
+            hf = (hf[0].to("cuda", torch.bfloat16), hf[1])
+        generate_vllm(llm, prompts_for(4), 8, 1.0, 0)  # warm-up, both engines
+        generate_transformers(hf, prompts_for(4), 8, 1.0, 0)
+        print(f"{'prompts':>8} {'vLLM tok/s':>12} {'generate tok/s':>15} {'ratio':>7}")
+        for n in args.batches:
+            prompts = prompts_for(n)
+            v = tokens_per_second(generate_vllm, llm, prompts, args.new_tokens)
+            t = tokens_per_second(generate_transformers, hf, prompts, args.new_tokens)
+            print(f"{n:>8} {v:>12,.0f} {t:>15,.0f} {v / t:>6.2f}x")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def pipeline(config: PipelineConfig) -> dict:
     logger = get_run_logger()
     out: dict[str, str] = {}
     out["clean-data"] = clean_data(config.clean_data, config.runner)
-    out["tokenize"] = tokenize(config.tokenize, clean_artifact=out["clean-data"])
+    out["tokenize"] = tokenize(config.tokenize, clean_artifact=out["clean-data"], runner=config.runner)
     out["pretrain"] = pretrain(out["tokenize"], config.pretrain)
     if config.scaling_sweep is not None:
         out["scaling-sweep"] = scaling_sweep(out["tokenize"], config.scaling_sweep)

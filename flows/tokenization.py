@@ -14,13 +14,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from filters.readers import expand_inputs
+from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
 from flows.store import Artifact, ArtifactStore
 from lm.bpe import train_bpe
-from lm.corpus import TokenizeConfig, encode_corpus, write_training_sample
+from lm.corpus import EncodePart, TokenizeConfig, encode_part, merge_parts, plan_parts, write_training_sample
 from lm.tokenizer import Tokenizer
 
-STAGE, VERSION = "tokenize", 1
+STAGE, VERSION = "tokenize", 2  # 2: encoding split into parts on the task runner
 
 
 @task(name="train-bpe")
@@ -31,10 +32,10 @@ def train_bpe_task(sample: Path, config: TokenizeConfig, out_dir: Path) -> dict:
     return train_bpe.last_summary  # type: ignore[attr-defined]
 
 
-@task(name="encode-corpus")
-def encode_corpus_task(paths: list[Path], config: TokenizeConfig, out_dir: Path) -> dict:
-    """Encode every document into train.bin / val.bin in parallel processes."""
-    return encode_corpus(paths, out_dir / "tokenizer", out_dir, config.val_fraction, config.workers)
+@task(name="encode-part", task_run_name="encode {part.path.name} [{part.part}/{part.num_parts}]")
+def encode_part_task(part: EncodePart, tokenizer_dir: Path, out_prefix: Path, val_fraction: float) -> dict:
+    """Encode one part of the corpus into its own train/val token files."""
+    return encode_part(part, tokenizer_dir, out_prefix, val_fraction)
 
 
 def corpus_files(clean: Artifact | None, config: TokenizeConfig) -> list[Path]:
@@ -46,7 +47,8 @@ def corpus_files(clean: Artifact | None, config: TokenizeConfig) -> list[Path]:
 
 
 @flow(name="tokenize", log_prints=True)
-def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | None = None, force: bool = False) -> str:
+def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | None = None, force: bool = False,
+             runner: RunnerConfig | None = None) -> str:
     """Train a BPE tokenizer and write train.bin/val.bin; returns the artifact directory."""
     logger = get_run_logger()
     clean = ArtifactStore().find(clean_artifact) if clean_artifact else None
@@ -57,7 +59,18 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
         n = write_training_sample(files, sample, config.train_bytes)
         logger.info("BPE sample: %.1f MB", n / 1e6)
         bpe = train_bpe_task(sample, config, out_dir)
-        meta = encode_corpus_task(files, config, out_dir)
+        # encode on the task runner (processes, threads or a Dask cluster); parts merge in order,
+        # so the arrays do not depend on where they were encoded
+        parts = plan_parts(files, config.workers)
+        prefixes = [out_dir / f"_part-{i:05d}" for i in range(len(parts))]
+        with make_task_runner(runner or RunnerConfig(workers=config.workers)) as tr:
+            futures = [tr.submit(encode_part_task, {"part": p, "tokenizer_dir": out_dir / "tokenizer", "out_prefix": prefix,
+                                                     "val_fraction": config.val_fraction}) for p, prefix in zip(parts, prefixes)]
+            counts = []
+            for i, fut in enumerate(futures, 1):
+                counts.append(fut.result())
+                logger.info("encoded part %d/%d: %s documents", i, len(parts), f"{counts[-1]['documents']:,}")
+        meta = merge_parts(prefixes, counts, out_dir / "tokenizer", out_dir, config.val_fraction)
         meta["bpe"] = bpe
         (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
         create_table_artifact(

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -75,34 +77,56 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
-_worker_tok: Tokenizer | None = None
+@dataclass(frozen=True)
+class EncodePart:
+    """One unit of encoding work: every `num_parts`-th batch of one file's documents.
+
+    Splitting a file by batch index lets two workers share one big file (each reads it,
+    which is cheap next to encoding) and keeps the output fixed by the corpus alone, not by
+    the runner: parts are concatenated in (file, part) order.
+    """
+
+    path: Path
+    part: int
+    num_parts: int
+    batch_docs: int = 512
 
 
-def _init_worker(tokenizer_dir: str) -> None:
-    global _worker_tok
-    _worker_tok = Tokenizer.from_dir(tokenizer_dir)
+def plan_parts(paths: list[Path], workers: int) -> list[EncodePart]:
+    """Whole files when there are enough of them to keep `workers` busy, else files split."""
+    num_parts = max(1, workers // max(len(paths), 1))
+    return [EncodePart(Path(p), j, num_parts) for p in paths for j in range(num_parts)]
 
 
-def _encode_batch(args: tuple[list[tuple[str, str]], float, str]) -> tuple[np.ndarray, np.ndarray, int, int]:
-    batch, val_fraction, dtype = args
-    tok = _worker_tok
-    assert tok is not None
+def encode_part(part: EncodePart, tokenizer_dir: Path, out_prefix: Path, val_fraction: float) -> dict:
+    """Encode one part into `<out_prefix>.train.bin` / `.val.bin`; returns its counts."""
+    tok = Tokenizer.from_dir(tokenizer_dir)
+    dtype = token_dtype(tok.vocab_size)
     eot = tok.special_ids[ENDOFTEXT]
-    train: list[int] = []
-    val: list[int] = []
-    val_bytes = 0
-    # one encode call per document: tiktoken's encode_batch adds a thread pool that costs
-    # ~3× at one thread per worker process (measured in benchmarks/tokenization.py)
-    for doc_id, text in batch:
-        ids = tok.encode(text)
-        if is_validation(doc_id, val_fraction):
-            val.extend(ids)
-            val.append(eot)
-            val_bytes += len(text.encode("utf-8"))
-        else:
-            train.extend(ids)
-            train.append(eot)
-    return np.array(train, dtype=dtype), np.array(val, dtype=dtype), len(batch), val_bytes
+    counts = {"documents": 0, "train_tokens": 0, "val_tokens": 0, "val_documents": 0, "val_bytes": 0}
+    batches = islice(_batches(iter_texts([part.path]), part.batch_docs), part.part, None, part.num_parts)
+    with open(f"{out_prefix}.train.bin", "wb") as ftrain, open(f"{out_prefix}.val.bin", "wb") as fval:
+        for batch in batches:
+            train: list[int] = []
+            val: list[int] = []
+            # one encode call per document: tiktoken's encode_batch adds a thread pool that costs
+            # ~3× at one thread per worker process (measured in benchmarks/tokenization.py)
+            for doc_id, text in batch:
+                ids = tok.encode(text)
+                if is_validation(doc_id, val_fraction):
+                    val.extend(ids)
+                    val.append(eot)
+                    counts["val_documents"] += 1
+                    counts["val_bytes"] += len(text.encode("utf-8"))
+                else:
+                    train.extend(ids)
+                    train.append(eot)
+            np.array(train, dtype=dtype).tofile(ftrain)
+            np.array(val, dtype=dtype).tofile(fval)
+            counts["documents"] += len(batch)
+            counts["train_tokens"] += len(train)
+            counts["val_tokens"] += len(val)
+    return counts
 
 
 def _batches(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -110,50 +134,48 @@ def _batches(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[st
         yield batch
 
 
-def encode_corpus(
-    paths: list[Path], tokenizer_dir: Path, out_dir: Path, val_fraction: float = 0.01, workers: int | None = None, batch_docs: int = 512
-) -> dict:
-    """Encode every document into `train.bin` / `val.bin` (np.memmap-readable) + `meta.json`."""
+def merge_parts(prefixes: list[Path], part_counts: list[dict], tokenizer_dir: Path, out_dir: Path, val_fraction: float) -> dict:
+    """Concatenate the parts, in order, into `train.bin` / `val.bin` and write `meta.json`."""
     tok = Tokenizer.from_dir(tokenizer_dir)
-    dtype = token_dtype(tok.vocab_size)
-    workers = workers or os.cpu_count() or 1
-    counts = {"train": 0, "val": 0}
-    docs = val_bytes = 0
-    with open(out_dir / "train.bin", "wb") as ftrain, open(out_dir / "val.bin", "wb") as fval, ProcessPoolExecutor(
-        workers, initializer=_init_worker, initargs=(str(tokenizer_dir),)
-    ) as pool, tqdm(desc="encode", unit="doc", mininterval=1) as bar:
-        jobs = ((b, val_fraction, dtype.str) for b in _batches(iter_texts(paths), batch_docs))
-        # map keeps document order; chunksize 1 keeps memory to a few batches in flight
-        for train, val, n, vb in pool.map(_encode_batch, jobs):
-            train.tofile(ftrain)
-            val.tofile(fval)
-            counts["train"] += len(train)
-            counts["val"] += len(val)
-            docs += n
-            val_bytes += vb
-            bar.update(n)
+    total = {k: sum(c[k] for c in part_counts) for k in part_counts[0]} if part_counts else {}
+    for split in ("train", "val"):
+        with open(out_dir / f"{split}.bin", "wb") as out:
+            for prefix in prefixes:
+                piece = Path(f"{prefix}.{split}.bin")
+                with open(piece, "rb") as f:
+                    shutil.copyfileobj(f, out, 16 << 20)
+                piece.unlink()
+    if not total.get("val_tokens") or not total.get("train_tokens"):
+        raise ValueError(
+            f"{total.get('documents', 0)} documents gave {total.get('train_tokens', 0)} train and {total.get('val_tokens', 0)} val tokens: "
+            "raise val_fraction (or lower it) or give the corpus more documents"
+        )
     meta = {
-        "dtype": dtype.name,
+        "dtype": token_dtype(tok.vocab_size).name,
         "vocab_size": tok.vocab_size,
         "special_tokens": tok.special_ids,
         "eot_id": tok.special_ids[ENDOFTEXT],
-        "documents": docs,
-        "train_tokens": counts["train"],
-        "val_tokens": counts["val"],
+        "documents": total["documents"],
+        "train_tokens": total["train_tokens"],
+        "val_tokens": total["val_tokens"],
         "val_fraction": val_fraction,
-        # bytes of held-out text per token (the EOT tokens excluded): the compression rate
-        "val_bytes_per_token": round(val_bytes / max(counts["val"] - _count_eot(out_dir / "val.bin", dtype, tok), 1), 4),
+        # bytes of held-out text per token (the EOT after each document excluded): the compression rate
+        "val_bytes_per_token": round(total["val_bytes"] / max(total["val_tokens"] - total["val_documents"], 1), 4),
     }
-    if counts["val"] == 0 or counts["train"] == 0:
-        raise ValueError(
-            f"{docs} documents gave {counts['train']} train and {counts['val']} val tokens: "
-            "raise val_fraction (or lower it) or give the corpus more documents"
-        )
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
 
 
-def _count_eot(path: Path, dtype: np.dtype, tok: Tokenizer) -> int:
-    if path.stat().st_size == 0:
-        return 0
-    return int((np.memmap(path, dtype=dtype, mode="r") == tok.special_ids[ENDOFTEXT]).sum())
+def encode_corpus(paths: list[Path], tokenizer_dir: Path, out_dir: Path, val_fraction: float = 0.01, workers: int | None = None) -> dict:
+    """Encode every document into `train.bin` / `val.bin` (np.memmap-readable) + `meta.json`.
+
+    The library entry point (a process pool); the tokenize flow runs the same parts on its
+    Prefect task runner instead.
+    """
+    workers = workers or os.cpu_count() or 1
+    parts = plan_parts(paths, workers)
+    prefixes = [out_dir / f"_part-{i:05d}" for i in range(len(parts))]
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(encode_part, part, tokenizer_dir, prefix, val_fraction) for part, prefix in zip(parts, prefixes)]
+        counts = [f.result() for f in tqdm(futures, desc="encode", unit="part")]
+    return merge_parts(prefixes, counts, tokenizer_dir, out_dir, val_fraction)

@@ -63,7 +63,7 @@ def generate_transformers(model_and_tokenizer, prompts: list[str], max_new_token
     sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
     texts, lengths = [], []
     for i in range(0, len(prompts), batch_size):
-        batch = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True)
+        batch = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if ignore_eos else None,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sampling)

@@ -15,6 +15,7 @@ import yaml
 
 from filters.config import CleanConfig
 from flows.store import ArtifactStore
+from lm.corpus import TokenizeConfig
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
@@ -130,14 +131,21 @@ def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data):
 
 
 def test_dask_runner_gives_the_same_artifact_content(prefect_harness, tmp_path, monkeypatch, data):
+    """clean-data and tokenize on a Dask LocalCluster produce what the local runners produce."""
     from flows.clean_data import clean_data
     from flows.runners import RunnerConfig
+    from flows.tokenization import tokenize
 
     cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0001.warc.gz")])
+    # one input file split in two parts: the parts must merge back in order on any runner
+    tok_cfg = TokenizeConfig(inputs=[str(data / "tinystories-val-sample" / "tinystories_val.txt")], vocab_size=400, val_fraction=0.05, workers=2)
     results = {}
     for kind in ("thread", "dask"):
         monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / kind))
         out = Path(clean_data(cfg, RunnerConfig(kind=kind, workers=2)))
         table = pq.read_table(sorted(out.glob("shard-*.parquet")))
-        results[kind] = (json.loads((out / "stats.json").read_text()), table.to_pylist(), out.name)
+        tok = Path(tokenize(tok_cfg, runner=RunnerConfig(kind=kind, workers=2)))
+        arrays = [(tok / f).read_bytes() for f in ("train.bin", "val.bin", "tokenizer/merges.txt")]
+        results[kind] = (json.loads((out / "stats.json").read_text()), table.to_pylist(), out.name, arrays, tok.name)
     assert results["thread"] == results["dask"]
+    assert not list(tok.glob("_part-*"))  # the per-part files are merged away
