@@ -81,21 +81,38 @@ def addition_model(tmp_path_factory) -> Path:
     return export_hf(load_model(w / "run" / "checkpoint"), w / "tok", w / "hf")
 
 
-@pytest.mark.parametrize("engine", ["vllm", "transformers"])
-def test_short_grpo_run_logs_rewards_and_changes_weights(addition_model, tmp_path, engine):
+def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> None:
     from safetensors.torch import load_file
 
-    settings = GRPOSettings(task="addition", max_steps=3, prompts_per_step=4, group_size=4, learning_rate=1e-3, eval_examples=50, engine=engine)
-    result = run_grpo(addition_model, settings, tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3] and all("reward" in r for r in rows)
     # the rollouts (and both evaluations) came from the engine asked for
     assert {r["engine"] for r in rows} == {result["engine"]} == {engine}
     assert {result[when][mode]["engine"] for when in ("before", "after") for mode in ("greedy", "sampled")} == {engine}
-    before, after = load_file(addition_model / "model.safetensors"), load_file(tmp_path / "hf" / "model.safetensors")
+    before, after = load_file(model_dir / "model.safetensors"), load_file(out / "hf" / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)
     for when in ("before", "after"):
         assert 0 <= result[when]["greedy"]["accuracy"] <= 1 and result[when]["greedy"]["n"] == 50
+
+
+SHORT_RUN = {"task": "addition", "max_steps": 3, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3, "eval_examples": 50}
+
+
+def test_short_grpo_run_with_transformers_rollouts(addition_model, tmp_path):
+    result = run_grpo(addition_model, GRPOSettings(**SHORT_RUN, engine="transformers"), tmp_path)
+    check_short_run(result, tmp_path, addition_model, "transformers")
+
+
+def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_home):
+    """The stage as users run it: vLLM rollouts, the tuned model in both formats, cached."""
+    from flows.grpo import grpo
+
+    settings = GRPOSettings(**SHORT_RUN, engine="vllm")
+    out = Path(grpo(str(addition_model), settings))
+    check_short_run(json.loads((out / "eval.json").read_text()), out, addition_model, "vllm")
+    assert (out / "reward.png").stat().st_size > 0 and (out / "checkpoint" / "model.safetensors").is_file()
+    assert (out / "manifest.json").is_file()
+    assert Path(grpo(str(addition_model), settings)) == out  # cache hit
 
 
 def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
