@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -25,8 +26,6 @@ def vllm_available() -> bool:
 
 def load_vllm(model_dir: Path):
     """A `vllm.LLM` for `model_dir`: bf16 + CUDA graphs on a GPU, float32 + eager on a CPU."""
-    import os
-
     from vllm import LLM
 
     on_gpu = torch.cuda.is_available()

@@ -10,6 +10,7 @@ vLLM (`use_vllm`, colocate mode) when vLLM is installed, else from transformers
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -114,7 +115,9 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
 
     task = get_task(settings.task)
     engine = "vllm" if settings.use_vllm else "transformers"
-    before = evaluate(model_dir, task, "test", settings.eval_examples, settings.seed, engine)
+    # under `accelerate launch` every rank trains; rank 0 alone evaluates and writes the results
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    before = evaluate(model_dir, task, "test", settings.eval_examples, settings.seed, engine) if main_rank else {}
     metrics_path = out_dir / "metrics.jsonl"
 
     class MetricsFile(TrainerCallback):
@@ -122,7 +125,7 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
             self.t = time.time()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
+            if logs and "reward" in logs and state.is_world_process_zero:
                 now = time.time()
                 row = {"step": state.global_step, "engine": engine, "step_time_s": now - self.t, **logs}
                 self.t = now
@@ -139,9 +142,33 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
     del trainer  # frees the colocated vLLM engine before the evaluation starts its own
+    if not main_rank:
+        return {}
 
     after = evaluate(out_dir / "hf", task, "test", settings.eval_examples, settings.seed, engine)
     result = {"task": task.name, "engine": engine, "train_seconds": round(train_s, 1), "steps": settings.max_steps,
               "before": before, "after": after}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def main() -> None:
+    """`accelerate launch [--num_processes N] -m rl.grpo --model DIR --out DIR [--config settings.yaml]`."""
+    import argparse
+
+    import yaml
+
+    p = argparse.ArgumentParser(description="GRPO-tune a Hugging Face model folder (accelerate-launch friendly).")
+    p.add_argument("--model", type=Path, required=True, help="a Hugging Face causal-LM folder (e.g. a pretrain artifact's hf/)")
+    p.add_argument("--out", type=Path, required=True, help="output directory (hf/, metrics.jsonl, eval.json)")
+    p.add_argument("--config", type=Path, help="YAML GRPOSettings")
+    args = p.parse_args()
+    settings = GRPOSettings.model_validate(yaml.safe_load(args.config.read_text()) if args.config else {})
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = run_grpo(args.model, settings, args.out)
+    if result:
+        print(json.dumps({w: {m: result[w][m]["accuracy"] for m in result[w]} for w in ("before", "after")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -39,3 +39,28 @@ def lmforge_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "lmforge-home"
     monkeypatch.setenv("LMFORGE_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def kill_mid_build():
+    """Start an `lmforge` stage command, kill -9 its process group once its artifact is being
+    built (a temp dir under the store holds files), and check nothing was published."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    def run(cmd: list[str], env: dict, home: Path, stage: str, timeout: float = 300) -> None:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        tmp_root = home / "artifacts" / "tmp"
+        deadline = time.time() + timeout
+        while not any(d.is_dir() and any(d.iterdir()) for d in tmp_root.glob(f"{stage}-*")):
+            assert proc.poll() is None, f"{stage} exited ({proc.returncode}) before its build could be killed"
+            assert time.time() < deadline, f"{stage} never started building"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        published = [json.loads(m.read_text()) for m in (home / "artifacts" / stage).glob("*/manifest.json")]
+        assert not published, f"a killed {stage} run published {published}"
+
+    return run

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from filters.config import CleanConfig
@@ -115,6 +116,19 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["step"] == 400 and [m["step"] for m in metrics] == sorted({m["step"] for m in metrics})
     assert killed_at >= 20
+
+
+@pytest.mark.parametrize("stage", ["clean-data", "tokenize"])
+def test_kill_9_mid_data_stage_then_rerun_completes(stage, lmforge_home, data, kill_mid_build):
+    src = str(data / "tinystories-train-lowercased")
+    cmd = {"clean-data": [LMFORGE, "clean-data", src], "tokenize": [LMFORGE, "tokenize", "-i", src, "--vocab-size", "2000"]}[stage]
+    env = cli_env(lmforge_home)
+    kill_mid_build(cmd, env, lmforge_home, stage)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = Path(r.stdout.strip().splitlines()[-1])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == stage and all((out / f).is_file() for f in manifest["files"])
 
 
 def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data):

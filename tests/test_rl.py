@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,23 @@ def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_h
     assert (out / "reward.png").stat().st_size > 0 and (out / "checkpoint" / "model.safetensors").is_file()
     assert (out / "manifest.json").is_file()
     assert Path(grpo(str(addition_model), settings)) == out  # cache hit
+
+
+def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_path, kill_mid_build):
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tmp_path / "grpo.yaml"
+    cfg.write_text(yaml.safe_dump({**SHORT_RUN, "max_steps": 2, "eval_examples": 20, "engine": "transformers"}))
+    cmd = [str(Path(sys.executable).parent / "lmforge"), "grpo", "--checkpoint", str(addition_model), "-c", str(cfg)]
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home)}
+    kill_mid_build(cmd, env, lmforge_home, "grpo")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = Path(r.stdout.strip().splitlines()[-1])
+    assert (out / "manifest.json").is_file() and (out / "hf" / "model.safetensors").is_file()
 
 
 def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
