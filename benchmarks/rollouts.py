@@ -56,12 +56,13 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="a Hugging Face model folder (default: the reference model, built here)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
+    ap.add_argument("--vllm-dtype", help="vLLM's precision (default: float32 on a CPU, bfloat16 on a GPU); generate stays as loaded")
     args = ap.parse_args()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or reference_model(Path(tmp))
         t0 = time.perf_counter()
-        llm = load_vllm(model_dir)
+        llm = load_vllm(model_dir, args.vllm_dtype)
         print(f"vLLM engine start: {time.perf_counter() - t0:.1f} s ({device})")
         hf = load_transformers(model_dir)
         if torch.cuda.is_available():

@@ -24,18 +24,19 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def load_vllm(model_dir: Path):
-    """A `vllm.LLM` for `model_dir`: bf16 + CUDA graphs on a GPU, float32 + eager on a CPU."""
+def load_vllm(model_dir: Path, dtype: str | None = None):
+    """A `vllm.LLM` for `model_dir`: bf16 + CUDA graphs on a GPU, float32 + eager on a CPU
+    (the precision GRPO trains in there), unless `dtype` says otherwise."""
     from vllm import LLM
 
     on_gpu = torch.cuda.is_available()
     if on_gpu:
-        return LLM(model=str(model_dir), dtype="bfloat16")
+        return LLM(model=str(model_dir), dtype=dtype or "bfloat16")
     config = json.loads((Path(model_dir) / "config.json").read_text())
     check_head_dim(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"], str(model_dir))
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KVCACHE_GIB)
     max_len = min(config.get("max_position_embeddings", CPU_MAX_MODEL_LEN), CPU_MAX_MODEL_LEN)
-    return LLM(model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=max_len)
+    return LLM(model=str(model_dir), dtype=dtype or "float32", enforce_eager=True, max_model_len=max_len)
 
 
 def generate_vllm(llm, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
