@@ -31,7 +31,7 @@ class GRPOSettings(BaseModel):
     prompts_per_step: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
     max_steps: int = Field(200, ge=1)
-    max_prompt_tokens: int = Field(64, ge=1)
+    max_prompt_tokens: int = Field(256, ge=1, description="longest prompt allowed; with the completion limit it sizes vLLM's context")
     max_completion_tokens: int | None = Field(None, ge=1, description="None: the task's default")
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model")
@@ -61,8 +61,10 @@ class GRPOSettings(BaseModel):
         return self.engine == "vllm" or (self.engine == "auto" and vllm_available())
 
 
-def trl_config(s: GRPOSettings, out_dir: Path):
-    """Our settings as TRL's GRPOConfig: one step = prompts_per_step × group_size rollouts."""
+def trl_config(s: GRPOSettings, out_dir: Path, max_model_len: int | None = None):
+    """Our settings as TRL's GRPOConfig: one step = prompts_per_step × group_size rollouts.
+
+    `max_model_len` bounds the colocated vLLM's context (and so its KV cache)."""
     import torch
     from trl import GRPOConfig
 
@@ -84,6 +86,7 @@ def trl_config(s: GRPOSettings, out_dir: Path):
         use_vllm=s.use_vllm,
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
+        vllm_max_model_length=max_model_len,
         use_cpu=not on_gpu,
         bf16=on_gpu,
         seed=s.seed,
@@ -105,8 +108,21 @@ def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callba
     task = get_task(settings.task)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
-    return GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir), train_dataset=Dataset.from_list(task.load("train")),
+    train = task.load("train")
+    max_len = check_lengths(settings, [r["prompt"] for r in train], tokenizer, model.config.max_position_embeddings)
+    return GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir, max_len), train_dataset=Dataset.from_list(train),
                        processing_class=tokenizer, callbacks=callbacks)
+
+
+def check_lengths(settings: GRPOSettings, prompts: list[str], tokenizer, model_max_len: int) -> int:
+    """Fail before training when a prompt or prompt + completion cannot fit; returns the context to give vLLM."""
+    longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
+    if longest > settings.max_prompt_tokens:
+        raise ValueError(f"the longest {settings.task} prompt is {longest} tokens, over max_prompt_tokens={settings.max_prompt_tokens}: raise it")
+    if longest + settings.completion_tokens > model_max_len:
+        raise ValueError(f"the longest {settings.task} prompt ({longest} tokens) + max_completion_tokens ({settings.completion_tokens}) "
+                         f"exceeds the model's context of {model_max_len}: lower max_completion_tokens or use a longer-context model")
+    return min(settings.max_prompt_tokens + settings.completion_tokens, model_max_len)
 
 
 def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:

@@ -116,6 +116,21 @@ def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_h
     assert Path(grpo(str(addition_model), settings)) == out  # cache hit
 
 
+def test_prompts_that_cannot_fit_fail_before_training(addition_model):
+    from transformers import AutoTokenizer
+
+    from rl.grpo import check_lengths
+
+    tok = AutoTokenizer.from_pretrained(addition_model)
+    prompts = [r["prompt"] for r in addition_problems()["train"]]
+    assert check_lengths(GRPOSettings(), prompts, tok, 32) == 32  # 6-token prompts + 4: capped at the model's context
+    assert check_lengths(GRPOSettings(max_prompt_tokens=8), prompts, tok, 32) == 12
+    with pytest.raises(ValueError, match="over max_prompt_tokens=4"):
+        check_lengths(GRPOSettings(max_prompt_tokens=4), prompts, tok, 32)
+    with pytest.raises(ValueError, match="exceeds the model's context of 8"):
+        check_lengths(GRPOSettings(), prompts, tok, 8)
+
+
 def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_path, kill_mid_build):
     import subprocess
     import sys
