@@ -9,6 +9,8 @@ checkpoints there to resume) and is removed once the artifact is published. On a
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,7 +21,10 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from flows.store import Artifact, ArtifactStore, compute_key, fingerprint_file
+from flows.store import Artifact, ArtifactStore, StoreError, compute_key, fingerprint_file
+
+# a full disk or quota: the build cannot finish, however often it is retried
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def artifact_slug(stage: str) -> str:
@@ -60,9 +65,16 @@ def run_stage(
         }
         t0 = time.time()
         work_dir = store.home / "work" / f"{stage}-{key}"
-        work_dir.mkdir(parents=True, exist_ok=True)
-        with store.building(stage, key, manifest) as tmp:
-            manifest["summary"] = build(tmp, work_dir)
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            with store.building(stage, key, manifest) as tmp:
+                manifest["summary"] = build(tmp, work_dir)
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            # the temp dir is already gone (building() removes it); say where and what to do
+            raise StoreError(f"{stage}/{key}: {os.strerror(e.errno).lower()} writing {e.filename or store.home}: free space there "
+                             f"or set LMFORGE_HOME to a larger disk; nothing was published") from e
         shutil.rmtree(work_dir, ignore_errors=True)
         artifact = store.get(stage, key)
         assert artifact is not None

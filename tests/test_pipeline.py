@@ -131,6 +131,28 @@ def test_kill_9_mid_data_stage_then_rerun_completes(stage, lmforge_home, data, k
     assert manifest["stage"] == stage and all((out / f).is_file() for f in manifest["files"])
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: a disk that fills up mid-stage."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_full_disk_is_a_clear_error_and_publishes_nothing(small_disk, data):
+    home = small_disk / "home"
+    r = subprocess.run([LMFORGE, "tokenize", "-i", str(data / "tinystories-train-lowercased"), "--vocab-size", "300"],
+                       capture_output=True, text=True, timeout=300, env=cli_env(home))
+    assert r.returncode != 0
+    flat = " ".join(r.stderr.split())  # the console wraps long lines
+    assert "error: tokenize/" in flat and "no space left on device writing" in flat and "nothing was published" in flat, flat[-1000:]
+    assert not list(home.glob("artifacts/tokenize/*")) and not list(home.glob("artifacts/tmp/*"))
+
+
 def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data):
     env = cli_env(lmforge_home)
     cmd = [LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "500"]
