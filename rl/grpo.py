@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Literal
@@ -158,6 +159,7 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
     del trainer  # frees the colocated vLLM engine before the evaluation starts its own
+    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
     if not main_rank:
         return {}
 

@@ -112,6 +112,7 @@ def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_h
     out = Path(grpo(str(addition_model), settings))
     check_short_run(json.loads((out / "eval.json").read_text()), out, addition_model, "vllm")
     assert (out / "reward.png").stat().st_size > 0 and (out / "checkpoint" / "model.safetensors").is_file()
+    assert {p.name for p in out.iterdir()} == {"hf", "checkpoint", "metrics.jsonl", "eval.json", "reward.png", "manifest.json"}
     assert (out / "manifest.json").is_file()
     assert Path(grpo(str(addition_model), settings)) == out  # cache hit
 
