@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.paths import data_root
+from lm.paths import data_root
 
 
 def assemble_corpus(out: Path, separator: str = "<|endoftext|>") -> list[str]:

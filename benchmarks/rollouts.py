@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from flows.paths import data_root
+from lm.paths import data_root
 from rl.generation import generate_transformers, generate_vllm, load_transformers, load_vllm
 
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from flows.paths import data_root
+from lm.paths import data_root
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect.deployments.runner import RunnerDeployment
 
-from flows.paths import REPO_ROOT, data_root
+from lm.paths import REPO_ROOT, data_root
 
 
 def default_deployments() -> list[RunnerDeployment]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.paths import data_root
+from lm.paths import data_root
 from rl.rewards import addition_reward, r1_zero_reward
 
 R1_ZERO_PROMPT = (

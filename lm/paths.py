@@ -1,4 +1,8 @@
-"""Where the sample data lives: `$LMFORGE_DATA`, else `../shared/data` beside the repo."""
+"""Where the sample data lives: `$LMFORGE_DATA`, else `../shared/data` beside the repo.
+
+In `lm/` (the bottom layer) so library code (rl tasks, benchmarks) and flows share it
+without a library package depending on the Prefect layer.
+"""
 
 from __future__ import annotations
 
