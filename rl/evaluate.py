@@ -1,8 +1,10 @@
 """Evaluation: batched generation over a held-out split → accuracy, reward, format rate, length.
 
-The model is loaded once per evaluation and sampled greedily and at temperature 1 (vLLM's
-engine start costs ~20 s on a CPU, more than the generation itself at these sizes). The
-result says which engine produced it.
+Each evaluation samples greedily and at temperature 1 from one loaded policy: a `vllm.LLM`
+or a (model, left-padding tokenizer) pair, as `rl.generation` loads them. GRPO evaluates
+with the trainer's own engine before and after training (a vLLM engine start costs ~20 s
+on a CPU, more than the generation itself at these sizes). The result says which engine
+produced it.
 """
 
 from __future__ import annotations
@@ -29,15 +31,19 @@ def score(task: Task, rows: list[dict], completions: list[str], lengths: list[in
     }
 
 
-def evaluate(model_dir: Path, task: Task, split: str = "test", limit: int | None = None, seed: int = 0, engine: str = "auto") -> dict[str, dict]:
-    """{"greedy": metrics, "sampled": metrics} on the first `limit` rows of `split`."""
-    engine = resolve_engine(engine)
-    load, generate = ENGINES[engine]
+def evaluate(policy, engine: str, task: Task, split: str = "test", limit: int | None = None, seed: int = 0) -> dict[str, dict]:
+    """{"greedy": metrics, "sampled": metrics} of a loaded policy on the first `limit` rows of `split`."""
+    generate = ENGINES[engine][1]
     rows = task.load(split)[:limit]
-    model = load(Path(model_dir))
     results = {}
     for mode, temperature in MODES.items():
-        completions, lengths = generate(model, [r["prompt"] for r in rows], task.max_completion_tokens, temperature, seed)
+        completions, lengths = generate(policy, [r["prompt"] for r in rows], task.max_completion_tokens, temperature, seed)
         results[mode] = {"engine": engine, "split": split, "temperature": temperature, **score(task, rows, completions, lengths)}
-    del model  # a vLLM engine holds its KV cache until collected
     return results
+
+
+def evaluate_model_dir(model_dir: Path, task: Task, split: str = "test", limit: int | None = None, seed: int = 0,
+                       engine: str = "auto") -> dict[str, dict]:
+    """Load a Hugging Face model folder with `engine` and evaluate it."""
+    engine = resolve_engine(engine)
+    return evaluate(ENGINES[engine][0](Path(model_dir)), engine, task, split, limit, seed)

@@ -10,7 +10,6 @@ vLLM (`use_vllm`, colocate mode) when vLLM is installed, else from transformers
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -20,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rl.evaluate import evaluate
 from rl.generation import vllm_available
-from rl.vllm_cpu import patch_trl_vllm_for_cpu
 from rl.tasks import get_task
+from rl.vllm_cpu import patch_trl_vllm_for_cpu
 
 
 class GRPOSettings(BaseModel):
@@ -127,18 +126,19 @@ def check_lengths(settings: GRPOSettings, prompts: list[str], tokenizer, model_m
 
 
 def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
-    """Evaluate, train with GRPO, evaluate again; writes `hf/`, `metrics.jsonl`, `eval.json`."""
-    from transformers import TrainerCallback
+    """Evaluate, train with GRPO, evaluate again; writes `hf/`, `metrics.jsonl`, `eval.json`.
+
+    Both evaluations sample from the trainer's own policy: its colocated vLLM engine (after a
+    final weight sync), or its model with `generate`.
+    """
+    from transformers import AutoTokenizer, TrainerCallback
 
     task = get_task(settings.task)
     engine = "vllm" if settings.use_vllm else "transformers"
-    # under `accelerate launch` every rank trains; rank 0 alone evaluates and writes the results
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    before = evaluate(model_dir, task, "test", settings.eval_examples, settings.seed, engine) if main_rank else {}
     metrics_path = out_dir / "metrics.jsonl"
 
     class MetricsFile(TrainerCallback):
-        def __init__(self) -> None:
+        def on_train_begin(self, args, state, control, **kwargs):
             self.t = time.time()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -150,20 +150,29 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
                     f.write(json.dumps(row) + "\n")
 
     trainer = build_trainer(model_dir, settings, out_dir, [MetricsFile()])
+    left_padded = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+
+    def policy():
+        if settings.use_vllm:
+            trainer.vllm_generation.sync_weights()  # TRL syncs before each rollout, not after the last step
+            return trainer.vllm_generation.llm
+        return trainer.model, left_padded
+
+    # under `accelerate launch` every rank trains; rank 0 alone evaluates and writes the results
+    main_rank = trainer.accelerator.is_main_process
+    before = evaluate(policy(), engine, task, "test", settings.eval_examples, settings.seed) if main_rank else {}
     t0 = time.time()
     trainer.train()
     train_s = time.time() - t0
+    after = evaluate(policy(), engine, task, "test", settings.eval_examples, settings.seed) if main_rank else {}
     trainer.save_model(str(out_dir / "hf"))
+    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
+    if not main_rank:
+        return {}
     trainer.processing_class.save_pretrained(out_dir / "hf")
     generation_config = Path(model_dir) / "generation_config.json"
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
-    del trainer  # frees the colocated vLLM engine before the evaluation starts its own
-    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
-    if not main_rank:
-        return {}
-
-    after = evaluate(out_dir / "hf", task, "test", settings.eval_examples, settings.seed, engine)
     result = {"task": task.name, "engine": engine, "train_seconds": round(train_s, 1), "steps": settings.max_steps,
               "before": before, "after": after}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))

@@ -175,6 +175,16 @@ def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
     torch.testing.assert_close(vllm_logps, trained, atol=1e-4, rtol=0)  # ...and vLLM samples from the moved policy
 
 
+def test_vllm_and_generate_agree_on_greedy_evaluation(addition_model):
+    from rl.evaluate import evaluate_model_dir
+
+    task = get_task("addition")
+    vllm = evaluate_model_dir(addition_model, task, limit=200, engine="vllm")["greedy"]
+    hf = evaluate_model_dir(addition_model, task, limit=200, engine="transformers")["greedy"]
+    assert (vllm["engine"], hf["engine"]) == ("vllm", "transformers")
+    assert vllm["accuracy"] == hf["accuracy"] and vllm["examples"] == hf["examples"]
+
+
 def test_unsupported_head_dim_fails_before_vllm_starts():
     check_head_dim(32, "model")
     if not torch.cuda.is_available():
