@@ -5,8 +5,10 @@ Not part of any cache key: where work runs must not change what it produces.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
+from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,4 +32,18 @@ def make_task_runner(cfg: RunnerConfig) -> TaskRunner:
         if cfg.dask_address:
             return DaskTaskRunner(address=cfg.dask_address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": 1})
+    share_ephemeral_api()
     return ProcessPoolTaskRunner(max_workers=cfg.workers)
+
+
+def share_ephemeral_api() -> None:
+    """Without a Prefect server (ephemeral mode) this process runs a temporary API, and each
+    worker process of a process pool would start one of its own (~5 s apiece, measured).
+    Point the workers, which inherit the environment, at ours instead."""
+    if PREFECT_API_URL.value() or "PREFECT_API_URL" in os.environ:
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the instance this process's client started
+    if server.server_process is not None:
+        os.environ["PREFECT_API_URL"] = server.api_url

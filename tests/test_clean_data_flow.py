@@ -70,11 +70,13 @@ def test_cli_missing_input_fails_fast(lmforge_home, tmp_path):
 def test_cli_prints_artifact_dir_last(lmforge_home, data):
     r = subprocess.run(
         [sys.executable, "-m", "flows.cli", "clean-data", str(data / "cc-en-jsonl"), "--workers", "2"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PREFECT_LOGGING_LEVEL": "INFO"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
     out = Path(r.stdout.strip().splitlines()[-1])
     assert (out / "manifest.json").is_file() and "minhash_dedup" in r.stderr
+    # no server: one temporary Prefect API for the run, shared by the worker processes
+    assert r.stderr.count("Starting temporary server") == 1 and r.stderr.count("Task run 'clean ") >= 2
 
 
 def _free_port() -> int:
