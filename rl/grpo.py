@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rl.evaluate import evaluate
 from rl.generation import vllm_available
 from rl.tasks import get_task
-from rl.vllm_cpu import patch_trl_vllm_for_cpu
+from rl.vllm_cpu import check_head_dim, patch_trl_vllm_for_cpu
 
 
 class GRPOSettings(BaseModel):
@@ -108,6 +108,8 @@ def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callba
     task = get_task(settings.task)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
+    if settings.use_vllm:  # fail here, not deep inside vLLM's engine start
+        check_head_dim(getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads, str(model_dir))
     train = task.load("train")
     max_len = check_lengths(settings, [r["prompt"] for r in train], tokenizer, model.config.max_position_embeddings)
     return GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir, max_len), train_dataset=Dataset.from_list(train),
