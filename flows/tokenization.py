@@ -33,9 +33,9 @@ def train_bpe_task(sample: Path, config: TokenizeConfig, out_dir: Path) -> dict:
 
 
 @task(name="encode-part", task_run_name="encode {part.path.name} [{part.part}/{part.num_parts}]")
-def encode_part_task(part: EncodePart, tokenizer_dir: Path, out_prefix: Path, val_fraction: float) -> dict:
+def encode_part_task(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> dict:
     """Encode one part of the corpus into its own train/val token files."""
-    return encode_part(part, tokenizer_dir, out_prefix, val_fraction)
+    return encode_part(part, tokenizer_dir, val_fraction)
 
 
 def corpus_files(clean: Artifact | None, config: TokenizeConfig) -> list[Path]:
@@ -61,16 +61,15 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
         bpe = train_bpe_task(sample, config, out_dir)
         # encode on the task runner (processes, threads or a Dask cluster); parts merge in order,
         # so the arrays do not depend on where they were encoded
-        parts = plan_parts(files, config.workers)
-        prefixes = [out_dir / f"_part-{i:05d}" for i in range(len(parts))]
+        parts = plan_parts(files, config.workers, out_dir)
         with make_task_runner(runner or RunnerConfig(workers=config.workers)) as tr:
-            futures = [tr.submit(encode_part_task, {"part": p, "tokenizer_dir": out_dir / "tokenizer", "out_prefix": prefix,
-                                                     "val_fraction": config.val_fraction}) for p, prefix in zip(parts, prefixes)]
+            futures = [tr.submit(encode_part_task, {"part": p, "tokenizer_dir": out_dir / "tokenizer", "val_fraction": config.val_fraction})
+                       for p in parts]
             counts = []
             for i, fut in enumerate(futures, 1):
                 counts.append(fut.result())
                 logger.info("encoded part %d/%d: %s documents", i, len(parts), f"{counts[-1]['documents']:,}")
-        meta = merge_parts(prefixes, counts, out_dir / "tokenizer", out_dir, config.val_fraction)
+        meta = merge_parts(parts, counts, out_dir / "tokenizer", out_dir, config.val_fraction)
         meta["bpe"] = bpe
         (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
         create_table_artifact(

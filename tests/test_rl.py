@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rl.grpo import GRPOSettings, build_trainer, run_grpo
 from rl.rewards import addition_reward, answers_match, extract_answer, r1_zero_reward
 from rl.tasks import addition_problems, get_task
-from rl.vllm_cpu import check_head_dim
+from rl.vllm_cpu import prepare_cpu_engine
 
 
 def test_r1_zero_reward_on_realistic_outputs():
@@ -186,10 +186,12 @@ def test_vllm_and_generate_agree_on_greedy_evaluation(addition_model):
 
 
 def test_unsupported_head_dim_fails_before_vllm_starts():
-    check_head_dim(32, "model")
+    prepare_cpu_engine({"hidden_size": 64, "num_attention_heads": 2}, "model")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="head_dim 16 is not supported by vLLM on CPU"):
-            check_head_dim(16, "model")
+            prepare_cpu_engine({"hidden_size": 64, "num_attention_heads": 4}, "model")
+        with pytest.raises(ValueError, match="head_dim 16 is not supported"):  # an explicit head_dim wins
+            prepare_cpu_engine({"hidden_size": 64, "num_attention_heads": 2, "head_dim": 16}, "model")
 
 
 def test_gsm8k_and_math500_tasks_load(data):
