@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 
 
 class _Strict(BaseModel):
@@ -15,6 +16,16 @@ class LanguageConfig(_Strict):
     enabled: bool = True
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     threshold: float = Field(0.65, ge=0, le=1)  # FineWeb's
+
+    @field_validator("languages")
+    @classmethod
+    def _known(cls, languages: list[str]) -> list[str]:
+        from filters.langid import model_labels
+
+        unknown = sorted(set(languages) - model_labels())
+        if unknown:
+            raise ValueError(f"unknown to the language-ID model (lid.176, ISO 639 codes such as en, de, zh): {', '.join(unknown)}")
+        return languages
 
 
 class PIIConfig(_Strict):
@@ -28,27 +39,43 @@ class QualityConfig(_Strict):
     """Gopher quality rules; set a threshold to null to switch that rule off."""
 
     enabled: bool = True
-    min_words: int | None = 50
-    max_words: int | None = 100_000
-    min_avg_word_length: float | None = 3
-    max_avg_word_length: float | None = 10
-    max_symbol_word_ratio: float | None = 0.1
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
-    min_alpha_words_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
+    min_words: int | None = Field(50, ge=0)
+    max_words: int | None = Field(100_000, ge=0)
+    min_avg_word_length: float | None = Field(3, ge=0)
+    max_avg_word_length: float | None = Field(10, ge=0)
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0, le=1)
+    max_bullet_lines_ratio: float | None = Field(0.9, ge=0, le=1)
+    max_ellipsis_lines_ratio: float | None = Field(0.3, ge=0, le=1)
+    min_alpha_words_ratio: float | None = Field(0.8, ge=0, le=1)
+    min_stop_words: int | None = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QualityConfig:
+        for low, high in (("min_words", "max_words"), ("min_avg_word_length", "max_avg_word_length")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"{low} ({lo}) > {high} ({hi})")
+        return self
 
 
 class RepetitionConfig(_Strict):
     """Gopher repetition rules with datatrove's defaults."""
 
     enabled: bool = True
-    dup_line_frac: float | None = 0.3
-    dup_para_frac: float | None = 0.3
-    dup_line_char_frac: float | None = 0.2
-    dup_para_char_frac: float | None = 0.2
+    dup_line_frac: float | None = Field(0.3, ge=0, le=1)
+    dup_para_frac: float | None = Field(0.3, ge=0, le=1)
+    dup_line_char_frac: float | None = Field(0.2, ge=0, le=1)
+    dup_para_char_frac: float | None = Field(0.2, ge=0, le=1)
     top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
     dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+
+    @field_validator("top_n_grams", "dup_n_grams")
+    @classmethod
+    def _ngram_fractions(cls, pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        for n, frac in pairs:
+            if n < 1 or not 0 <= frac <= 1:
+                raise ValueError(f"({n}, {frac}): n-gram size must be >= 1 and its fraction in [0, 1]")
+        return pairs
 
 
 class MinHashDedupConfig(_Strict):
@@ -77,11 +104,5 @@ class CleanConfig(_Strict):
     minhash: MinHashDedupConfig = MinHashDedupConfig()
     line_dedup: LineDedupConfig = LineDedupConfig()
     shard_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    workers: int = Field(2, ge=1, description="processes for the per-file steps")
+    workers: int = Field(2, ge=1, description="processes for the per-file steps", json_schema_extra={"cache_key": False})
 
-    @model_validator(mode="after")
-    def _check(self) -> CleanConfig:
-        q = self.quality
-        if q.min_words is not None and q.max_words is not None and q.min_words > q.max_words:
-            raise ValueError(f"quality.min_words ({q.min_words}) > quality.max_words ({q.max_words})")
-        return self

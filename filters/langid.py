@@ -29,6 +29,13 @@ def load_model(path: str | None = None):
     return fasttext.load_model(path or str(bundled_model_path()))
 
 
+@lru_cache(maxsize=1)
+def model_labels(path: str | None = None) -> frozenset[str]:
+    """Every language the model can output (176 for lid.176)."""
+    labels, _ = load_model(path).predict("a", k=-1, threshold=-1.0)
+    return frozenset(label.removeprefix("__label__") for label in labels)
+
+
 def predict_language(text: str, model=None) -> tuple[str, float]:
     """Top label and score. fasttext wants one line, so newlines become spaces."""
     model = model or load_model()

@@ -1,9 +1,10 @@
 """Streaming readers: one function per format, each yielding `Document`s.
 
-Every reader takes the file path and a `Stats`, and never raises on bad records: a line
-that is not JSON, a record with no text, invalid UTF-8, an oversized document or a
-corrupt/truncated compressed stream is logged with the file (and line) and counted
-under the `read` step, and reading goes on with whatever is left.
+Every reader takes the file path and a `FileLog`, and never raises on bad records: a line
+that is not JSON, a record whose text is not a string, invalid UTF-8, lone surrogates, an
+oversized document, a truncated WARC record or a corrupt/truncated compressed stream is
+counted under the `read` step and reading goes on with whatever is left. Each kind of
+problem is logged once per file, with its count and the first record it hit.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ class InputError(ValueError):
     """An input path that cannot be read at all (missing, unknown format)."""
 
 
-def expand_inputs(patterns: list[str]) -> list[Path]:
-    """Paths/globs/directories → sorted files. Missing inputs fail before any work."""
+def expand_inputs(patterns: list[str], unsupported: list[Path] | None = None) -> list[Path]:
+    """Paths/globs/directories → sorted files. Missing inputs fail before any work.
+
+    Files inside a directory that are not a supported format (WAT files, READMEs) are
+    skipped, logged once, and appended to `unsupported` so the stage can count them.
+    """
     files: list[Path] = []
+    skipped: list[Path] = []
     for pattern in patterns:
         p = Path(pattern)
         if p.is_dir() and not (p / "state.json").is_file():
@@ -41,8 +47,8 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
                 try:
                     detect_format(q)
                     files.append(q)
-                except InputError:  # a directory may hold other things (WAT files, READMEs)
-                    log.warning("%s: not a supported document format; skipped", q)
+                except InputError:
+                    skipped.append(q)
         elif p.exists():
             files.append(p)
         else:
@@ -52,6 +58,10 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
             files.extend(hits)
     for f in files:
         detect_format(f)  # unknown formats fail here, before any work
+    if skipped:
+        log.warning("%d files are not a supported document format and were skipped: %s", len(skipped), ", ".join(q.name for q in skipped[:5]))
+    if unsupported is not None:
+        unsupported.extend(skipped)
     return files
 
 
@@ -75,78 +85,137 @@ def detect_format(path: Path) -> str:
     raise InputError(f"{path}: unknown input format (expected JSONL, Parquet, text, WARC/WET or an HF dataset dir)")
 
 
+class FileLog:
+    """The record-level problems of one input file: each counted in `stats` under `read`,
+    and logged once per kind when the file is done (count + the first record it hit)."""
+
+    def __init__(self, path: Path, stats: Stats):
+        self.path, self.stats = path, stats
+        self.first: dict[str, tuple[int, str, str]] = {}
+
+    def note(self, counter: str, where: str, detail: str) -> None:
+        self.stats.add(READ, **{counter: 1})
+        n, first_where, first_detail = self.first.get(counter, (0, where, detail))
+        self.first[counter] = (n + 1, first_where, first_detail)
+
+    def close(self) -> None:
+        for counter, (n, where, detail) in self.first.items():
+            log.warning("%s: %d × %s (first at %s: %s)", self.path, n, counter, where, detail)
+
+
+class _ZstdRaw(io.RawIOBase):
+    """A zstd stream that raises EOFError when the file ends inside a frame: python-zstandard's
+    stream_reader returns a clean EOF there, so a truncated file would read as complete."""
+
+    def __init__(self, path: Path):
+        import zstandard
+
+        self._file, self._zstd = open(path, "rb"), zstandard
+        self._dobj, self._pending, self._in_frame = zstandard.ZstdDecompressor().decompressobj(), b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = self._file.read(1 << 20)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("zstd stream ends inside a frame (truncated file)")
+                return 0
+            while chunk:
+                self._in_frame = True
+                self._pending += self._dobj.decompress(chunk)
+                chunk = b""
+                if self._dobj.eof:  # a frame ended; the rest of the chunk starts the next one
+                    chunk, self._in_frame = self._dobj.unused_data, False
+                    self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 def open_binary(path: Path) -> io.BufferedIOBase:
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if name.endswith((".zst", ".zstd")):
-        import zstandard
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+        return io.BufferedReader(_ZstdRaw(path))
     return open(path, "rb")
 
 
-def _decode(raw: bytes, where: str, stats: Stats) -> str:
+def _decode(raw: bytes, where: str, flog: FileLog) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        log.warning("%s: invalid UTF-8 (%s); bad bytes replaced with U+FFFD", where, e.reason)
-        stats.add(READ, invalid_utf8_replaced=1)
+        flog.note("invalid_utf8_replaced", where, f"{e.reason}; bad bytes replaced with U+FFFD")
         return raw.decode("utf-8", errors="replace")
 
 
-def _emit(doc: Document, where: str, stats: Stats, max_chars: int) -> Iterator[Document]:
+def _emit(doc: Document, where: str, flog: FileLog, max_chars: int) -> Iterator[Document]:
+    if not isinstance(doc.text, str):
+        flog.note("skipped_not_text", where, f"text is {type(doc.text).__name__}, not a string")
+        return
     if len(doc.text) > max_chars:
-        log.warning("%s: document of %d chars exceeds max_doc_chars=%d; skipped", where, len(doc.text), max_chars)
-        stats.add(READ, skipped_too_large=1)
+        flog.note("skipped_too_large", where, f"{len(doc.text)} chars > max_doc_chars={max_chars}")
         return
     if not doc.text.strip():
-        stats.add(READ, skipped_empty=1)
+        flog.stats.add(READ, skipped_empty=1)
         return
-    stats.add(READ, docs_out=1, bytes_out=len(doc.text.encode("utf-8", "surrogatepass")))
+    try:
+        n = len(doc.text.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates ("\ud800" in JSON): no valid UTF-8, no Parquet, no fasttext
+        doc.text = doc.text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        flog.note("surrogates_replaced", where, "lone UTF-16 surrogates replaced with U+FFFD")
+        n = len(doc.text.encode("utf-8", "replace"))
+    flog.stats.add(READ, docs_out=1, bytes_out=n)
     yield doc
 
 
-def _guard_stream(path: Path, stats: Stats, gen: Iterator[Document]) -> Iterator[Document]:
+def _guard_stream(flog: FileLog, gen: Iterator[Document]) -> Iterator[Document]:
     """Turn a corrupt/truncated stream into a counted error: keep what was read before it."""
     try:
         yield from gen
     except (OSError, EOFError, zlib.error, ValueError) as e:
-        log.error("%s: unreadable past this point (%s: %s); kept the records read before it", path, type(e).__name__, e)
-        stats.add(READ, files_corrupt=1)
+        log.error("%s: unreadable past this point (%s: %s); kept the records read before it", flog.path, type(e).__name__, e)
+        flog.stats.add(READ, files_corrupt=1)
+    finally:
+        flog.close()
 
 
 # --- formats ------------------------------------------------------------------------------
-def read_jsonl(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
+def read_jsonl(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
     with open_binary(path) as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
-            line = _decode(raw, where, stats)
+            line = _decode(raw, where, flog)
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                log.warning("%s: not valid JSON (%s); record skipped", where, e.msg)
-                stats.add(READ, skipped_bad_json=1)
+                flog.note("skipped_bad_json", where, e.msg)
                 continue
             text = rec.get(text_key) if isinstance(rec, dict) else None
-            if not isinstance(text, str):
-                log.warning("%s: record has no string %r field; skipped", where, text_key)
-                stats.add(READ, skipped_no_text=1)
+            if text is None:
+                flog.note("skipped_no_text", where, f"no {text_key!r} field")
                 continue
             doc_id = str(rec.get("id", f"{path.name}:{lineno}"))
             meta = {k: v for k, v in rec.items() if k not in (text_key, "id", "source")}
-            yield from _emit(Document(text, doc_id, str(rec.get("source", path.name)), meta), where, stats, max_chars)
+            yield from _emit(Document(text, doc_id, str(rec.get("source", path.name)), meta), where, flog, max_chars)
 
 
-def read_parquet(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
+def read_parquet(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     if text_key not in pf.schema_arrow.names:
         log.error("%s: no %r column (columns: %s); file skipped", path, text_key, pf.schema_arrow.names)
-        stats.add(READ, files_no_text_column=1)
+        flog.stats.add(READ, files_no_text_column=1)
         return
     has_id = "id" in pf.schema_arrow.names
     row = 0
@@ -155,29 +224,28 @@ def read_parquet(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHAR
         for i, text in enumerate(cols[text_key]):
             row += 1
             if text is None:
-                stats.add(READ, skipped_no_text=1)
+                flog.note("skipped_no_text", f"{path}:row {row}", "null text")
                 continue
             doc_id = str(cols["id"][i]) if has_id else f"{path.name}:{row}"
-            yield from _emit(Document(text, doc_id, path.name), f"{path}:row {row}", stats, max_chars)
+            yield from _emit(Document(text, doc_id, path.name), f"{path}:row {row}", flog, max_chars)
 
 
-def read_text(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False) -> Iterator[Document]:
+def read_text(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False) -> Iterator[Document]:
     """A document per file, or per blank-line-separated block."""
     with open_binary(path) as f:
         raw = f.read(max_chars * 4 + 1)
         if len(raw) > max_chars * 4:
-            log.warning("%s: larger than max_doc_chars=%d; skipped", path, max_chars)
-            stats.add(READ, skipped_too_large=1)
+            flog.note("skipped_too_large", str(path), f"larger than max_doc_chars={max_chars}")
             return
-    text = _decode(raw, str(path), stats).replace("\r\n", "\n")
+    text = _decode(raw, str(path), flog).replace("\r\n", "\n")
     if not split_blank_lines:
-        yield from _emit(Document(text, path.name, path.name), str(path), stats, max_chars)
+        yield from _emit(Document(text, path.name, path.name), str(path), flog, max_chars)
         return
     for i, block in enumerate(b for b in text.split("\n\n") if b.strip()):
-        yield from _emit(Document(block.strip("\n"), f"{path.name}:{i}", path.name), f"{path}:block {i}", stats, max_chars)
+        yield from _emit(Document(block.strip("\n"), f"{path.name}:{i}", path.name), f"{path}:block {i}", flog, max_chars)
 
 
-def read_warc(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
+def read_warc(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
     """WARC responses (HTML → main-content text with resiliparse) and WET conversions."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
     from resiliparse.extract.html2text import extract_plain_text
@@ -190,18 +258,21 @@ def read_warc(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS) 
             rid = rec.headers.get("WARC-Record-ID", "").strip("<>").removeprefix("urn:uuid:")
             where = f"{path}:{url or rid}"
             body = rec.reader.read()
+            if len(body) < rec.content_length:  # fastwarc hands over a record cut off by the file's end
+                flog.note("skipped_truncated_record", where, f"{len(body)} of {rec.content_length} bytes")
+                continue
             if rec.record_type == WarcRecordType.conversion:
-                text = _decode(body, where, stats)
+                text = _decode(body, where, flog)
             else:
                 ctype = rec.http_headers.get("Content-Type", "") if rec.http_headers else ""
                 if ctype and "html" not in ctype.lower():
-                    stats.add(READ, skipped_not_html=1)
+                    flog.stats.add(READ, skipped_not_html=1)
                     continue
                 text = extract_plain_text(bytes_to_str(body, detect_encoding(body)), main_content=True)
-            yield from _emit(Document(text, rid or url, path.name, {"url": url}), where, stats, max_chars)
+            yield from _emit(Document(text, rid or url, path.name, {"url": url}), where, flog, max_chars)
 
 
-def read_hf_dataset(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
+def read_hf_dataset(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
     """A `datasets.Dataset.save_to_disk` folder: Arrow stream files listed in state.json."""
     import pyarrow as pa
 
@@ -214,12 +285,12 @@ def read_hf_dataset(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_C
                 cols = batch.to_pydict()
                 if text_key not in cols:
                     log.error("%s: no %r column; file skipped", path / entry["filename"], text_key)
-                    stats.add(READ, files_no_text_column=1)
+                    flog.stats.add(READ, files_no_text_column=1)
                     break
                 for i, text in enumerate(cols[text_key]):
                     row += 1
                     doc_id = str(cols["id"][i]) if "id" in cols else f"{path.name}:{row}"
-                    yield from _emit(Document(text or "", doc_id, path.name), f"{path}:row {row}", stats, max_chars)
+                    yield from _emit(Document("" if text is None else text, doc_id, path.name), f"{path}:row {row}", flog, max_chars)
 
 
 def read_documents(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False) -> Iterator[Document]:
@@ -229,14 +300,15 @@ def read_documents(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CH
         log.warning("%s: empty file", path)
         stats.add(READ, files_empty=1)
         return
+    flog = FileLog(path, stats)
     if fmt == "jsonl":
-        gen = read_jsonl(path, stats, max_chars)
+        gen = read_jsonl(path, flog, max_chars)
     elif fmt == "parquet":
-        gen = read_parquet(path, stats, max_chars)
+        gen = read_parquet(path, flog, max_chars)
     elif fmt == "warc":
-        gen = read_warc(path, stats, max_chars)
+        gen = read_warc(path, flog, max_chars)
     elif fmt == "hf_dataset":
-        gen = read_hf_dataset(path, stats, max_chars)
+        gen = read_hf_dataset(path, flog, max_chars)
     else:
-        gen = read_text(path, stats, max_chars, split_blank_lines)
-    yield from _guard_stream(path, stats, gen)
+        gen = read_text(path, flog, max_chars, split_blank_lines)
+    yield from _guard_stream(flog, gen)

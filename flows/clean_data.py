@@ -16,7 +16,11 @@ from filters.readers import expand_inputs
 from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
 
-STAGE, VERSION = "clean-data", 1
+STAGE = "clean-data"
+
+
+class EmptyResult(ValueError):
+    """Nothing usable came out of the inputs: fail with the per-step counts, publish nothing."""
 
 
 @task(name="clean-file", task_run_name="clean {path.name}")
@@ -35,13 +39,16 @@ def dedup_corpus_task(parts: list[Path], config: CleanConfig, out_dir: Path) -> 
 def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force: bool = False) -> str:
     """Clean raw documents into deduplicated Parquet shards; returns the artifact directory."""
     logger = get_run_logger()
-    files = expand_inputs(config.inputs)
-    logger.info("clean-data: %d input files", len(files))
+    unsupported: list[Path] = []
+    files = expand_inputs(config.inputs, unsupported)
+    logger.info("clean-data: %d input files (%d unsupported, skipped)", len(files), len(unsupported))
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         parts_dir = out_dir / "_parts"
         parts_dir.mkdir()
         stats = Stats()
+        if unsupported:
+            stats.add("read", files_unsupported=len(unsupported))
         with make_task_runner(runner) as tr:
             futures = [tr.submit(clean_file_task, {"path": f, "config": config, "out_dir": parts_dir, "index": i}) for i, f in enumerate(files)]
             parts: list[Path] = []
@@ -56,9 +63,13 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
         rows = stats.table_rows()
         create_table_artifact(key="clean-data-stats", table=rows, description="clean-data: documents in/out per step")
         out = stats.steps["output"]
+        if not out["docs_out"]:
+            # an empty artifact is never what was wanted, and tokenize would fail on it later
+            raise EmptyResult(f"clean-data: no document survived ({stats.steps['read'].get('docs_out', 0)} read from {len(files)} files); "
+                              f"per step: {json.dumps(stats.to_dict())}")
         return {"documents": out["docs_out"], "bytes": out["bytes_out"], "shards": [s.name for s in shards], "files_in": len(files)}
 
-    artifact = run_stage(STAGE, VERSION, config, build, raw_files=files, force=force)
+    artifact = run_stage(STAGE, "flows.clean_data", config, build, raw_files=files, force=force)
     return str(artifact.path)
 
 

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.config import ConfigError, load_config
-from flows.store import ArtifactStore, StoreError
+from lm.paths import REPO_ROOT
+from flows.store import ArtifactStore, StoreError, check, read_manifest
 
 # Prefect's server logs "database is locked" with analytics on, and they cannot leave this machine anyway.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -72,7 +73,7 @@ def clean_data_cmd(
     from filters.readers import expand_inputs
     from flows.runners import RunnerConfig
 
-    cfg = _load(CleanConfig, config, "clean_data", inputs=inputs or None)
+    cfg = _load(CleanConfig, config, ["clean_data"], inputs=inputs or None)
     _run(expand_inputs, cfg.inputs)  # missing inputs fail here, before Prefect starts
     path = _run(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
     stats = json.loads((Path(path) / "stats.json").read_text())
@@ -94,7 +95,9 @@ def tokenize_cmd(
     from flows.tokenization import tokenize
     from lm.corpus import TokenizeConfig
 
-    cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size)
+    cfg = _load(TokenizeConfig, config, ["tokenize"], inputs=inputs or None, vocab_size=vocab_size)
+    if clean_artifact:
+        _run(ArtifactStore().find, clean_artifact)  # a missing key fails here, before Prefect starts
     path = _run(tokenize, cfg, clean_artifact, force)
     meta = json.loads((Path(path) / "meta.json").read_text())
     _print_table("tokenize", [{k: str(v) for k, v in meta.items() if k not in ("special_tokens", "bpe")}])
@@ -111,9 +114,12 @@ def pretrain_cmd(
 ) -> None:
     """Pretrain a from-scratch Llama-style LM; resumes an interrupted run."""
     from flows.pretrain import pretrain
-    from lm.train import PretrainConfig
+    from lm.train import PretrainConfig, check_data_fits, pick_device
 
-    cfg = _load(PretrainConfig, config, "pretrain", max_steps=max_steps, device=device)
+    cfg = _load(PretrainConfig, config, ["pretrain"], max_steps=max_steps, device=device)
+    tok = _run(ArtifactStore().find, tokenize_artifact)  # before Prefect starts: key, device, data size
+    _run(pick_device, cfg.device)
+    _run(check_data_fits, cfg, tok.path)
     path = _run(pretrain, tokenize_artifact, cfg, force)
     summary = json.loads((Path(path) / "manifest.json").read_text())["summary"]
     _print_table("pretrain", [{k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "samples"}])
@@ -134,9 +140,9 @@ def scaling_sweep_cmd(
     from scaling.grid import build_grid, grid_table
     from scaling.sweep import SweepConfig
 
-    cfg = _load(SweepConfig, config, "scaling_sweep")
+    cfg = _load(SweepConfig, config, ["scaling_sweep"])
+    tok = _run(ArtifactStore().find, tokenize_artifact)
     if dry_run:  # no Prefect needed to look at a grid
-        tok = ArtifactStore().find(tokenize_artifact)
         vocab = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
         points = build_grid(cfg.budgets, cfg.sizes, vocab, cfg.train.context_length, cfg.train.tokens_per_step, cfg.flops,
                             cfg.min_tokens_per_param, cfg.max_tokens, cfg.aspect, cfg.head_dim)
@@ -161,7 +167,8 @@ def grpo_cmd(
     from flows.grpo import grpo
     from rl.grpo import GRPOSettings
 
-    cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps)
+    # a pipeline file's `grpo:` section holds the settings under `settings:`
+    cfg = _load(GRPOSettings, config, ["grpo.settings", "grpo"], task=task, max_steps=max_steps)
     path = _run(grpo, checkpoint, cfg, force)
     result = json.loads((Path(path) / "eval.json").read_text())
     _print_table("grpo: held-out evaluation", [{"eval": f"{w} ({m})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in result[w][m].items() if k != "examples"}}
@@ -170,11 +177,11 @@ def grpo_cmd(
 
 
 @app.command("pipeline")
-def pipeline_cmd(config: Path = typer.Option(Path("configs/pipeline-demo.yaml"), "--config", "-c", help="YAML PipelineConfig")) -> None:
+def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-demo.yaml", "--config", "-c", help="YAML PipelineConfig")) -> None:
     """Run the whole pipeline from one config; every stage cached on its own."""
     from flows.pipeline import PipelineConfig, pipeline, pipeline_summary
 
-    cfg = _load(PipelineConfig, config, "")
+    cfg = _load(PipelineConfig, config, [])
     from filters.readers import expand_inputs
 
     _run(expand_inputs, cfg.clean_data.inputs)  # missing inputs fail here, before Prefect starts
@@ -233,31 +240,40 @@ def scaling_fit_cmd(
     print(out_dir.resolve())
 
 
-def _load(model, config: Optional[Path], section: str, **overrides):
+def _load(model, config: Optional[Path], sections: list[str], **overrides):
+    """A stage's settings: its own section of a pipeline file, or a file of its own."""
     try:
-        return load_config(model, config, section=section if config and _has_section(config, section) else None, **overrides)
+        return load_config(model, config, sections=sections, **overrides)
     except ConfigError as e:
         _fail(str(e))
 
 
-def _has_section(path: Path, section: str) -> bool:
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return isinstance(data, dict) and section in data
-
-
 # --- artifacts -----------------------------------------------------------------------------
+def _status(artifact) -> str:
+    """ok | damaged: … | stale: what changed in the code or libraries since it was built."""
+    from flows.fingerprint import code_fingerprint
+    from flows.store import differences
+
+    problems = check(artifact)
+    if problems:
+        return "damaged: " + "; ".join(problems[:3])
+    recorded = (read_manifest(artifact.path) or {}).get("code")
+    if not recorded:
+        return "stale: built before code-aware keys"
+    changes = differences({"code": recorded}, {"code": code_fingerprint(recorded["root"])})
+    return "stale: " + "; ".join(changes[:3]) if changes else "ok"
+
+
 @app.command("ls")
 def ls_cmd(stage: Optional[str] = typer.Argument(None, help="only this stage")) -> None:
-    """List finished artifacts: stage, key, created, size, inputs."""
+    """List artifacts: stage, key, created, size, inputs, and whether a rerun would rebuild them."""
     store = ArtifactStore()
     rows = []
     for a in store.list():
         if stage and a.stage != stage:
             continue
-        m = a.manifest
-        size = sum(f["size"] for f in m.get("files", {}).values())
+        m = read_manifest(a.path) or {}
+        size = sum(f.get("size", 0) for f in m.get("files", {}).values())
         rows.append(
             {
                 "stage": a.stage,
@@ -265,6 +281,7 @@ def ls_cmd(stage: Optional[str] = typer.Argument(None, help="only this stage")) 
                 "created": m.get("created", ""),
                 "size": f"{size / 1e6:.1f} MB",
                 "inputs": ", ".join(f"{i['stage']}/{i['key']}" for i in m.get("inputs", [])) or "raw files",
+                "status": _status(a),
             }
         )
     if not rows:
@@ -278,14 +295,15 @@ def show_cmd(key: str = typer.Argument(..., help="artifact key, unique prefix, o
     """Print an artifact's manifest and its lineage back to the raw inputs."""
     store = ArtifactStore()
     try:
-        artifact = store.find(key)
+        artifact = store.locate(key)
     except StoreError as e:
         _fail(str(e))
-    m = artifact.manifest
-    print(json.dumps({k: v for k, v in m.items() if k != "files"}, indent=2))
+    m = read_manifest(artifact.path) or {}
+    print(json.dumps({k: v for k, v in m.items() if k not in ("files", "code")}, indent=2))
+    print(f"\nstatus: {_status(artifact)}")
     print("\nlineage:")
     for depth, a in enumerate(store.lineage(artifact)):
-        raw = a.manifest.get("raw_inputs", [])
+        raw = (read_manifest(a.path) or {}).get("raw_inputs", [])
         print(f"  {'  ' * depth}{a.stage}/{a.key}" + (f"  ← {len(raw)} raw files" if raw else ""))
         for r in raw[:10]:
             print(f"  {'  ' * depth}    {r['path']}")
@@ -297,24 +315,49 @@ def gc_cmd(
     keep: list[str] = typer.Argument(None, help="keys to keep (with their lineage); default: the newest artifact of each stage"),
     dry_run: bool = typer.Option(False, "--dry-run"),
 ) -> None:
-    """Remove artifacts that no kept artifact depends on, and temp dirs of killed runs."""
+    """Remove damaged artifacts, artifacts no kept one depends on, and temp dirs of dead runs.
+
+    Anything a running stage holds (its inputs, its build) is skipped: stages hold file locks.
+    """
     store = ArtifactStore()
     all_artifacts = store.list()
+    intact = [a for a in all_artifacts if not check(a)]
     if keep:
-        roots = [store.find(k) for k in keep]
+        roots = [_run(store.find, k) for k in keep]
     else:
         newest: dict[str, object] = {}
-        for a in sorted(all_artifacts, key=lambda a: a.manifest.get("created", "")):
+        for a in sorted(intact, key=lambda a: (read_manifest(a.path) or {}).get("created", "")):
             newest[a.stage] = a
         roots = list(newest.values())  # type: ignore[arg-type]
     live = {a.key for r in roots for a in store.lineage(r)}  # type: ignore[arg-type]
     for a in all_artifacts:
-        if a.key not in live:
-            err.print(f"{'would remove' if dry_run else 'removing'} {a.stage}/{a.key}")
-            if not dry_run:
-                store.remove(a)
+        if a.key in live and a in intact:
+            continue
+        why = "damaged" if a not in intact else "unreferenced"
+        if dry_run:
+            err.print(f"would remove {a.stage}/{a.key} ({why})")
+        elif store.remove(a):
+            err.print(f"removed {a.stage}/{a.key} ({why})")
+        else:
+            err.print(f"kept {a.stage}/{a.key}: in use by a running stage")
     if not dry_run:
-        store.clean_tmp(older_than_s=3600)
+        n = store.clean_tmp()
+        if n:
+            err.print(f"removed {n} temp dirs of runs that are no longer running")
+
+
+@app.command("verify")
+def verify_cmd(keys: list[str] = typer.Argument(None, help="artifact keys or prefixes (default: every artifact)")) -> None:
+    """Check artifacts against their manifests: every file present, sizes and sha256s match."""
+    store = ArtifactStore()
+    artifacts = [_run(store.locate, k) for k in keys] if keys else store.list()
+    bad = 0
+    for a in artifacts:
+        problems = check(a, deep=True)
+        bad += bool(problems)
+        err.print(f"{a.stage}/{a.key}: " + ("[green]ok[/]" if not problems else "[red]damaged[/]: " + "; ".join(problems)))
+    if bad:
+        raise typer.Exit(1)
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -330,6 +373,9 @@ def serve_cmd() -> None:
 
 
 def main() -> None:
+    from flows.processes import install_stop_handlers
+
+    install_stop_handlers()
     app(prog_name="lmforge")
 
 

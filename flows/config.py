@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from lm.paths import data_root
+from lm.configfile import ConfigError, pick_section, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
-
-class ConfigError(ValueError):
-    pass
+__all__ = ["ConfigError", "load_config"]
 
 
-def load_config(model: type[M], path: str | Path | None = None, section: str | None = None, **overrides: Any) -> M:
-    """Read `path` (YAML; optionally one `section` of it), apply non-None overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        # ${LMFORGE_DATA} and other environment variables expand in config files
-        os.environ.setdefault("LMFORGE_DATA", str(data_root()))
-        try:
-            data = yaml.safe_load(os.path.expandvars(p.read_text())) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from e
-        if section is not None:
-            data = data.get(section, {}) or {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+def load_config(model: type[M], path: str | Path | None = None, sections: list[str] = (), **overrides: Any) -> M:  # type: ignore[assignment]
+    """Read `path` (YAML; the first of `sections` it has, else all of it), apply non-None overrides, validate."""
+    data: dict[str, Any] = pick_section(read_yaml(path), list(sections)) if path is not None else {}
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return model.model_validate(data)
     except ValidationError as e:

@@ -9,10 +9,11 @@ from prefect.artifacts import create_table_artifact
 
 from flows.stage import run_stage
 from flows.store import ArtifactStore, StoreError
+from rl.generation import resolve_engine
 from rl.grpo import GRPOSettings, run_grpo
 from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
 
-STAGE, VERSION = "grpo", 1
+STAGE = "grpo"
 
 
 @task(name="grpo-train")
@@ -38,6 +39,7 @@ def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool =
     """GRPO-tune a checkpoint on a task with verifiable rewards; returns the artifact directory."""
     logger = get_run_logger()
     art, model_dir = resolve_checkpoint(checkpoint)
+    settings = settings.model_copy(update={"engine": resolve_engine(settings.engine)})  # `auto` never enters the key
     raw = [] if art else sorted(p for p in model_dir.iterdir() if p.is_file())
 
     def build(out_dir: Path, work_dir: Path) -> dict:
@@ -51,7 +53,7 @@ def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool =
             logger.info("%s: accuracy %.3f, mean reward %.3f", r["eval"], r["accuracy"], r["mean_reward"])
         return result
 
-    artifact = run_stage(STAGE, VERSION, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
+    artifact = run_stage(STAGE, "flows.grpo", settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
     return str(artifact.path)
 
 

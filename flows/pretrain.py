@@ -14,9 +14,9 @@ from flows.store import ArtifactStore
 from lm.hf_export import export_hf
 from lm.report import plot_loss_curve, sample_generations
 from lm.tokenizer import Tokenizer
-from lm.train import PretrainConfig, load_model, read_metrics, train
+from lm.train import PretrainConfig, check_data_fits, load_model, pick_device, read_metrics, train
 
-STAGE, VERSION = "pretrain", 1
+STAGE = "pretrain"
 
 
 @task(name="train")
@@ -30,6 +30,8 @@ def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), 
     """Pretrain a TransformerLM on a tokenize artifact; returns the artifact directory."""
     logger = get_run_logger()
     tok_art = ArtifactStore().find(tokenize_artifact)
+    config = config.model_copy(update={"device": pick_device(config.device)})  # `auto` never enters the key
+    check_data_fits(config, tok_art.path)
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         summary = train_task(config, tok_art.path, work_dir)
@@ -52,7 +54,7 @@ def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), 
         summary["samples"] = samples
         return summary
 
-    artifact = run_stage(STAGE, VERSION, config, build, inputs=[tok_art], force=force)
+    artifact = run_stage(STAGE, "flows.pretrain", config, build, inputs=[tok_art], force=force)
     return str(artifact.path)
 
 

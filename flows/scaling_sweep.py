@@ -15,12 +15,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.pretrain import pretrain
 from flows.stage import run_stage
 from flows.store import ArtifactStore
+from lm.train import pick_device
 from scaling.grid import GridPoint, build_grid, grid_table
 from scaling.report import fit_runs, summary_lines
 from scaling.runs import load_runs
 from scaling.sweep import SweepConfig
 
-STAGE, VERSION = "scaling-sweep", 1
+STAGE = "scaling-sweep"
 
 
 @task(name="grid-point", task_run_name="C={point.compute:.1e} N={point.shape.non_embedding_params}")
@@ -38,6 +39,7 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
     """Train a (budget × size) grid, fit IsoFLOP and parametric laws; returns the artifact dir."""
     logger = get_run_logger()
     tok = ArtifactStore().find(tokenize_artifact)
+    config = config.model_copy(update={"train": config.train.model_copy(update={"device": pick_device(config.train.device)})})
     meta = json.loads((tok.path / "meta.json").read_text())
     points = build_grid(config.budgets, config.sizes, meta["vocab_size"], config.train.context_length, config.train.tokens_per_step,
                         config.flops, config.min_tokens_per_param, config.max_tokens, config.aspect, config.head_dim)
@@ -70,7 +72,7 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
                                  description="scaling-sweep: fitted laws")
         return {"points": len(rows), "skipped": len(points) - len(runnable), "laws": lines, "plots": result["plots"]}
 
-    artifact = run_stage(STAGE, VERSION, config, build, inputs=[tok], force=force)
+    artifact = run_stage(STAGE, "flows.scaling_sweep", config, build, inputs=[tok], force=force)
     return str(artifact.path)
 
 

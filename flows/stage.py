@@ -1,10 +1,15 @@
-"""What every stage flow shares: cache key → hit or build → publish, with Prefect artifacts.
+"""What every stage flow shares: cache key → verified hit or build → publish, with Prefect artifacts.
 
 A flow calls `run_stage(...)` with a `build(out_dir, work_dir) -> summary` function from
 library code. `out_dir` is the fresh temp dir that becomes the artifact; `work_dir` is a
 scratch dir keyed like the artifact that survives a crash (pretraining keeps its
-checkpoints there to resume) and is removed once the artifact is published. On a cache hit nothing is built, and the log and a Prefect markdown artifact say
-"cache hit: <key>".
+checkpoints there to resume) and is removed once the artifact is published.
+
+The key covers the stage's code (flows/fingerprint.py), its output-shaping config and
+its inputs. A hit is served only when the artifact checks out (flows/store.check); a
+damaged one is reported and rebuilt. A miss says how it differs from the stage's newest
+artifact (config field, code module, library version, inputs), so a rebuild is never a
+surprise. Input artifacts are held with shared locks for the whole run: gc skips them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from flows.store import Artifact, ArtifactStore, StoreError, compute_key, fingerprint_file
+from flows.fingerprint import code_fingerprint
+from flows.store import (VERIFY_ON_HIT_BYTES, Artifact, ArtifactStore, StoreError, check, compute_key, config_for_key,
+                         differences, fingerprint_file, hashed_bytes, read_manifest)
 
 # a full disk or quota: the build cannot finish, however often it is retried
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -34,7 +41,7 @@ def artifact_slug(stage: str) -> str:
 
 def run_stage(
     stage: str,
-    version: int,
+    code_root: str,
     config: BaseModel,
     build: Callable[[Path, Path], dict[str, Any]],
     inputs: list[Artifact] = (),  # type: ignore[assignment]
@@ -42,27 +49,35 @@ def run_stage(
     force: bool = False,
     store: ArtifactStore | None = None,
 ) -> Artifact:
+    """`code_root`: the stage's flow module; its code fingerprint enters the key."""
     logger = get_run_logger()
     store = store or ArtifactStore()
     fingerprints = [fingerprint_file(Path(f)) for f in raw_files]
-    key = compute_key(stage, version, config, [a.key for a in inputs], fingerprints)
-    with store.lock(stage, key):
+    code = code_fingerprint(code_root)
+    key = compute_key(stage, code["digest"], config, [a.key for a in inputs], fingerprints)
+    manifest: dict[str, Any] = {
+        "config": config.model_dump(mode="json"),
+        "config_key": config_for_key(config),
+        "code": code,
+        "inputs": [{"stage": a.stage, "key": a.key} for a in inputs],
+        "raw_inputs": fingerprints,
+    }
+    with store.using(list(inputs)), store.lock(stage, key):
         existing = store.get(stage, key)
         if existing is not None and not force:
-            logger.info("cache hit: %s/%s (%s)", stage, key, existing.path)
-            create_markdown_artifact(
-                key=f"{artifact_slug(stage)}-cache",
-                markdown=f"**cache hit**: `{stage}/{key}`\n\n`{existing.path}`",
-                description=f"{stage}: cache hit",
-            )
-            return existing
-        logger.info("building %s/%s", stage, key)
-        manifest: dict[str, Any] = {
-            "version": version,
-            "config": config.model_dump(mode="json"),
-            "inputs": [{"stage": a.stage, "key": a.key} for a in inputs],
-            "raw_inputs": fingerprints,
-        }
+            problems = check(existing, deep=hashed_bytes(read_manifest(existing.path) or {}) <= VERIFY_ON_HIT_BYTES)
+            if not problems:
+                logger.info("cache hit: %s/%s (%s)", stage, key, existing.path)
+                create_markdown_artifact(
+                    key=f"{artifact_slug(stage)}-cache",
+                    markdown=f"**cache hit**: `{stage}/{key}`\n\n`{existing.path}`",
+                    description=f"{stage}: cache hit",
+                )
+                return existing
+            logger.warning("%s/%s is damaged (%s): rebuilding it", stage, key, "; ".join(problems[:5]))
+            shutil.rmtree(existing.path)
+        else:
+            _log_why_built(store, stage, key, manifest, logger)
         t0 = time.time()
         work_dir = store.home / "work" / f"{stage}-{key}"
         try:
@@ -80,3 +95,14 @@ def run_stage(
         assert artifact is not None
         logger.info("built %s/%s in %.1fs → %s", stage, key, time.time() - t0, artifact.path)
         return artifact
+
+
+def _log_why_built(store: ArtifactStore, stage: str, key: str, manifest: dict[str, Any], logger) -> None:
+    """Compare with the stage's newest intact artifact: which config, code or inputs changed."""
+    previous = [(m.get("created", ""), a.key, m) for a in store.list() if a.stage == stage and (m := read_manifest(a.path)) is not None]
+    if not previous:
+        logger.info("building %s/%s (no earlier %s artifact)", stage, key, stage)
+        return
+    _, old_key, old = max(previous, key=lambda p: (p[0], p[1]))
+    reasons = differences(old, manifest) or ["--force"]
+    logger.info("building %s/%s; differs from %s/%s in: %s", stage, key, stage, old_key, "; ".join(reasons[:8]))

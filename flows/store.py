@@ -6,6 +6,14 @@ its manifest written last, then renamed into place: a run killed half-way leaves
 `tmp/` entry that nothing ever reads as finished. A per-key file lock makes a second
 run of the same stage + config wait for the first and reuse its result.
 
+Locks (flock, released by the kernel when a process dies, so never stale): a build holds
+its key's lock exclusively and its temp dir's lock; a stage holds its input artifacts'
+locks shared while it runs. `gc` takes the exclusive side without waiting and skips
+whatever is in use: no guessing from mtimes.
+
+A hit is served only when `check` finds the manifest readable and every file it lists
+present with its size (and, for small artifacts or `verify`, its sha256).
+
 Plain Python (no Prefect), so notebooks and tests can read the store directly.
 """
 
@@ -20,7 +28,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +69,20 @@ def fingerprint_file(path: Path) -> dict[str, Any]:
     return fp
 
 
+def config_for_key(config: BaseModel | dict[str, Any]) -> Any:
+    """The config as it enters the key: fields marked `json_schema_extra={"cache_key": False}`
+    (worker counts and other settings that cannot change the output) are left out, at any depth."""
+    if isinstance(config, BaseModel):
+        fields = type(config).model_fields
+        return {name: config_for_key(getattr(config, name)) for name, f in fields.items()
+                if not (isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("cache_key") is False)}
+    if isinstance(config, dict):
+        return {k: config_for_key(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [config_for_key(v) for v in config]
+    return json.loads(canonical_json(config))
+
+
 def code_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -83,15 +105,16 @@ def code_version() -> str:
 
 def compute_key(
     stage: str,
-    version: int,
+    code_digest: str,
     config: BaseModel | dict[str, Any],
     input_keys: list[str],
     raw_fingerprints: list[dict[str, Any]] | None = None,
 ) -> str:
+    """Hash of stage, code fingerprint (flows/fingerprint.py), output-shaping config, inputs."""
     payload = {
         "stage": stage,
-        "version": version,
-        "config": json.loads(canonical_json(config)),
+        "code": code_digest,
+        "config": config_for_key(config),
         "inputs": sorted(input_keys),
         "raw": raw_fingerprints or [],
     }
@@ -106,11 +129,73 @@ class Artifact:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / MANIFEST).read_text())
+        m = read_manifest(self.path)
+        if m is None:
+            raise StoreError(f"{self.path / MANIFEST}: missing or not valid JSON (damaged artifact; `lmforge gc` removes it)")
+        return m
 
 
 class StoreError(RuntimeError):
     pass
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of an artifact dir, or None when it is missing or unreadable."""
+    try:
+        m = json.loads((path / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return m if isinstance(m, dict) else None
+
+
+# Hits on artifacts whose checksummed files add up to no more than this are sha256-checked.
+VERIFY_ON_HIT_BYTES = 64 * 1024 * 1024
+
+
+def check(artifact: Artifact, deep: bool = False) -> list[str]:
+    """Problems that make an artifact unfit to serve; [] when it checks out.
+
+    Always: the manifest parses, names this stage/key, and every listed file exists with its
+    size. `deep`: also every recorded sha256.
+    """
+    m = read_manifest(artifact.path)
+    if m is None:
+        return [f"{MANIFEST} missing or not valid JSON"]
+    if m.get("stage") != artifact.stage or m.get("key") != artifact.key:
+        return [f"{MANIFEST} names {m.get('stage')}/{m.get('key')}"]
+    problems = []
+    for rel, entry in m.get("files", {}).items():
+        f = artifact.path / rel
+        if not f.is_file():
+            problems.append(f"{rel}: missing")
+        elif f.stat().st_size != entry.get("size"):
+            problems.append(f"{rel}: {f.stat().st_size} bytes, manifest says {entry.get('size')}")
+        elif deep and "sha256" in entry and sha256_file(f) != entry["sha256"]:
+            problems.append(f"{rel}: sha256 differs from the manifest")
+    return problems
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Why two manifests' keys differ: config fields, code modules, libraries, inputs."""
+    out = [f"config {k}: {a} → {b}" for k, a, b in _flat_diff(old.get("config_key", {}), new.get("config_key", {}))]
+    old_code, new_code = old.get("code", {}), new.get("code", {})
+    out += [f"code {name} changed" for name, _, _ in _flat_diff(old_code.get("modules", {}), new_code.get("modules", {}))]
+    out += [f"library {name}: {a} → {b}" for name, a, b in _flat_diff(old_code.get("libraries", {}), new_code.get("libraries", {}))]
+    if old.get("inputs") != new.get("inputs"):
+        out.append("input artifacts differ")
+    if old.get("raw_inputs") != new.get("raw_inputs"):
+        out.append("raw input files differ")
+    return out
+
+
+def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _flat_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
+def hashed_bytes(manifest: dict[str, Any]) -> int:
+    return sum(e["size"] for e in manifest.get("files", {}).values() if "sha256" in e)
 
 
 class ArtifactStore:
@@ -123,14 +208,26 @@ class ArtifactStore:
         return self.root / stage / key
 
     def get(self, stage: str, key: str) -> Artifact | None:
+        """The finished artifact (a manifest is there; `check` says whether it is intact)."""
         p = self.path(stage, key)
         return Artifact(stage, key, p) if (p / MANIFEST).is_file() else None
 
     def find(self, key_or_path: str) -> Artifact:
-        """Resolve a key (or unique key prefix, or an artifact directory) to an artifact."""
+        """Resolve a key (or unique key prefix, or an artifact directory) to an intact artifact."""
+        artifact = self.locate(key_or_path)
+        problems = check(artifact)
+        if problems:
+            raise StoreError(f"artifact {artifact.stage}/{artifact.key} is damaged ({'; '.join(problems[:3])}): "
+                             f"rerun the stage that made it to rebuild it")
+        return artifact
+
+    def locate(self, key_or_path: str) -> Artifact:
+        """Resolve a key, unique prefix or directory to an artifact, intact or not."""
         p = Path(key_or_path)
         if (p / MANIFEST).is_file():
-            m = json.loads((p / MANIFEST).read_text())
+            m = read_manifest(p)
+            if m is None or "stage" not in m or "key" not in m:
+                raise StoreError(f"{p / MANIFEST}: not a valid manifest (damaged artifact)")
             return Artifact(m["stage"], m["key"], p.resolve())
         hits = [a for a in self.list() if a.key.startswith(key_or_path)]
         if len(hits) == 1:
@@ -140,15 +237,14 @@ class ArtifactStore:
         raise StoreError(f"{key_or_path!r} is ambiguous: {', '.join(a.key for a in hits)}")
 
     def list(self) -> list[Artifact]:
+        """Every artifact directory, damaged ones included (`check` tells them apart)."""
         if not self.root.is_dir():
             return []
         out = []
         for stage_dir in sorted(self.root.iterdir()):
             if stage_dir.name == "tmp" or not stage_dir.is_dir():
                 continue
-            for d in sorted(stage_dir.iterdir()):
-                if (d / MANIFEST).is_file():
-                    out.append(Artifact(stage_dir.name, d.name, d))
+            out.extend(Artifact(stage_dir.name, d.name, d) for d in sorted(stage_dir.iterdir()) if d.is_dir())
         return out
 
     def lineage(self, artifact: Artifact) -> list[Artifact]:
@@ -160,29 +256,53 @@ class ArtifactStore:
                 continue
             seen.add(a.key)
             order.append(a)
-            for inp in a.manifest.get("inputs", []):
+            for inp in (read_manifest(a.path) or {}).get("inputs", []):
                 dep = self.get(inp["stage"], inp["key"])
                 if dep is not None:
                     todo.append(dep)
         return order
 
-    # --- writing ------------------------------------------------------------------------
+    # --- locks --------------------------------------------------------------------------
+    def _lock_file(self, name: str) -> Path:
+        return self.home / "locks" / f"{name}.lock"
+
     @contextmanager
-    def lock(self, stage: str, key: str) -> Iterator[None]:
-        """Exclusive per-(stage, key) lock: a concurrent identical run waits here."""
-        lock_dir = self.home / "locks"
+    def _flock(self, name: str, mode: int) -> Iterator[bool]:
+        """Hold flock `mode` on locks/<name>.lock; yields False when LOCK_NB could not get it."""
+        path = self._lock_file(name)
         try:
-            lock_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_dir / f"{stage}-{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as e:
             raise StoreError(f"artifact root {self.home} is not writable: {e}") from e
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, mode)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            os.close(fd)  # closing releases the lock
 
+    @contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Exclusive per-(stage, key) lock: a concurrent identical run waits here."""
+        with self._flock(f"{stage}-{key}", fcntl.LOCK_EX):
+            yield
+
+    @contextmanager
+    def using(self, artifacts: list[Artifact]) -> Iterator[None]:
+        """Shared locks on input artifacts for as long as a stage reads them: gc skips them."""
+        with ExitStack() as stack:
+            for a in artifacts:
+                stack.enter_context(self._flock(f"{a.stage}-{a.key}", fcntl.LOCK_SH))
+                problems = check(a)  # gc may have removed it between lookup and lock
+                if problems:
+                    raise StoreError(f"input {a.stage}/{a.key} is gone or damaged ({'; '.join(problems[:3])})")
+            yield
+
+    # --- writing ------------------------------------------------------------------------
     @contextmanager
     def building(self, stage: str, key: str, manifest: dict[str, Any]) -> Iterator[Path]:
         """Yield an empty temp dir; on clean exit fsync it, write the manifest, rename it in.
@@ -191,9 +311,19 @@ class ArtifactStore:
         """
         tmp = self.root / "tmp" / f"{stage}-{key}-{uuid.uuid4().hex[:8]}"
         try:
-            tmp.mkdir(parents=True)
-        except OSError as e:
-            raise StoreError(f"artifact root {self.root} is not writable: {e}") from e
+            with self._flock(f"tmp-{tmp.name}", fcntl.LOCK_EX):  # gc leaves a locked temp dir alone
+                try:
+                    tmp.mkdir(parents=True)
+                except OSError as e:
+                    raise StoreError(f"artifact root {self.root} is not writable: {e}") from e
+                with self._publishing(stage, key, tmp, manifest) as out:
+                    yield out
+        finally:
+            with suppress(OSError):
+                self._lock_file(f"tmp-{tmp.name}").unlink(missing_ok=True)
+
+    @contextmanager
+    def _publishing(self, stage: str, key: str, tmp: Path, manifest: dict[str, Any]) -> Iterator[Path]:
         t0 = time.time()
         try:
             yield tmp
@@ -217,17 +347,24 @@ class ArtifactStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def remove(self, artifact: Artifact) -> None:
-        shutil.rmtree(artifact.path)
+    def remove(self, artifact: Artifact) -> bool:
+        """Delete an artifact unless a running stage holds it (as input or while rebuilding)."""
+        with self._flock(f"{artifact.stage}-{artifact.key}", fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+            if got:
+                shutil.rmtree(artifact.path, ignore_errors=True)
+            return got
 
-    def clean_tmp(self, older_than_s: float = 0) -> int:
-        """Remove temp dirs left by killed runs."""
+    def clean_tmp(self) -> int:
+        """Remove temp dirs of builds that are no longer running (killed or crashed)."""
         tmp_root, n = self.root / "tmp", 0
         if tmp_root.is_dir():
             for d in tmp_root.iterdir():
-                if time.time() - d.stat().st_mtime >= older_than_s:
-                    shutil.rmtree(d, ignore_errors=True)
-                    n += 1
+                with self._flock(f"tmp-{d.name}", fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+                    if got:
+                        shutil.rmtree(d, ignore_errors=True)
+                        n += 1
+                if got:
+                    self._lock_file(f"tmp-{d.name}").unlink(missing_ok=True)
         return n
 
 
@@ -245,7 +382,7 @@ def _describe_files(root: Path) -> dict[str, dict[str, Any]]:
 
 def _write_json_synced(path: Path, obj: Any) -> None:
     with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
+        json.dump(obj, f, indent=2, default=str, allow_nan=False)  # NaN is not a result
         f.flush()
         os.fsync(f.fileno())
 

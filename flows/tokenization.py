@@ -21,7 +21,7 @@ from lm.bpe import train_bpe
 from lm.corpus import EncodePart, TokenizeConfig, encode_part, merge_parts, plan_parts, write_training_sample
 from lm.tokenizer import Tokenizer
 
-STAGE, VERSION = "tokenize", 2  # 2: encoding split into parts on the task runner
+STAGE = "tokenize"
 
 
 @task(name="train-bpe")
@@ -79,7 +79,7 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
         )
         return meta
 
-    artifact = run_stage(STAGE, VERSION, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
+    artifact = run_stage(STAGE, "flows.tokenization", config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
     return str(artifact.path)
 
 

@@ -36,7 +36,7 @@ class TokenizeConfig(BaseModel):
     special_tokens: list[str] = Field(default_factory=lambda: [ENDOFTEXT])
     train_bytes: int = Field(50_000_000, ge=1, description="BPE is trained on the first this-many bytes of the corpus")
     val_fraction: float = Field(0.01, gt=0, lt=1, description="documents to val.bin, chosen by a hash of their id")
-    workers: int = Field(2, ge=1)
+    workers: int = Field(2, ge=1, json_schema_extra={"cache_key": False})  # the output does not depend on it
 
     @model_validator(mode="after")
     def _check(self) -> "TokenizeConfig":

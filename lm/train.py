@@ -64,7 +64,7 @@ class PretrainConfig(BaseModel):
     eps: float = 1e-8
     grad_clip: float = Field(1.0, gt=0)
     # --- execution ---
-    device: str = "auto"  # auto: cuda > mps > cpu
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: cuda > mps > cpu")
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
     seed: int = 0
@@ -72,7 +72,7 @@ class PretrainConfig(BaseModel):
     eval_batches: int = Field(10, ge=1)
     checkpoint_interval: int = Field(200, ge=1)
     log_interval: int = Field(10, ge=1)
-    loggers: list[Literal["wandb", "tensorboard"]] = []
+    loggers: list[Literal["wandb", "tensorboard"]] = Field([], json_schema_extra={"cache_key": False})  # they write outside the artifact
     # --- report: continuations written next to the checkpoint at the end ---
     sample_prompts: list[str] = ["Once upon a time", "The little dog"]
     sample_max_tokens: int = Field(60, ge=1)
@@ -129,7 +129,23 @@ def open_tokens(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return train, val, meta
 
 
+def check_data_fits(cfg: PretrainConfig, data_dir: Path) -> None:
+    """Both splits must hold at least one window of context_length + 1 tokens."""
+    train_data, val_data, _ = open_tokens(data_dir)
+    for split, data in (("train", train_data), ("validation", val_data)):
+        if len(data) <= cfg.context_length:
+            raise ValueError(f"context_length {cfg.context_length} does not fit the {split} split of {data_dir} "
+                             f"({len(data)} tokens): lower context_length or tokenize more data")
+
+
 def pick_device(requested: str = "auto") -> str:
+    """Resolve `auto`; a device this machine lacks is a clear error before any work."""
+    if requested.startswith("cuda"):
+        index = int(requested.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ValueError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA devices; use device: auto or cpu")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps': not available on this machine; use device: auto or cpu")
     if requested != "auto":
         return requested
     if torch.cuda.is_available():
@@ -141,7 +157,13 @@ def pick_device(requested: str = "auto") -> str:
 
 # --- checkpoints ---------------------------------------------------------------------------------
 def save_checkpoint(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, step: int, tokens: int, data_rng: np.random.Generator, config: PretrainConfig) -> None:
-    """Write into `<path>.tmp`, then swap it in: a crash never leaves a torn checkpoint."""
+    """Write `<path>.tmp` (state.json last, all fsynced), then swap it in by two renames.
+
+    A kill at any instant leaves a whole checkpoint findable by `recover_checkpoint`:
+    before the first rename `path` is intact; between the renames `.tmp` is complete
+    (its state.json exists) and `.old` holds the previous one.
+    """
+    recover_checkpoint(path)  # never overwrite .tmp while it is the only whole copy
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -150,12 +172,38 @@ def save_checkpoint(path: Path, model: TransformerLM, optimizer: torch.optim.Opt
     torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "data": data_rng.bit_generator.state}, tmp / "rng.pt")
+    for f in tmp.iterdir():
+        _fsync(f)
     (tmp / "state.json").write_text(json.dumps({"step": step, "tokens": tokens, "model": model.config.to_dict(), "train": config.model_dump(mode="json")}, indent=2))
+    _fsync(tmp / "state.json")
+    _fsync(tmp)
     old = path.with_name(path.name + ".old")
     if path.exists():
         os.rename(path, old)
     os.rename(tmp, path)
+    _fsync(path.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_checkpoint(path: Path) -> None:
+    """Finish a swap that a kill interrupted: `path` missing means the newest whole copy is
+    `.tmp` (if its state.json was written) or else `.old`."""
+    if (path / "state.json").is_file():
+        return
+    for candidate in (path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")):
+        if (candidate / "state.json").is_file():
+            shutil.rmtree(path, ignore_errors=True)
+            os.rename(candidate, path)
+            log.warning("checkpoint swap was interrupted: recovered %s from %s", path, candidate.name)
+            return
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_model(checkpoint_dir: Path, device: str = "cpu") -> TransformerLM:
@@ -235,6 +283,7 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
             torch.cuda.set_device(device)
     master = rank == 0
     work_dir.mkdir(parents=True, exist_ok=True)
+    check_data_fits(cfg, data_dir)
     train_data, val_data, meta = open_tokens(data_dir)
 
     # 2) model and optimizer (same init on every rank: seeded before construction)
@@ -254,6 +303,8 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
     ckpt = work_dir / "checkpoint"
     metrics_path = work_dir / "metrics.jsonl"
     step, tokens = 0, 0
+    if master:
+        recover_checkpoint(ckpt)
     if (ckpt / "state.json").is_file():
         step, tokens = _restore(ckpt, model, optimizer, data_rng, device)
         if master:
@@ -326,6 +377,8 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
             if step == stop_at_step:
                 break
     bar.close()
+    if not math.isfinite(last_val):  # resumed from the final checkpoint: nothing left to train
+        last_val = evaluate(model, val_data, cfg, device, autocast)  # same fixed windows, same value as logged
     if ddp:
         torch.distributed.destroy_process_group()
     return {"steps": step, "tokens": tokens, "final_val_loss": last_val, "params": counts.params,

@@ -22,7 +22,7 @@ class SweepConfig(BaseModel):
     max_tokens: int | None = None
     train: PretrainConfig = PretrainConfig(max_steps=1)  # shared recipe: dims and length set per point
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
-    concurrency: int = Field(2, ge=1, description="grid points trained at once (one per core or GPU)")
+    concurrency: int = Field(2, ge=1, description="grid points trained at once (one per core or GPU)", json_schema_extra={"cache_key": False})
     n_bootstrap: int = Field(200, ge=0)
     predict_at: list[float] = [1e15, 1e17, 1e19]
 

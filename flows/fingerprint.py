@@ -1,0 +1,106 @@
+"""What a stage's output depends on besides its config and inputs: its code and libraries.
+
+A stage's code is its flow module plus every library module (`filters`, `lm`, `rl`,
+`scaling`) reachable from it through imports, found statically with `ast` (imports inside
+functions included). Each module is hashed on its syntax tree with docstrings removed,
+so comments, docstrings and formatting do not count and any change to what runs does.
+The third-party distributions those modules import directly are recorded with their
+versions (torch, fasttext-predict, datasketch, ...), except the ones that only
+orchestrate or print (`NOT_OUTPUT_SHAPING`).
+
+Editing `lm/model.py` therefore changes the key of `pretrain` (and of the scaling sweep,
+which imports it) but not of `clean-data`; editing the CLI changes no key.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import sys
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LIBRARY_PACKAGES = ("filters", "lm", "rl", "scaling")
+# Distributions that cannot change what a stage writes: orchestration, config, display.
+NOT_OUTPUT_SHAPING = {"prefect", "pydantic", "typer", "rich", "tqdm", "pyyaml", "prefect-dask", "dask", "distributed", "wandb", "tensorboard", "psutil"}
+
+
+def module_path(name: str) -> Path | None:
+    rel = Path(*name.split("."))
+    for candidate in (REPO_ROOT / rel.with_suffix(".py"), REPO_ROOT / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            # `from lm import model` imports the module lm.model
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalized_source_hash(path: Path) -> str:
+    """sha256 of the module's syntax tree without docstrings (comments never reach the tree)."""
+    tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return packages_distributions()  # scans every installed distribution: once per process
+
+
+def _distribution_of(top_level: str) -> str | None:
+    dists = _distributions().get(top_level)
+    return sorted(dists)[0].lower() if dists else None
+
+
+def code_fingerprint(root_module: str) -> dict[str, Any]:
+    """{"digest", "root", "modules": {name: hash}, "libraries": {dist: version}} for one stage."""
+    modules: dict[str, str] = {}
+    third_party: set[str] = set()
+    todo = [root_module]
+    while todo:
+        name = todo.pop()
+        if name in modules:
+            continue
+        path = module_path(name)
+        if path is None:
+            continue
+        modules[name] = normalized_source_hash(path)
+        for imported in _imported_names(ast.parse(path.read_text(), str(path))):
+            top = imported.split(".")[0]
+            if top in LIBRARY_PACKAGES:
+                todo.append(imported)
+            elif top not in sys.stdlib_module_names and top != "flows":
+                third_party.add(top)
+    libraries: dict[str, str] = {}
+    for top in sorted(third_party):
+        dist = _distribution_of(top)
+        if dist is None or dist in NOT_OUTPUT_SHAPING:
+            continue
+        try:
+            libraries[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    modules = dict(sorted(modules.items()))
+    payload = repr((sorted(modules.items()), sorted(libraries.items()))).encode()
+    return {"digest": hashlib.sha256(payload).hexdigest()[:16], "root": root_module, "modules": modules, "libraries": libraries}

@@ -1,0 +1,108 @@
+"""Stopping the CLI and everything it started: Ctrl-C, SIGTERM and kill -9.
+
+A stage run owns child processes it did not start by hand: Prefect's temporary API
+server (ephemeral mode), process-pool workers, multiprocessing's resource tracker.
+
+- Ctrl-C / SIGTERM: the terminal signals the whole process group, so the temporary
+  server dies at the same instant as the run; every later Prefect call would fail and
+  log a traceback. The handler instead prints one line, stops the children (SIGTERM,
+  then SIGKILL after a grace period) and exits at once (130 for SIGINT, 143 for SIGTERM).
+  Nothing half-built is ever published (artifacts are renamed into place whole) and
+  resumable state (pretrain checkpoints, finished partitions) stays in the work dir.
+- kill -9 of the CLI: no handler runs, so a small watchdog process, started first,
+  polls the CLI; it remembers the CLI's descendants and, once the CLI is gone, kills
+  the ones still alive (matched by pid and start time, so a reused pid is never hit).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+import psutil
+
+GRACE_S = 3.0
+POLL_S = 0.5
+INTERRUPTED = "interrupted: nothing published; rerun resumes"
+
+
+def stop_descendants(pid: int | None = None, grace_s: float = GRACE_S) -> None:
+    """SIGTERM every descendant of `pid` (default: this process), SIGKILL the ones left."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    _terminate(children, grace_s)
+
+
+def _terminate(procs: list[psutil.Process], grace_s: float) -> None:
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C while stopping changes nothing
+    sys.stderr.write(f"\n{INTERRUPTED}\n")
+    sys.stderr.flush()
+    stop_descendants()
+    # os._exit: Prefect's exit hooks would report to the server that just died, one traceback each
+    os._exit(128 + signum)
+
+
+def install_stop_handlers() -> None:
+    """In the CLI's main process: one-line stop on SIGINT/SIGTERM, and the orphan watchdog.
+
+    A signal ignored at start (a run launched with `nohup` or `&` in a script) stays ignored.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_signal)
+    start_watchdog()
+
+
+def start_watchdog() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flows.processes", str(os.getpid())], stdin=subprocess.DEVNULL,
+                            start_new_session=True)  # its own session: the terminal's Ctrl-C never reaches it
+
+
+def watch(parent_pid: int) -> None:
+    """Until `parent_pid` exits, remember its descendants; then stop the ones still running."""
+    try:
+        parent = psutil.Process(parent_pid)
+    except psutil.NoSuchProcess:
+        return
+    known: dict[tuple[int, float], psutil.Process] = {}
+    while True:
+        try:
+            children = parent.children(recursive=True)
+            if not parent.is_running() or parent.status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        for c in children:
+            try:
+                known.setdefault((c.pid, c.create_time()), c)
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(POLL_S)
+    # psutil.Process.is_running compares start times: a pid reused since is not ours
+    orphans = [p for p in known.values() if p.is_running() and p.pid != os.getpid()]
+    if orphans:
+        _terminate(orphans, GRACE_S)
+
+
+if __name__ == "__main__":
+    watch(int(sys.argv[1]))
