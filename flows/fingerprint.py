@@ -28,9 +28,9 @@ LIBRARY_PACKAGES = ("filters", "lm", "rl", "scaling")
 NOT_OUTPUT_SHAPING = {"prefect", "pydantic", "typer", "rich", "tqdm", "pyyaml", "prefect-dask", "dask", "distributed", "wandb", "tensorboard", "psutil"}
 
 
-def module_path(name: str) -> Path | None:
+def module_path(name: str, repo: Path = REPO_ROOT) -> Path | None:
     rel = Path(*name.split("."))
-    for candidate in (REPO_ROOT / rel.with_suffix(".py"), REPO_ROOT / rel / "__init__.py"):
+    for candidate in (repo / rel.with_suffix(".py"), repo / rel / "__init__.py"):
         if candidate.is_file():
             return candidate
     return None
@@ -73,7 +73,7 @@ def _distribution_of(top_level: str) -> str | None:
     return sorted(dists)[0].lower() if dists else None
 
 
-def code_fingerprint(root_module: str) -> dict[str, Any]:
+def code_fingerprint(root_module: str, repo: Path = REPO_ROOT) -> dict[str, Any]:
     """{"digest", "root", "modules": {name: hash}, "libraries": {dist: version}} for one stage."""
     modules: dict[str, str] = {}
     third_party: set[str] = set()
@@ -82,7 +82,7 @@ def code_fingerprint(root_module: str) -> dict[str, Any]:
         name = todo.pop()
         if name in modules:
             continue
-        path = module_path(name)
+        path = module_path(name, repo)
         if path is None:
             continue
         modules[name] = normalized_source_hash(path)

@@ -20,7 +20,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 import psutil
@@ -62,6 +65,25 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Processes started inside this block ignore SIGINT from birth (SIG_IGN survives exec,
+    and Python then installs no KeyboardInterrupt handler): the terminal's Ctrl-C reaches
+    the whole process group, and the main process stops its workers itself instead of
+    each worker printing a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+_handled: list[int] = []  # the signals this process stops on (set by the CLI)
+
+
 def install_stop_handlers() -> None:
     """In the CLI's main process: one-line stop on SIGINT/SIGTERM, and the orphan watchdog.
 
@@ -70,11 +92,20 @@ def install_stop_handlers() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _on_signal)
+            _handled.append(sig)
     start_watchdog()
 
 
+def reassert_stop_handlers() -> None:
+    """Prefect's flow engine swaps in its own SIGTERM handler, which reports a crash to the
+    API, the same API the signal just stopped, and hangs. A stage build puts ours back."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _handled:
+            signal.signal(sig, _on_signal)
+
+
 def start_watchdog() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flows.processes", str(os.getpid())], stdin=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-c", f"from flows.processes import watch; watch({os.getpid()})"], stdin=subprocess.DEVNULL,
                             start_new_session=True)  # its own session: the terminal's Ctrl-C never reaches it
 
 
@@ -103,6 +134,3 @@ def watch(parent_pid: int) -> None:
     if orphans:
         _terminate(orphans, GRACE_S)
 
-
-if __name__ == "__main__":
-    watch(int(sys.argv[1]))

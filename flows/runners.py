@@ -12,6 +12,8 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.processes import sigint_ignored
+
 
 class RunnerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,7 +35,20 @@ def make_task_runner(cfg: RunnerConfig) -> TaskRunner:
             return DaskTaskRunner(address=cfg.dask_address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": 1})
     share_ephemeral_api()
-    return ProcessPoolTaskRunner(max_workers=cfg.workers)
+    return InterruptSafeProcessPool(max_workers=cfg.workers)
+
+
+class InterruptSafeProcessPool(ProcessPoolTaskRunner):
+    """Prefect's process pool with every worker started up front, ignoring SIGINT
+    (flows/processes.py says why); the CLI's handler stops them on Ctrl-C."""
+
+    def __enter__(self) -> InterruptSafeProcessPool:
+        with sigint_ignored():
+            runner = super().__enter__()
+            # one trivial job per worker: the executor spawns a worker for each while none is idle
+            for fut in [self._executor.submit(os.getpid) for _ in range(self._max_workers)]:
+                fut.result()
+        return runner
 
 
 def share_ephemeral_api() -> None:

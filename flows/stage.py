@@ -27,6 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from flows.fingerprint import code_fingerprint
+from flows.processes import reassert_stop_handlers
 from flows.store import (VERIFY_ON_HIT_BYTES, Artifact, ArtifactStore, StoreError, check, compute_key, config_for_key,
                          differences, fingerprint_file, hashed_bytes, read_manifest)
 
@@ -51,6 +52,7 @@ def run_stage(
 ) -> Artifact:
     """`code_root`: the stage's flow module; its code fingerprint enters the key."""
     logger = get_run_logger()
+    reassert_stop_handlers()
     store = store or ArtifactStore()
     fingerprints = [fingerprint_file(Path(f)) for f in raw_files]
     code = code_fingerprint(code_root)

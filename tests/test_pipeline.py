@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import psutil
 import pytest
 import yaml
 
@@ -121,7 +122,8 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
 @pytest.mark.parametrize("stage", ["clean-data", "tokenize"])
 def test_kill_9_mid_data_stage_then_rerun_completes(stage, lmforge_home, data, kill_mid_build):
     src = str(data / "tinystories-train-lowercased")
-    cmd = {"clean-data": [LMFORGE, "clean-data", src], "tokenize": [LMFORGE, "tokenize", "-i", src, "--vocab-size", "2000"]}[stage]
+    web = [str(data / "cc-en-jsonl"), str(data / "web-warc-samples")]
+    cmd = {"clean-data": [LMFORGE, "clean-data", *web], "tokenize": [LMFORGE, "tokenize", "-i", src, "--vocab-size", "2000"]}[stage]
     env = cli_env(lmforge_home)
     kill_mid_build(cmd, env, lmforge_home, stage)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -185,3 +187,41 @@ def test_dask_runner_gives_the_same_artifact_content(prefect_harness, tmp_path, 
         results[kind] = (json.loads((out / "stats.json").read_text()), table.to_pylist(), out.name, arrays, tok.name)
     assert results["thread"] == results["dask"]
     assert not list(tok.glob("_part-*"))  # the per-part files are merged away
+
+
+def _start_building(cmd: list[str], home: Path, stage: str) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """Start a stage in its own session (as a terminal job), wait until it builds, return it and its children."""
+    proc = subprocess.Popen(cmd, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not any(d.is_dir() and any(d.iterdir()) for d in (home / "artifacts" / "tmp").glob(f"{stage}-*")):
+        assert proc.poll() is None and time.time() < deadline, "the stage never started building"
+        time.sleep(0.05)
+    time.sleep(1.0)  # let the pool workers start
+    children = [c for c in psutil.Process(proc.pid).children(recursive=True) if "flows.processes import watch" not in " ".join(c.cmdline())]
+    assert children, "a clean-data build runs a temporary server and pool workers"
+    return proc, children
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_a_stage_in_seconds_with_one_line(sig, lmforge_home, data):
+    cmd = [LMFORGE, "clean-data", str(data / "cc-en-jsonl"), str(data / "web-warc-samples")]
+    proc, children = _start_building(cmd, lmforge_home, "clean-data")
+    t0 = time.time()
+    os.killpg(proc.pid, sig)  # Ctrl-C: the terminal signals the whole job; a supervisor sends SIGTERM
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig and time.time() - t0 < 10
+    assert "interrupted: nothing published; rerun resumes" in err
+    assert "Traceback" not in err and "ConnectError" not in err, err[-3000:]
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not list((lmforge_home / "artifacts").glob("clean-data/*/manifest.json"))
+
+
+def test_kill_9_of_the_cli_leaves_no_orphans(lmforge_home, data):
+    cmd = [LMFORGE, "clean-data", str(data / "cc-en-jsonl"), str(data / "web-warc-samples")]
+    proc, children = _start_building(cmd, lmforge_home, "clean-data")
+    proc.kill()  # the CLI alone, as `kill -9 PID` does: no handler runs
+    proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+

@@ -1,0 +1,169 @@
+"""Bad input is counted, named and skipped, never fatal; config errors are caught at load."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from filters.document import Stats
+from filters.readers import expand_inputs, read_documents
+from flows.config import ConfigError, load_config
+
+
+def _good_lines(data: Path) -> list[str]:
+    return [line for f in sorted((data / "cc-en-jsonl").iterdir()) for line in f.read_text().splitlines() if line.strip()]
+
+
+def _read(path: Path) -> tuple[list, dict]:
+    stats = Stats()
+    docs = list(read_documents(path, stats))
+    return docs, stats.to_dict().get("read", {})
+
+
+def test_lone_surrogate_is_replaced_and_counted(tmp_path, data):
+    good = _good_lines(data)[:3]
+    f = tmp_path / "s.jsonl"
+    f.write_text("\n".join(good + ['{"id": "bad", "text": "caf\\ud800 ' + "word " * 60 + '"}']) + "\n")
+    docs, read = _read(f)
+    assert len(docs) == 4 and read["surrogates_replaced"] == 1
+    bad = next(d for d in docs if d.id == "bad")
+    assert "\ufffd" in bad.text and bad.text.encode("utf-8")  # valid UTF-8 now: fasttext and Parquet take it
+
+
+def test_non_string_text_is_counted_per_record(tmp_path):
+    f = tmp_path / "ints.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": [1, 2]}), f)
+    docs, read = _read(f)
+    assert docs == [] and read["skipped_not_text"] == 2
+    j = tmp_path / "mixed.jsonl"
+    j.write_text('{"text": 5}\n{"text": ["a"]}\n{"text": "fine text here"}\n')
+    docs, read = _read(j)
+    assert [d.text for d in docs] == ["fine text here"] and read["skipped_not_text"] == 2
+
+
+def test_truncated_streams_are_counted_not_silent(tmp_path, data):
+    payload = ("\n".join(_good_lines(data)) + "\n").encode()
+    n_docs = payload.count(b"\n")
+    whole = tmp_path / "whole.jsonl.zst"
+    whole.write_bytes(zstandard.ZstdCompressor().compress(payload))
+    docs, read = _read(whole)
+    assert len(docs) == n_docs and "files_corrupt" not in read
+    cut = tmp_path / "cut.jsonl.zst"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    docs, read = _read(cut)
+    assert read["files_corrupt"] == 1 and len(docs) < n_docs
+    gz = tmp_path / "cut.jsonl.gz"
+    gz.write_bytes(gzip.compress(payload)[:-40])
+    docs, read = _read(gz)
+    assert read["files_corrupt"] == 1 and len(docs) < n_docs
+
+
+def test_truncated_warc_record_is_counted_and_dropped(tmp_path, data):
+    src = data / "web-warc-samples" / "dolma-wget-sample-0000.warc.gz"
+    full, read_full = _read(src)
+    assert "skipped_truncated_record" not in read_full
+    cut = tmp_path / "cut.warc.gz"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
+    docs, read = _read(cut)
+    assert read["skipped_truncated_record"] == 1
+    assert [d.text for d in docs] == [d.text for d in full[: len(docs)]]  # the complete records before it are kept whole
+
+
+def test_binary_file_warns_once_per_kind_not_per_line(tmp_path, caplog):
+    import random
+
+    rng = random.Random(0)
+    f = tmp_path / "blob.jsonl"
+    f.write_bytes(bytes(rng.randrange(256) for _ in range(200_000)))
+    with caplog.at_level(logging.WARNING, logger="lmforge.filters.readers"):
+        docs, read = _read(f)
+    assert docs == [] and read["skipped_bad_json"] > 100
+    assert len(caplog.records) <= 3, [r.getMessage()[:80] for r in caplog.records]
+    assert str(f) in caplog.records[0].getMessage()
+
+
+def test_unsupported_files_are_listed_for_the_stats(tmp_path, data):
+    (tmp_path / "notes.wat").write_text("x")
+    (tmp_path / "a.jsonl").write_text(_good_lines(data)[0] + "\n")
+    skipped: list[Path] = []
+    assert expand_inputs([str(tmp_path)], skipped) == [tmp_path / "a.jsonl"]
+    assert skipped == [tmp_path / "notes.wat"]
+
+
+def test_mixed_directory_keeps_every_good_document(prefect_harness, lmforge_home, tmp_path, data):
+    """One bad file of each kind beside good ones: the good documents all come out."""
+    from filters.config import CleanConfig
+    from flows.clean_data import clean_data
+
+    d = tmp_path / "mixed"
+    d.mkdir()
+    good = _good_lines(data)
+    (d / "good.jsonl").write_text("\n".join(good) + "\n")
+    (d / "surrogate.jsonl").write_text('{"id": "s", "text": "\\ud800"}\n')
+    pq.write_table(pa.table({"text": [1, 2, 3]}), d / "ints.parquet")
+    (d / "cut.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(("\n".join(good) + "\n").encode())[:200])
+    (d / "blob.jsonl").write_bytes(bytes(range(256)) * 100)
+    (d / "README.wat").write_text("not a document")
+    cfg = CleanConfig(inputs=[str(d)], language={"enabled": False}, quality={"enabled": False}, repetition={"enabled": False},
+                      minhash={"enabled": False}, line_dedup={"enabled": False})
+    out = Path(clean_data(cfg))
+    stats = json.loads((out / "stats.json").read_text())
+    read = stats["read"]
+    assert read["files_unsupported"] == 1 and read["files_corrupt"] == 1 and read["skipped_not_text"] == 3
+    assert read["surrogates_replaced"] == 1
+    assert stats["output"]["docs_out"] >= len(good)  # every good document (and the repaired one) came through
+
+
+def test_an_input_with_nothing_usable_fails_loudly(prefect_harness, lmforge_home, tmp_path):
+    from filters.config import CleanConfig
+    from flows.clean_data import EmptyResult, clean_data
+
+    f = tmp_path / "empty.jsonl"
+    f.write_text('{"text": 1}\n')
+    with pytest.raises(EmptyResult, match="no document survived"):
+        clean_data(CleanConfig(inputs=[str(f)]))
+    assert not list((lmforge_home / "artifacts").glob("clean-data/*"))
+
+
+# --- config errors at load -----------------------------------------------------------------
+def test_yaml_errors_name_the_file_and_line(tmp_path):
+    from filters.config import CleanConfig
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inputs: [a]\nquality:\n  min_words: 5\n   max_words: 9\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:4"):
+        load_config(CleanConfig, bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="list.yaml.*mapping"):
+        load_config(CleanConfig, lst)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(CleanConfig, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("bad", [{"quality": {"min_words": -5}}, {"quality": {"max_words": -1}}, {"quality": {"min_alpha_words_ratio": 7}},
+                                 {"language": {"languages": ["klingon"]}}, {"repetition": {"dup_n_grams": [[5, 1.5]]}},
+                                 {"quality": {"min_avg_word_length": 9, "max_avg_word_length": 3}}])
+def test_thresholds_are_range_checked(bad):
+    from filters.config import CleanConfig
+
+    with pytest.raises(ConfigError):
+        load_config(CleanConfig, None, inputs=["x"], **bad)
+
+
+def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
+    from lm.paths import REPO_ROOT
+    from lm.train import PretrainConfig
+    from rl.grpo import GRPOSettings
+
+    demo = REPO_ROOT / "configs" / "pipeline-demo.yaml"
+    settings = load_config(GRPOSettings, demo, sections=["grpo.settings", "grpo"])
+    assert settings.task == "addition"
+    assert load_config(PretrainConfig, demo, sections=["pretrain"]).d_model > 0

@@ -1,0 +1,209 @@
+"""Results you can trust: code-aware keys, verified hits, safe gc, crash-safe resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from typer.testing import CliRunner
+
+from filters.config import CleanConfig
+from flows.fingerprint import code_fingerprint
+from flows.stage import run_stage
+from flows.store import MANIFEST, ArtifactStore, StoreError, check, compute_key
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text(text)
+
+
+def test_code_fingerprint_follows_imports_and_ignores_comments_and_docstrings(tmp_path):
+    _write(tmp_path, "flows/stage_x.py", "from lm.a import f\n\ndef run():\n    return f()\n")
+    _write(tmp_path, "lm/a.py", '"""doc"""\ndef f():\n    from lm import b\n    return b.g()\n')
+    _write(tmp_path, "lm/b.py", "def g():\n    return 1  # one\n")
+    _write(tmp_path, "lm/unrelated.py", "X = 1\n")
+    fp = code_fingerprint("flows.stage_x", tmp_path)
+    assert set(fp["modules"]) == {"flows.stage_x", "lm.a", "lm.b"}  # the lazy import counts, unrelated code doesn't
+
+    _write(tmp_path, "lm/b.py", '"""now documented"""\ndef g():\n    # a comment\n    return 1  # changed comment\n')
+    _write(tmp_path, "lm/unrelated.py", "X = 2\n")
+    assert code_fingerprint("flows.stage_x", tmp_path)["digest"] == fp["digest"]
+
+    _write(tmp_path, "lm/b.py", "def g():\n    return 2\n")  # a helper two imports away changes what runs
+    assert code_fingerprint("flows.stage_x", tmp_path)["digest"] != fp["digest"]
+
+
+def test_real_stages_fingerprint_their_library_code_and_versions():
+    fp = code_fingerprint("flows.pretrain")
+    assert {"lm.model", "lm.train", "lm.optim"} <= set(fp["modules"]) and not any(m.startswith("filters") for m in fp["modules"])
+    assert "torch" in fp["libraries"] and "prefect" not in fp["libraries"]
+    assert "datasketch" in code_fingerprint("flows.clean_data")["libraries"]
+
+
+def test_settings_that_cannot_change_the_output_stay_out_of_the_key():
+    a = CleanConfig(inputs=["x"], workers=1)
+    assert compute_key("s", "c", a, []) == compute_key("s", "c", CleanConfig(inputs=["x"], workers=8), [])
+    assert compute_key("s", "c", a, []) != compute_key("s", "c", CleanConfig(inputs=["x"], max_doc_chars=10), [])
+    assert compute_key("s", "c", a, []) != compute_key("s", "c2", a, [])  # the code fingerprint
+
+
+BUILDS: list[int] = []
+
+
+@flow
+def _stage_flow(home: str, text: str = "hello") -> str:
+    def build(out: Path, work: Path) -> dict:
+        BUILDS.append(1)
+        (out / "data.txt").write_text(text)
+        (out / "sub").mkdir()
+        (out / "sub" / "more.bin").write_bytes(b"\0" * 100)
+        return {"n": len(BUILDS)}
+
+    return str(run_stage("toy", "flows.stage", CleanConfig(inputs=[text]), build, store=ArtifactStore(Path(home))).path)
+
+
+def test_damaged_artifacts_are_rebuilt_never_served(prefect_harness, tmp_path):
+    BUILDS.clear()
+    home = str(tmp_path)
+    out = Path(_stage_flow(home))
+    assert Path(_stage_flow(home)) == out and len(BUILDS) == 1  # a verified hit
+
+    (out / "sub" / "more.bin").unlink()  # a file deleted by hand
+    assert Path(_stage_flow(home)) == out and len(BUILDS) == 2 and (out / "sub" / "more.bin").is_file()
+
+    (out / "data.txt").write_text("jello")  # same size, other bytes: the sha256 on hit catches it
+    assert Path(_stage_flow(home)) == out and len(BUILDS) == 3 and (out / "data.txt").read_text() == "hello"
+
+    (out / MANIFEST).write_text("{not json")
+    assert Path(_stage_flow(home)) == out and len(BUILDS) == 4
+    assert not check(ArtifactStore(tmp_path).find(out.name))
+
+
+def test_ls_show_gc_verify_survive_a_corrupt_manifest(prefect_harness, tmp_path, monkeypatch):
+    from flows.cli import app
+
+    monkeypatch.setenv("LMFORGE_HOME", str(tmp_path))
+    good = Path(_stage_flow(str(tmp_path), "good"))
+    bad = Path(_stage_flow(str(tmp_path), "bad"))
+    (bad / MANIFEST).write_text("{truncated")
+    runner = CliRunner()
+    r = runner.invoke(app, ["ls"])
+    assert r.exit_code == 0 and "damaged" in r.output and good.name in r.output, r.output
+    r = runner.invoke(app, ["show", bad.name])
+    assert r.exit_code == 0 and "damaged" in r.output, r.output
+    r = runner.invoke(app, ["verify"])
+    assert r.exit_code == 1 and "ok" in r.output and "damaged" in r.output
+    with pytest.raises(StoreError, match="damaged"):
+        ArtifactStore(tmp_path).find(bad.name)
+    r = runner.invoke(app, ["gc"])
+    assert r.exit_code == 0, r.output
+    assert not bad.exists() and good.is_dir()
+
+
+def test_gc_skips_what_a_running_stage_holds(tmp_path):
+    store = ArtifactStore(tmp_path)
+    for key in ("old", "new"):
+        with store.building("toy", key, {}) as out:
+            (out / "f").write_text(key)
+    old = store.get("toy", "old")
+    with store.using([old]):  # a stage reading `old` as its input
+        assert store.remove(old) is False and old.path.is_dir()
+        with store.building("toy", "k3", {}) as out:  # a build in progress: its temp dir is locked
+            (out / "half").write_text("x")
+            assert store.clean_tmp() == 0 and out.is_dir()
+    assert store.remove(old) is True and not old.path.exists()
+    leftover = store.root / "tmp" / "toy-dead-12345678"  # a killed run's temp dir: no lock holder
+    leftover.mkdir(parents=True)
+    assert store.clean_tmp() == 1 and not leftover.exists()
+
+
+def test_a_stage_refuses_an_input_removed_before_it_locked_it(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with store.building("toy", "in", {}) as out:
+        (out / "f").write_text("x")
+    a = store.get("toy", "in")
+    shutil.rmtree(a.path / ".." / "in")
+    with pytest.raises(StoreError, match="gone or damaged"):
+        with store.using([a]):
+            pass
+
+
+def test_nan_never_reaches_a_manifest(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(ValueError):
+        with store.building("toy", "nan", {"summary": {"loss": math.nan}}) as out:
+            (out / "f").write_text("x")
+    assert store.get("toy", "nan") is None
+
+
+# --- pretraining resume edge cases ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def token_dir(tmp_path_factory, data) -> Path:
+    from lm.bpe import train_bpe
+    from lm.corpus import encode_corpus
+    from lm.tokenizer import Tokenizer
+
+    out = tmp_path_factory.mktemp("tokens")
+    src = data / "tinystories-val-sample" / "tinystories_val.txt"
+    vocab, merges = train_bpe(src, 300, ["<|endoftext|>"], progress=False)
+    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out / "tokenizer")
+    encode_corpus([src], out / "tokenizer", out, val_fraction=0.05, workers=1)
+    return out
+
+
+TINY = dict(d_model=32, num_layers=1, num_heads=2, context_length=32, batch_size=4, eval_batches=2, warmup_steps=2, max_steps=6,
+            eval_interval=3, checkpoint_interval=2)
+
+
+def test_rerun_after_the_final_checkpoint_reports_the_final_loss(token_dir, tmp_path):
+    from lm.train import PretrainConfig, train
+
+    cfg = PretrainConfig(**TINY)
+    first = train(cfg, token_dir, tmp_path / "run", progress=False)
+    again = train(cfg, token_dir, tmp_path / "run", progress=False)  # e.g. killed after the last checkpoint
+    assert math.isfinite(again["final_val_loss"]) and again["final_val_loss"] == pytest.approx(first["final_val_loss"], abs=1e-6)
+    assert again["steps"] == first["steps"] == 6
+
+
+@pytest.mark.parametrize("left", [".old", ".tmp"])
+def test_a_kill_between_the_checkpoint_renames_loses_no_progress(token_dir, tmp_path, left, caplog):
+    from lm.train import PretrainConfig, train
+
+    cfg = PretrainConfig(**TINY)
+    train(cfg, token_dir, tmp_path / "run", stop_at_step=4, progress=False)
+    ckpt = tmp_path / "run" / "checkpoint"
+    # the instant between `rename(checkpoint, .old)` and `rename(.tmp, checkpoint)`
+    os.rename(ckpt, ckpt.with_name("checkpoint" + left))
+    with caplog.at_level("INFO", logger="lmforge.lm.train"):
+        result = train(cfg, token_dir, tmp_path / "run", progress=False)
+    assert "at step 4" in caplog.text  # resumed where it was, not from step 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result["steps"] == 6 and [r["step"] for r in rows] == [3, 6]
+
+
+def test_context_length_beyond_the_data_fails_before_training(token_dir):
+    from lm.train import PretrainConfig, check_data_fits, open_tokens
+
+    train_tokens, val_tokens, _ = open_tokens(token_dir)
+    assert len(val_tokens) < len(train_tokens)
+    with pytest.raises(ValueError, match="validation split"):  # trains fine, would fail at its first evaluation
+        check_data_fits(PretrainConfig(**{**TINY, "context_length": len(val_tokens)}), token_dir)
+
+
+def test_devices_are_checked_at_load_and_against_the_machine():
+    import torch
+    from pydantic import ValidationError
+
+    from lm.train import PretrainConfig, pick_device
+
+    with pytest.raises(ValidationError, match="device"):
+        PretrainConfig(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA devices"):
+            pick_device("cuda")
