@@ -104,5 +104,7 @@ class CleanConfig(_Strict):
     minhash: MinHashDedupConfig = MinHashDedupConfig()
     line_dedup: LineDedupConfig = LineDedupConfig()
     shard_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    partition_docs: int = Field(100_000, ge=1_000, json_schema_extra={"cache_key": False},
+                                description="documents per dedup bucket: bounds the memory of each dedup task")
     workers: int = Field(2, ge=1, description="processes for the per-file steps", json_schema_extra={"cache_key": False})
 

@@ -1,29 +1,50 @@
-"""The clean-data pipeline as two library calls: per-file work, then corpus-level dedup.
+"""The clean-data pipeline as library calls: per-file filters, then partitioned corpus dedup.
 
 `clean_file` (read → language ID → PII → Gopher quality → Gopher repetition) is
-independent per input file, so the flow maps it over files in parallel. `dedup_corpus`
-needs the whole corpus: MinHash document dedup, then exact line dedup.
+independent per input file. `clean_corpus` runs it over every file and then the dedup
+steps of `filters/partitioned_dedup.py` (MinHash documents, then exact lines), each a set
+of partition calls handed to a `Mapper`: `serial_map` runs them here, in order; the flow
+passes one that submits them to its Prefect task runner (processes, threads, Dask). Every
+call leaves a completion marker in the work dir, so a killed run resumes from the
+finished partitions and gives the same artifact.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import pyarrow.parquet as pq
 
 from filters.base import Step, run_steps
 from filters.config import CleanConfig
-from filters.dedup import LineDeduper, MinHashConfig, count_lines, minhash_dedup
 from filters.document import Stats
 from filters.gopher import GopherQualityFilter, GopherRepetitionFilter
 from filters.langid import LanguageFilter
+from filters.partitioned_dedup import (DedupLayout, buckets_for, find_candidates, find_repeated_lines, once, resolve_clusters,
+                                       write_band_hashes, write_final_part, write_line_hashes)
 from filters.pii import PIIMasker
 from filters.readers import read_documents
-from filters.writer import ParquetShardWriter, read_shards, row_to_document
+from filters.writer import ParquetShardWriter
 
 log = logging.getLogger("lmforge.filters.pipeline")
+
+# (marker, function, kwargs) for one partition; a Mapper runs a list of them, results in order
+Call = tuple[Path, Callable[..., dict], dict[str, Any]]
+Mapper = Callable[[str, list[Call]], list[dict]]
+
+
+def run_partition(marker: Path, fn: Callable[..., dict], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One partition step, skipped when its marker says a previous run finished it."""
+    return once(marker, lambda: fn(**kwargs))
+
+
+def serial_map(phase: str, calls: list[Call]) -> list[dict]:
+    return [run_partition(*c) for c in calls]
 
 
 def build_file_steps(cfg: CleanConfig) -> list[Step]:
@@ -45,58 +66,79 @@ def build_file_steps(cfg: CleanConfig) -> list[Step]:
     return steps
 
 
-def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> tuple[list[Path], dict]:
+def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> dict[str, Any]:
     """Run the per-file steps on one input; write its survivors as `part-<index>` shards."""
     stats = Stats()
     docs = read_documents(Path(path), stats, cfg.max_doc_chars, cfg.split_text_on_blank_lines)
     with ParquetShardWriter(out_dir, f"part-{index:05d}", cfg.shard_max_bytes) as writer:
         for doc in run_steps(docs, build_file_steps(cfg), stats):
             writer.write(doc)
-    return writer.paths, stats.to_dict()
+    return {"parts": [p.name for p in writer.paths], "stats": stats.to_dict(), "docs": writer.docs}
 
 
-def dedup_corpus(parts: list[Path], cfg: CleanConfig, out_dir: Path) -> tuple[list[Path], dict]:
-    """MinHash document dedup, then exact line dedup, over all part shards; write final shards."""
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link, not a move: a rerun after a kill between two of these still finds every shard."""
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copyfile(src, dst)
+
+
+def _timed(phase: str, map_calls: Mapper, calls: list[Call], docs: int) -> list[dict]:
+    t0 = time.time()
+    results = map_calls(phase, calls)
+    dt = max(time.time() - t0, 1e-9)
+    reused = sum(1 for r in results if r.get("reused"))
+    log.info("%s: %d partitions (%d reused from an earlier run) in %.1fs, %s docs/s", phase, len(calls), reused, dt, f"{docs / dt:,.0f}")
+    return results
+
+
+def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path, map_calls: Mapper = serial_map) -> tuple[list[Path], Stats]:
+    """Filter every file, dedup the corpus, move the final shards into `out_dir`."""
     stats = Stats()
-    ids = pq.read_table(parts, columns=["id"]).column("id").to_pylist() if parts else []
-    keep = np.ones(len(ids), dtype=bool)
+    parts_dir = work / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    filtered = _timed("filter", map_calls, [(work / "done" / f"filter-{i:05d}.json", clean_file,
+                                            {"path": f, "cfg": cfg, "out_dir": parts_dir, "index": i}) for i, f in enumerate(files)], 0)
+    part_files = [[parts_dir / name for name in r["parts"]] for r in filtered]
+    for r in filtered:
+        stats.merge(Stats.from_dict(r["stats"]))
+    docs = sum(r["docs"] for r in filtered)
+    n = len(part_files)
+    layout = DedupLayout(work / "dedup", buckets_for(docs, cfg.partition_docs))
+    log.info("dedup: %d documents in %d parts, %d buckets", docs, n, layout.buckets)
 
-    if cfg.minhash.enabled and ids:
-        texts = pq.read_table(parts, columns=["text"]).column("text").to_pylist()
+    if cfg.minhash.enabled and docs:
         m = cfg.minhash
-        result = minhash_dedup(texts, ids, MinHashConfig(m.ngram, m.bands, m.rows, m.threshold, m.seed))
-        keep = result.keep
-        del texts
-        stats.add(
-            "minhash_dedup",
-            docs_in=len(ids),
-            docs_out=int(keep.sum()),
-            dropped_near_duplicate=int((~keep).sum()),
-            candidate_pairs=result.candidate_pairs,
-            verified_pairs=result.verified_pairs,
-            clusters=result.clusters,
-        )
+        _timed("minhash signatures", map_calls, [(layout.marker("bands", i), write_band_hashes,
+                                                  {"part": i, "files": fs, "layout": layout, "ngram": m.ngram, "bands": m.bands, "rows": m.rows,
+                                                   "seed": m.seed}) for i, fs in enumerate(part_files)], docs)
+        _timed("minhash buckets", map_calls, [(layout.marker("pairs", b), find_candidates, {"bucket": b, "parts": n, "layout": layout})
+                                              for b in range(layout.buckets)], docs)
+        [clusters] = _timed("minhash clusters", map_calls, [(layout.marker("clusters", 0), resolve_clusters,
+                                                             {"part_files": part_files, "layout": layout, "ngram": m.ngram,
+                                                              "threshold": m.threshold})], docs)
+        stats.add("minhash_dedup", docs_in=docs, docs_out=docs - clusters["dropped_near_duplicate"],
+                  **{k: clusters[k] for k in ("dropped_near_duplicate", "candidate_pairs", "verified_pairs", "clusters")})
 
-    deduper = None
-    if cfg.line_dedup.enabled:
-        kept_texts = (row["text"] for i, row in enumerate(read_shards(parts, ["text"])) if keep[i])
-        deduper = LineDeduper(count_lines(kept_texts), cfg.line_dedup.mode)
-
-    min_words = cfg.line_dedup.min_words_after
-    with ParquetShardWriter(out_dir, "shard", cfg.shard_max_bytes) as writer:
-        for i, row in enumerate(read_shards(parts)):
-            if not keep[i]:
-                continue
-            doc = row_to_document(row)
-            if deduper is not None:
-                stats.add("line_dedup", docs_in=1)
-                doc.text = deduper(doc.text)
-                if len(doc.text.split()) < max(min_words, 1):
-                    stats.add("line_dedup", dropped_too_short_after_line_dedup=1)
-                    continue
-                stats.add("line_dedup", docs_out=1)
-            writer.write(doc)
-    if deduper is not None:
-        stats.add("line_dedup", lines_dropped=deduper.lines_dropped)
-    stats.add("output", docs_out=writer.docs, bytes_out=writer.bytes, shards=len(writer.paths))
-    return writer.paths, stats.to_dict()
+    line_dedup = cfg.line_dedup.enabled and docs > 0
+    if line_dedup:
+        _timed("line hashes", map_calls, [(layout.marker("lines", i), write_line_hashes, {"part": i, "files": fs, "layout": layout})
+                                          for i, fs in enumerate(part_files)], docs)
+        repeated = _timed("line buckets", map_calls, [(layout.marker("line-drops", b), find_repeated_lines,
+                                                       {"bucket": b, "parts": n, "layout": layout, "mode": cfg.line_dedup.mode})
+                                                      for b in range(layout.buckets)], docs)
+        stats.add("line_dedup", lines_dropped=sum(r["lines_dropped"] for r in repeated))
+    written = _timed("write", map_calls, [(layout.marker("final", i), write_final_part,
+                                           {"part": i, "files": fs, "layout": layout, "line_dedup": line_dedup,
+                                            "min_words_after": cfg.line_dedup.min_words_after, "shard_max_bytes": cfg.shard_max_bytes})
+                                          for i, fs in enumerate(part_files)], docs)
+    shards = []
+    for r in written:
+        if line_dedup:
+            stats.add("line_dedup", **{k: r[k] for k in ("docs_in", "docs_out", "dropped_too_short_after_line_dedup")})
+        for name in r["shards"]:
+            _link_or_copy(layout.final() / name, out_dir / name)
+            shards.append(out_dir / name)
+    stats.add("output", docs_out=sum(r["written"] for r in written), bytes_out=sum(r["bytes"] for r in written), shards=len(shards))
+    return shards, stats

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from filters.config import CleanConfig
-from filters.document import Stats
-from filters.pipeline import clean_file, dedup_corpus
+from filters.pipeline import Call, clean_corpus, run_partition
 from filters.readers import expand_inputs
 from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
@@ -23,16 +21,10 @@ class EmptyResult(ValueError):
     """Nothing usable came out of the inputs: fail with the per-step counts, publish nothing."""
 
 
-@task(name="clean-file", task_run_name="clean {path.name}")
-def clean_file_task(path: Path, config: CleanConfig, out_dir: Path, index: int) -> tuple[list[Path], dict]:
-    """Read → language ID → PII → Gopher quality → Gopher repetition for one file."""
-    return clean_file(path, config, out_dir, index)
-
-
-@task(name="dedup-corpus")
-def dedup_corpus_task(parts: list[Path], config: CleanConfig, out_dir: Path) -> tuple[list[Path], dict]:
-    """MinHash document dedup, then exact line dedup, over the whole corpus."""
-    return dedup_corpus(parts, config, out_dir)
+@task(name="partition", task_run_name="{phase} {index}")
+def partition_task(phase: str, index: int, call: Call) -> dict:
+    """One partition of one clean-data phase (filter a file, hash a part, group a bucket, ...)."""
+    return run_partition(*call)
 
 
 @flow(name="clean-data", flow_run_name="clean-data {config.inputs[0]}", log_prints=True)
@@ -44,21 +36,14 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
     logger.info("clean-data: %d input files (%d unsupported, skipped)", len(files), len(unsupported))
 
     def build(out_dir: Path, work_dir: Path) -> dict:
-        parts_dir = out_dir / "_parts"
-        parts_dir.mkdir()
-        stats = Stats()
+        with make_task_runner(runner) as tr:
+            def map_calls(phase: str, calls: list[Call]) -> list[dict]:
+                futures = [tr.submit(partition_task, {"phase": phase, "index": i, "call": c}) for i, c in enumerate(calls)]
+                return [f.result() for f in futures]
+
+            shards, stats = clean_corpus(files, config, work_dir, out_dir, map_calls)
         if unsupported:
             stats.add("read", files_unsupported=len(unsupported))
-        with make_task_runner(runner) as tr:
-            futures = [tr.submit(clean_file_task, {"path": f, "config": config, "out_dir": parts_dir, "index": i}) for i, f in enumerate(files)]
-            parts: list[Path] = []
-            for fut in futures:
-                paths, file_stats = fut.result()
-                parts.extend(paths)
-                stats.merge(Stats.from_dict(file_stats))
-        shards, dedup_stats = dedup_corpus_task(parts, config, out_dir)
-        stats.merge(Stats.from_dict(dedup_stats))
-        shutil.rmtree(parts_dir)
         (out_dir / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2))
         rows = stats.table_rows()
         create_table_artifact(key="clean-data-stats", table=rows, description="clean-data: documents in/out per step")

@@ -54,7 +54,9 @@ def kill_mid_build():
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         tmp_root = home / "artifacts" / "tmp"
         deadline = time.time() + timeout
-        while not any(d.is_dir() and any(d.iterdir()) for d in tmp_root.glob(f"{stage}-*")):
+        # building: files in its temp dir, or finished partitions in its work dir (clean-data)
+        while not (any(d.is_dir() and any(d.iterdir()) for d in tmp_root.glob(f"{stage}-*"))
+                   or any((home / "work").glob(f"{stage}-*/done/*.json"))):
             assert proc.poll() is None, f"{stage} exited ({proc.returncode}) before its build could be killed"
             assert time.time() < deadline, f"{stage} never started building"
             time.sleep(0.05)

@@ -193,7 +193,7 @@ def _start_building(cmd: list[str], home: Path, stage: str) -> tuple[subprocess.
     """Start a stage in its own session (as a terminal job), wait until it builds, return it and its children."""
     proc = subprocess.Popen(cmd, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
-    while not any(d.is_dir() and any(d.iterdir()) for d in (home / "artifacts" / "tmp").glob(f"{stage}-*")):
+    while not any((home / "work").glob(f"{stage}-*/done/*.json")):
         assert proc.poll() is None and time.time() < deadline, "the stage never started building"
         time.sleep(0.05)
     time.sleep(1.0)  # let the pool workers start

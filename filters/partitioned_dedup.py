@@ -1,0 +1,290 @@
+"""Corpus-level dedup as partition steps with bounded memory, each a plain function over one
+partition that writes its result under a work dir and leaves a completion marker.
+
+Documents are addressed by `doc = part << 32 | row` (part: the per-file shard set from the
+filter phase, row: position in it), so corpus order is numeric order.
+
+1. `write_band_hashes` (per part): MinHash signatures (datasketch, the reference family)
+   → one 64-bit hash per LSH band → records (band, hash, doc) split into B bucket files by hash.
+2. `find_candidates` (per bucket): equal (band, hash) → candidate pairs.
+3. `resolve_clusters` (once): true Jaccard of each candidate pair, reading only those
+   documents' texts; union-find over them; the lowest id of each cluster survives.
+   Memory: the documents that have candidates, not the corpus.
+4. `write_line_hashes` (per part): (line hash, doc, line number) of surviving documents'
+   non-blank lines, split into B bucket files by hash.
+5. `find_repeated_lines` (per bucket): lines seen more than once → which copies to drop,
+   one file per (bucket, part).
+6. `write_final_part` (per part): drop removed documents and lines, write the part's shards.
+
+B (`buckets_for`) grows with the corpus so that each bucket holds about `partition_docs`
+documents' records: that is what bounds a task's memory. Results do not depend on B, on
+the task runner or on how many workers run: every (band, hash) and every line hash lands
+in exactly one bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from filters.dedup import UnionFind, jaccard, line_hash, shingles
+from filters.writer import ParquetShardWriter, row_to_document
+
+BAND = np.dtype([("band", "<u2"), ("hash", "<u8"), ("doc", "<u8")])
+LINE = np.dtype([("hash", "<u8"), ("doc", "<u8"), ("line", "<u4")])
+DROP = np.dtype([("doc", "<u8"), ("line", "<u4")])
+BATCH_DOCS = 1024
+
+
+def doc_number(part: int, row: int) -> int:
+    return part << 32 | row
+
+
+def buckets_for(docs: int, partition_docs: int) -> int:
+    return max(1, math.ceil(docs / partition_docs))
+
+
+@dataclass(frozen=True)
+class DedupLayout:
+    """Where each step's files live under the stage's work dir."""
+
+    root: Path
+    buckets: int
+
+    def bands(self, part: int, bucket: int) -> Path:
+        return self.root / "bands" / f"p{part:05d}-b{bucket:05d}.npy"
+
+    def pairs(self, bucket: int) -> Path:
+        return self.root / "pairs" / f"b{bucket:05d}.npy"
+
+    def removed(self) -> Path:
+        return self.root / "removed.npy"
+
+    def lines(self, part: int, bucket: int) -> Path:
+        return self.root / "lines" / f"p{part:05d}-b{bucket:05d}.npy"
+
+    def line_drops(self, bucket: int, part: int) -> Path:
+        return self.root / "line-drops" / f"b{bucket:05d}-p{part:05d}.npy"
+
+    def final(self) -> Path:
+        return self.root / "final"
+
+    def marker(self, step: str, index: int) -> Path:
+        return self.root / "done" / f"{step}-{index:05d}.json"
+
+
+def once(marker: Path, step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `step` unless its marker exists; the marker holds the step's result (its stats),
+    written after the step's files, atomically, so a killed run resumes from finished steps."""
+    if marker.is_file():
+        return {**json.loads(marker.read_text()), "reused": True}
+    result = step()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, marker)
+    return {**result, "reused": False}
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _load_all(paths: list[Path], dtype: np.dtype) -> np.ndarray:
+    arrays = [np.load(p) for p in paths if p.is_file()]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+
+
+def _iter_column(files: list[Path], column: str):
+    """(row, value) over one part's shards, a batch at a time."""
+    row = 0
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_DOCS, columns=[column]):
+            values = batch.column(0).to_pylist()
+            yield row, values
+            row += len(values)
+
+
+def _split_by_bucket(records: np.ndarray, buckets: int, write: Callable[[int, np.ndarray], None]) -> None:
+    which = records["hash"] % np.uint64(buckets)
+    for b in range(buckets):
+        write(b, records[which == b])
+
+
+# --- 1. signatures → band hashes ------------------------------------------------------------
+def write_band_hashes(part: int, files: list[Path], layout: DedupLayout, ngram: int, bands: int, rows: int, seed: int) -> dict[str, Any]:
+    from datasketch import MinHash
+
+    chunks = []
+    docs = 0
+    for start, texts in _iter_column(files, "text"):
+        sets = [shingles(t, ngram) for t in texts]
+        sigs = np.stack([m.hashvalues for m in MinHash.bulk(sets, num_perm=bands * rows, seed=seed)])
+        band_bytes = sigs.astype("<u8").reshape(len(texts), bands, rows)
+        hashes = np.array([[int.from_bytes(hashlib.blake2b(band_bytes[i, j].tobytes(), digest_size=8).digest(), "little")
+                            for j in range(bands)] for i in range(len(texts))], dtype="<u8")
+        rec = np.zeros(len(texts) * bands, BAND)
+        rec["band"] = np.tile(np.arange(bands, dtype="<u2"), len(texts))
+        rec["hash"] = hashes.reshape(-1)
+        rec["doc"] = np.repeat(np.array([doc_number(part, start + i) for i in range(len(texts))], dtype="<u8"), bands)
+        chunks.append(rec)
+        docs += len(texts)
+    records = np.concatenate(chunks) if chunks else np.zeros(0, BAND)
+    _split_by_bucket(records, layout.buckets, lambda b, r: _save(layout.bands(part, b), r))
+    return {"docs": docs}
+
+
+# --- 2. buckets → candidate pairs -------------------------------------------------------------
+# A group larger than this (many exact copies of one page) is linked as a star around its
+# first document instead of all its pairs, so a boilerplate page seen 10^5 times costs 10^5 pairs.
+ALL_PAIRS_UP_TO = 64
+
+
+def find_candidates(bucket: int, parts: int, layout: DedupLayout) -> dict[str, Any]:
+    rec = _load_all([layout.bands(p, bucket) for p in range(parts)], BAND)
+    rec = rec[np.lexsort((rec["doc"], rec["hash"], rec["band"]))]
+    same = (rec["band"][1:] == rec["band"][:-1]) & (rec["hash"][1:] == rec["hash"][:-1])
+    starts = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))) == 1)
+    ends = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))) == -1) + 1
+    pairs: list[tuple[int, int]] = []
+    for s, e in zip(starts, ends):
+        group = np.unique(rec["doc"][s:e])
+        if len(group) <= ALL_PAIRS_UP_TO:
+            pairs += [(int(a), int(b)) for i, a in enumerate(group) for b in group[i + 1 :]]
+        else:
+            pairs += [(int(group[0]), int(b)) for b in group[1:]]
+    out = np.unique(np.array(pairs, dtype="<u8").reshape(-1, 2), axis=0)
+    _save(layout.pairs(bucket), out)
+    return {"pairs": len(out)}
+
+
+# --- 3. clusters ------------------------------------------------------------------------------
+def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, ngram: int, threshold: float) -> dict[str, Any]:
+    pairs = _load_all([layout.pairs(b) for b in range(layout.buckets)], np.dtype("<u8")).reshape(-1, 2)
+    pairs = np.unique(pairs, axis=0)
+    involved = np.unique(pairs)
+    sets: dict[int, set[bytes]] = {}
+    ids: dict[int, str] = {}
+    for part, files in enumerate(part_files):
+        lo, hi = doc_number(part, 0), doc_number(part + 1, 0)
+        wanted = set(int(d) & 0xFFFFFFFF for d in involved[(involved >= lo) & (involved < hi)])
+        if not wanted:
+            continue
+        row = 0
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_DOCS, columns=["id", "text"]):
+                cols = batch.to_pydict()
+                for i, (doc_id, text) in enumerate(zip(cols["id"], cols["text"])):
+                    if row + i in wanted:
+                        sets[doc_number(part, row + i)] = shingles(text, ngram)
+                        ids[doc_number(part, row + i)] = doc_id
+                row += len(cols["id"])
+    # union-find over the documents that have candidates only; the root is the lowest (id, position)
+    order = sorted(ids, key=lambda d: (ids[d], d))
+    index = {d: i for i, d in enumerate(order)}
+    uf = UnionFind(len(order))
+    verified = 0
+    for a, b in pairs:
+        if jaccard(sets[int(a)], sets[int(b)]) >= threshold:
+            uf.union(index[int(a)], index[int(b)])
+            verified += 1
+    sizes: dict[int, int] = {}
+    for i in range(len(order)):
+        r = uf.find(i)
+        sizes[r] = sizes.get(r, 0) + 1
+    removed = np.array(sorted(order[i] for i in range(len(order)) if uf.find(i) != i), dtype="<u8")
+    _save(layout.removed(), removed)
+    return {"candidate_pairs": len(pairs), "verified_pairs": verified, "clusters": sum(1 for n in sizes.values() if n > 1),
+            "dropped_near_duplicate": len(removed)}
+
+
+def removed_rows(layout: DedupLayout, part: int) -> set[int]:
+    path = layout.removed()
+    if not path.is_file():
+        return set()
+    removed = np.load(path)
+    mine = removed[(removed >> np.uint64(32)) == part]
+    return set((mine & np.uint64(0xFFFFFFFF)).tolist())
+
+
+# --- 4. line hashes ---------------------------------------------------------------------------
+def write_line_hashes(part: int, files: list[Path], layout: DedupLayout) -> dict[str, Any]:
+    removed = removed_rows(layout, part)
+    hashes, docs, lines = [], [], []
+    for start, texts in _iter_column(files, "text"):
+        for i, text in enumerate(texts):
+            if start + i in removed:
+                continue
+            d = doc_number(part, start + i)
+            for n, line in enumerate(text.split("\n")):
+                if line.strip():
+                    hashes.append(int.from_bytes(line_hash(line), "little"))
+                    docs.append(d)
+                    lines.append(n)
+    rec = np.zeros(len(hashes), LINE)
+    rec["hash"], rec["doc"], rec["line"] = hashes, docs, lines
+    _split_by_bucket(rec, layout.buckets, lambda b, r: _save(layout.lines(part, b), r))
+    return {"lines": len(rec)}
+
+
+# --- 5. repeated lines --------------------------------------------------------------------------
+def find_repeated_lines(bucket: int, parts: int, layout: DedupLayout, mode: Literal["keep_first", "drop_all"]) -> dict[str, Any]:
+    rec = _load_all([layout.lines(p, bucket) for p in range(parts)], LINE)
+    rec = rec[np.lexsort((rec["line"], rec["doc"], rec["hash"]))]  # within a hash: corpus order
+    first = np.ones(len(rec), dtype=bool)
+    first[1:] = rec["hash"][1:] != rec["hash"][:-1]
+    repeated = ~first.copy()
+    repeated[:-1] |= ~first[1:]  # a line whose hash occurs more than once
+    drop = repeated if mode == "drop_all" else repeated & ~first
+    dropped = rec[drop]
+    for p in range(parts):
+        mine = dropped[(dropped["doc"] >> np.uint64(32)) == p]
+        out = np.zeros(len(mine), DROP)
+        out["doc"], out["line"] = mine["doc"], mine["line"]
+        _save(layout.line_drops(bucket, p), out)
+    return {"lines_dropped": int(drop.sum())}
+
+
+# --- 6. filter + write --------------------------------------------------------------------------
+def write_final_part(part: int, files: list[Path], layout: DedupLayout, line_dedup: bool, min_words_after: int,
+                     shard_max_bytes: int) -> dict[str, Any]:
+    """The part's final shards go to `layout.final()`; the flow moves them into the artifact."""
+    removed = removed_rows(layout, part)
+    drops: dict[int, set[int]] = {}
+    if line_dedup:
+        for d in _load_all([layout.line_drops(b, part) for b in range(layout.buckets)], DROP):
+            drops.setdefault(int(d["doc"]) & 0xFFFFFFFF, set()).add(int(d["line"]))
+    stats = {"docs_in": 0, "docs_out": 0, "dropped_too_short_after_line_dedup": 0}
+    row = 0
+    layout.final().mkdir(parents=True, exist_ok=True)
+    with ParquetShardWriter(layout.final(), f"shard-{part:05d}", shard_max_bytes) as writer:
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_DOCS):
+                for r in batch.to_pylist():
+                    this, row = row, row + 1
+                    if this in removed:
+                        continue
+                    doc = row_to_document(r)
+                    if line_dedup:
+                        stats["docs_in"] += 1
+                        gone = drops.get(this)
+                        if gone:
+                            doc.text = "\n".join(line for n, line in enumerate(doc.text.split("\n")) if n not in gone)
+                        if len(doc.text.split()) < max(min_words_after, 1):
+                            stats["dropped_too_short_after_line_dedup"] += 1
+                            continue
+                        stats["docs_out"] += 1
+                    writer.write(doc)
+    return {**stats, "written": writer.docs, "bytes": writer.bytes, "shards": [p.name for p in writer.paths]}
