@@ -89,27 +89,38 @@ def score(removed: set[str], kept_after_filters: set[str], planted: list[tuple[s
 
 
 # --- lmforge ------------------------------------------------------------------------------------
-def run_lmforge(input_dir: Path, work: Path, workers: int = 2) -> dict:
+def process_mapper(pool: ProcessPoolExecutor, seconds: dict[str, float]):
+    """A `filters.pipeline.Mapper` over a process pool that also times each phase."""
+    from filters.pipeline import run_partition
+
+    def map_calls(phase: str, calls: list) -> list[dict]:
+        t0 = time.perf_counter()
+        results = list(pool.map(run_partition, *zip(*calls))) if calls else []
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - t0
+        return results
+
+    return map_calls
+
+
+def run_lmforge(input_dir: Path, work: Path, workers: int = 2, line_dedup: bool = False) -> dict:
     import pyarrow.parquet as pq
 
     from filters.config import CleanConfig
-    from filters.pipeline import clean_file, dedup_corpus
+    from filters.pipeline import clean_corpus
 
-    cfg = CleanConfig(inputs=[str(input_dir)], pii={"enabled": False}, line_dedup={"enabled": False})
+    cfg = CleanConfig(inputs=[str(input_dir)], pii={"enabled": False}, line_dedup={"enabled": line_dedup})
     files = sorted(input_dir.glob("*.jsonl"))
-    parts_dir, out_dir = work / "parts", work / "out"
-    parts_dir.mkdir(parents=True)
-    out_dir.mkdir()
+    out_dir = work / "out"
+    out_dir.mkdir(parents=True)
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-        results = list(pool.map(clean_file, files, [cfg] * len(files), [parts_dir] * len(files), range(len(files))))
-    t1 = time.perf_counter()
-    parts = [p for paths, _ in results for p in paths]
-    shards, stats = dedup_corpus(parts, cfg, out_dir)
-    t2 = time.perf_counter()
-    filtered = set(pq.read_table(parts, columns=["id"]).column("id").to_pylist())
+        shards, _ = clean_corpus(files, cfg, work / "work", out_dir, process_mapper(pool, seconds))
+    total = time.perf_counter() - t0
+    filtered = set(pq.read_table(sorted((work / "work" / "parts").glob("*.parquet")), columns=["id"]).column("id").to_pylist())
     kept = set(pq.read_table(shards, columns=["id"]).column("id").to_pylist())
-    return {"seconds": t2 - t0, "filter_seconds": t1 - t0, "dedup_seconds": t2 - t1, "after_filters": filtered, "kept": kept}
+    return {"seconds": total, "filter_seconds": seconds["filter"], "dedup_seconds": total - seconds["filter"], "after_filters": filtered,
+            "kept": kept, "phases": seconds}
 
 
 def run_datatrove(input_dir: Path, work: Path) -> dict:
