@@ -124,17 +124,60 @@ def _split_by_bucket(records: np.ndarray, buckets: int, write: Callable[[int, np
 
 
 # --- 1. signatures → band hashes ------------------------------------------------------------
-def write_band_hashes(part: int, files: list[Path], layout: DedupLayout, ngram: int, bands: int, rows: int, seed: int) -> dict[str, Any]:
+# Shingles per matrix block when signatures are computed: block × num_perm × 4 bytes (~22 MB).
+SHINGLES_PER_BLOCK = 50_000
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, as datasketch applies it before its affine permutations."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def minhash_signatures(shingle_sets: list[set[bytes]], num_perm: int, seed: int) -> np.ndarray:
+    """(docs, num_perm) uint32 signatures, equal to datasketch's `MinHash.bulk(..., seed=seed).hashvalues`
+    (its default affine32 scheme: sha1 → 32 bits → fmix32 → a·h + b mod 2^32 → min), computed
+    with numpy over all shingles of a block of documents at once instead of one document at a time."""
     from datasketch import MinHash
 
+    a, b = (x.astype(np.uint32) for x in MinHash(num_perm=num_perm, seed=seed).permutations)
+    out = np.empty((len(shingle_sets), num_perm), np.uint32)
+    start = 0
+    while start < len(shingle_sets):
+        end, count = start, 0
+        while end < len(shingle_sets) and (count == 0 or count + len(shingle_sets[end]) <= SHINGLES_PER_BLOCK):
+            count += len(shingle_sets[end])
+            end += 1
+        block = shingle_sets[start:end]
+        digests = b"".join(hashlib.sha1(sh).digest()[:4] for doc in block for sh in doc)
+        hv = _fmix32(np.frombuffer(digests, dtype="<u4").astype(np.uint32))
+        permuted = hv[:, None] * a[None, :] + b[None, :]  # wraps mod 2^32, as datasketch's uint32 arithmetic
+        offsets = np.cumsum([0] + [len(doc) for doc in block[:-1]])
+        out[start:end] = np.minimum.reduceat(permuted, offsets, axis=0)
+        start = end
+    return out
+
+
+def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(docs, bands) uint64: one hash of each band's `rows` values (FNV-1a over 32-bit words,
+    then a 64-bit finalizer). A collision only adds a candidate pair, which is then verified."""
+    sig = signatures.reshape(len(signatures), bands, rows).astype(np.uint64)
+    h = np.full(sig.shape[:2], 0xCBF29CE484222325, np.uint64)
+    for k in range(rows):
+        h = (h ^ sig[:, :, k]) * np.uint64(0x100000001B3)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    return h ^ (h >> np.uint64(33))
+
+
+def write_band_hashes(part: int, files: list[Path], layout: DedupLayout, ngram: int, bands: int, rows: int, seed: int) -> dict[str, Any]:
     chunks = []
     docs = 0
     for start, texts in _iter_column(files, "text"):
-        sets = [shingles(t, ngram) for t in texts]
-        sigs = np.stack([m.hashvalues for m in MinHash.bulk(sets, num_perm=bands * rows, seed=seed)])
-        band_bytes = sigs.astype("<u8").reshape(len(texts), bands, rows)
-        hashes = np.array([[int.from_bytes(hashlib.blake2b(band_bytes[i, j].tobytes(), digest_size=8).digest(), "little")
-                            for j in range(bands)] for i in range(len(texts))], dtype="<u8")
+        hashes = band_hashes(minhash_signatures([shingles(t, ngram) for t in texts], bands * rows, seed), bands, rows)
         rec = np.zeros(len(texts) * bands, BAND)
         rec["band"] = np.tile(np.arange(bands, dtype="<u2"), len(texts))
         rec["hash"] = hashes.reshape(-1)

@@ -168,24 +168,60 @@ def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data):
     assert len(list((lmforge_home / "artifacts" / "tokenize").iterdir())) == 1
 
 
-def test_dask_runner_gives_the_same_artifact_content(prefect_harness, tmp_path, monkeypatch, data):
-    """clean-data and tokenize on a Dask LocalCluster produce what the local runners produce."""
+@pytest.fixture
+def dask_scheduler(tmp_path, prefect_harness):
+    """A real `dask scheduler` and two `dask worker` processes on loopback, reporting to the test's Prefect API."""
+    from prefect.settings import PREFECT_API_URL
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    sched_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(sched_file)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    deadline = time.time() + 60
+    while not sched_file.is_file():
+        assert time.time() < deadline, "dask scheduler did not start"
+        time.sleep(0.2)
+    procs += [subprocess.Popen([str(bin_dir / "dask"), "worker", "--scheduler-file", str(sched_file), "--nthreads", "1", "--nworkers", "1",
+                                "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    address = json.loads(sched_file.read_text())["address"]
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(2, timeout=60)
+    yield address
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def test_every_runner_gives_the_same_artifact_content(prefect_harness, tmp_path, monkeypatch, data, dask_scheduler):
+    """clean-data (every dedup step included) on threads, processes, a Dask LocalCluster and a
+    real Dask scheduler with two worker processes; tokenize on threads and Dask: identical."""
     from flows.clean_data import clean_data
     from flows.runners import RunnerConfig
     from flows.tokenization import tokenize
 
-    cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0001.warc.gz")])
+    # partition_docs at its minimum: several dedup buckets, so every step maps over partitions
+    cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0001.warc.gz")], partition_docs=1000)
     # one input file split in two parts: the parts must merge back in order on any runner
     tok_cfg = TokenizeConfig(inputs=[str(data / "tinystories-val-sample" / "tinystories_val.txt")], vocab_size=400, val_fraction=0.05, workers=2)
+    runners = {"thread": RunnerConfig(kind="thread", workers=2), "process": RunnerConfig(kind="process", workers=2),
+               "dask": RunnerConfig(kind="dask", workers=2), "dask-scheduler": RunnerConfig(kind="dask", dask_address=dask_scheduler)}
     results = {}
-    for kind in ("thread", "dask"):
-        monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / kind))
-        out = Path(clean_data(cfg, RunnerConfig(kind=kind, workers=2)))
+    for name, runner in runners.items():
+        monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / name))
+        out = Path(clean_data(cfg, runner))
         table = pq.read_table(sorted(out.glob("shard-*.parquet")))
-        tok = Path(tokenize(tok_cfg, runner=RunnerConfig(kind=kind, workers=2)))
-        arrays = [(tok / f).read_bytes() for f in ("train.bin", "val.bin", "tokenizer/merges.txt")]
-        results[kind] = (json.loads((out / "stats.json").read_text()), table.to_pylist(), out.name, arrays, tok.name)
-    assert results["thread"] == results["dask"]
+        results[name] = (json.loads((out / "stats.json").read_text()), table.to_pylist(), out.name)
+    assert results["thread"] == results["process"] == results["dask"] == results["dask-scheduler"]
+    tokenized = {}
+    for name in ("thread", "dask"):
+        monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / name))
+        tok = Path(tokenize(tok_cfg, runner=runners[name]))
+        tokenized[name] = ([(tok / f).read_bytes() for f in ("train.bin", "val.bin", "tokenizer/merges.txt")], tok.name)
+    assert tokenized["thread"] == tokenized["dask"]
     assert not list(tok.glob("_part-*"))  # the per-part files are merged away
 
 
