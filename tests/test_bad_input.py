@@ -97,6 +97,7 @@ def test_unsupported_files_are_listed_for_the_stats(tmp_path, data):
     assert skipped == [tmp_path / "notes.wat"]
 
 
+@pytest.mark.slow
 def test_mixed_directory_keeps_every_good_document(prefect_harness, lmforge_home, tmp_path, data):
     """One bad file of each kind beside good ones: the good documents all come out."""
     from filters.config import CleanConfig
@@ -121,6 +122,7 @@ def test_mixed_directory_keeps_every_good_document(prefect_harness, lmforge_home
     assert stats["output"]["docs_out"] >= len(good)  # every good document (and the repaired one) came through
 
 
+@pytest.mark.slow
 def test_an_input_with_nothing_usable_fails_loudly(prefect_harness, lmforge_home, tmp_path):
     from filters.config import CleanConfig
     from flows.clean_data import EmptyResult, clean_data

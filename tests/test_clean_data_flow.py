@@ -17,6 +17,9 @@ import pytest
 from filters.config import CleanConfig
 from flows.config import ConfigError, load_config
 
+# end to end: Prefect flows, subprocesses, servers (make test-fast skips these)
+pytestmark = pytest.mark.slow
+
 
 def _task_run_count() -> int:
     """Task runs recorded so far, once the records of finished runs have all landed (they arrive asynchronously)."""

@@ -173,6 +173,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(token_dir,
     assert state["step"] >= 2
 
 
+@pytest.mark.slow
 def test_ddp_world_size_1_with_torchrun(token_dir, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(json.dumps({**TINY, "max_steps": 4, "eval_interval": 2}))

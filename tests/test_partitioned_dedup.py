@@ -82,6 +82,7 @@ def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, parti
     assert sum(1 for i in dropped if i[0] in "nx") >= 60
 
 
+@pytest.mark.slow
 def test_kill_9_mid_dedup_resumes_from_finished_partitions(tmp_path, data):
     files = _corpus(data, tmp_path / "in", files=6)
     env_base = {**__import__("os").environ, "PREFECT_LOGGING_LEVEL": "INFO"}

@@ -19,6 +19,9 @@ from filters.config import CleanConfig
 from flows.store import ArtifactStore
 from lm.corpus import TokenizeConfig
 
+# end to end: Prefect flows, subprocesses, servers (make test-fast skips these)
+pytestmark = pytest.mark.slow
+
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
 

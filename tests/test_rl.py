@@ -99,11 +99,13 @@ def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> No
 SHORT_RUN = {"task": "addition", "max_steps": 3, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3, "eval_examples": 50}
 
 
+@pytest.mark.slow
 def test_short_grpo_run_with_transformers_rollouts(addition_model, tmp_path):
     result = run_grpo(addition_model, GRPOSettings(**SHORT_RUN, engine="transformers"), tmp_path)
     check_short_run(result, tmp_path, addition_model, "transformers")
 
 
+@pytest.mark.slow
 def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_home):
     """The stage as users run it: vLLM rollouts, the tuned model in both formats, cached."""
     from flows.grpo import grpo
@@ -132,6 +134,7 @@ def test_prompts_that_cannot_fit_fail_before_training(addition_model):
         check_lengths(GRPOSettings(), prompts, tok, 8)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_path, kill_mid_build):
     import subprocess
     import sys
@@ -149,6 +152,7 @@ def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_
     assert (out / "manifest.json").is_file() and (out / "hf" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
     """After TRL's weight sync, vLLM's log-probs equal the trained model's (and differ from the start)."""
     from vllm import SamplingParams
@@ -175,6 +179,7 @@ def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
     torch.testing.assert_close(vllm_logps, trained, atol=1e-4, rtol=0)  # ...and vLLM samples from the moved policy
 
 
+@pytest.mark.slow
 def test_vllm_and_generate_agree_on_greedy_evaluation(addition_model):
     from rl.evaluate import evaluate_model_dir
 

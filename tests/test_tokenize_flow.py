@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lm.corpus import TokenizeConfig
 from lm.tokenizer import Tokenizer
+
+# end to end: Prefect flows, subprocesses, servers (make test-fast skips these)
+pytestmark = pytest.mark.slow
 
 
 def test_tokenize_flow_writes_arrays_that_decode_back(prefect_harness, lmforge_home, data):

@@ -68,6 +68,7 @@ def _stage_flow(home: str, text: str = "hello") -> str:
     return str(run_stage("toy", "flows.stage", CleanConfig(inputs=[text]), build, store=ArtifactStore(Path(home))).path)
 
 
+@pytest.mark.slow
 def test_damaged_artifacts_are_rebuilt_never_served(prefect_harness, tmp_path):
     BUILDS.clear()
     home = str(tmp_path)
@@ -85,6 +86,7 @@ def test_damaged_artifacts_are_rebuilt_never_served(prefect_harness, tmp_path):
     assert not check(ArtifactStore(tmp_path).find(out.name))
 
 
+@pytest.mark.slow
 def test_ls_show_gc_verify_survive_a_corrupt_manifest(prefect_harness, tmp_path, monkeypatch):
     from flows.cli import app
 
