@@ -54,7 +54,7 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
                               f"per step: {json.dumps(stats.to_dict())}")
         return {"documents": out["docs_out"], "bytes": out["bytes_out"], "shards": [s.name for s in shards], "files_in": len(files)}
 
-    artifact = run_stage(STAGE, "flows.clean_data", config, build, raw_files=files, force=force)
+    artifact = run_stage(STAGE, config, build, raw_files=files, force=force)
     return str(artifact.path)
 
 

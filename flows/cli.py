@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.config import ConfigError, load_config
+from flows.registry import STAGES
 from lm.paths import REPO_ROOT
 from flows.store import ArtifactStore, StoreError, check, read_manifest
 
@@ -73,14 +74,10 @@ def clean_data_cmd(
     from filters.readers import expand_inputs
     from flows.runners import RunnerConfig
 
-    cfg = _load(CleanConfig, config, ["clean_data"], inputs=inputs or None)
+    cfg = _load(CleanConfig, config, "clean-data", inputs=inputs or None)
     _run(expand_inputs, cfg.inputs)  # missing inputs fail here, before Prefect starts
     path = _run(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
-    stats = json.loads((Path(path) / "stats.json").read_text())
-    from filters.document import Stats
-
-    _print_table("clean-data", Stats.from_dict(stats).table_rows())
-    print(path)
+    _print_summary("clean-data", path)
 
 
 @app.command("tokenize")
@@ -95,13 +92,11 @@ def tokenize_cmd(
     from flows.tokenization import tokenize
     from lm.corpus import TokenizeConfig
 
-    cfg = _load(TokenizeConfig, config, ["tokenize"], inputs=inputs or None, vocab_size=vocab_size)
+    cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size)
     if clean_artifact:
         _run(ArtifactStore().find, clean_artifact)  # a missing key fails here, before Prefect starts
     path = _run(tokenize, cfg, clean_artifact, force)
-    meta = json.loads((Path(path) / "meta.json").read_text())
-    _print_table("tokenize", [{k: str(v) for k, v in meta.items() if k not in ("special_tokens", "bpe")}])
-    print(path)
+    _print_summary("tokenize", path)
 
 
 @app.command("pretrain")
@@ -116,16 +111,14 @@ def pretrain_cmd(
     from flows.pretrain import pretrain
     from lm.train import PretrainConfig, check_data_fits, pick_device
 
-    cfg = _load(PretrainConfig, config, ["pretrain"], max_steps=max_steps, device=device)
+    cfg = _load(PretrainConfig, config, "pretrain", max_steps=max_steps, device=device)
     tok = _run(ArtifactStore().find, tokenize_artifact)  # before Prefect starts: key, device, data size
     _run(pick_device, cfg.device)
     _run(check_data_fits, cfg, tok.path)
     path = _run(pretrain, tokenize_artifact, cfg, force)
-    summary = json.loads((Path(path) / "manifest.json").read_text())["summary"]
-    _print_table("pretrain", [{k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "samples"}])
-    for s in summary.get("samples", []):
+    for s in json.loads((Path(path) / "manifest.json").read_text())["summary"].get("samples", []):
         err.print(f"[bold]{s['prompt']}[/]{s['completion']}")
-    print(path)
+    _print_summary("pretrain", path)
 
 
 @app.command("scaling-sweep")
@@ -140,7 +133,7 @@ def scaling_sweep_cmd(
     from scaling.grid import build_grid, grid_table
     from scaling.sweep import SweepConfig
 
-    cfg = _load(SweepConfig, config, ["scaling_sweep"])
+    cfg = _load(SweepConfig, config, "scaling-sweep")
     tok = _run(ArtifactStore().find, tokenize_artifact)
     if dry_run:  # no Prefect needed to look at a grid
         vocab = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
@@ -149,10 +142,8 @@ def scaling_sweep_cmd(
         _print_table("scaling grid", grid_table(points))
         return
     path = _run(scaling_sweep, tokenize_artifact, cfg, False, force)
-    for line in json.loads((Path(path) / "manifest.json").read_text())["summary"]["laws"]:
-        err.print(line)
     err.print(f"plots: {Path(path) / 'isoflop.png'}, {Path(path) / 'parametric.png'}")
-    print(path)
+    _print_summary("scaling-sweep", path)
 
 
 @app.command("grpo")
@@ -167,13 +158,9 @@ def grpo_cmd(
     from flows.grpo import grpo
     from rl.grpo import GRPOSettings
 
-    # a pipeline file's `grpo:` section holds the settings under `settings:`
-    cfg = _load(GRPOSettings, config, ["grpo.settings", "grpo"], task=task, max_steps=max_steps)
+    cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps)
     path = _run(grpo, checkpoint, cfg, force)
-    result = json.loads((Path(path) / "eval.json").read_text())
-    _print_table("grpo: held-out evaluation", [{"eval": f"{w} ({m})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in result[w][m].items() if k != "examples"}}
-                                               for w in ("before", "after") for m in ("greedy", "sampled")])
-    print(path)
+    _print_summary("grpo", path)
 
 
 @app.command("pipeline")
@@ -181,7 +168,7 @@ def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-d
     """Run the whole pipeline from one config; every stage cached on its own."""
     from flows.pipeline import PipelineConfig, pipeline, pipeline_summary
 
-    cfg = _load(PipelineConfig, config, [])
+    cfg = _load(PipelineConfig, config, "pipeline")
     from filters.readers import expand_inputs
 
     _run(expand_inputs, cfg.clean_data.inputs)  # missing inputs fail here, before Prefect starts
@@ -240,12 +227,18 @@ def scaling_fit_cmd(
     print(out_dir.resolve())
 
 
-def _load(model, config: Optional[Path], sections: list[str], **overrides):
-    """A stage's settings: its own section of a pipeline file, or a file of its own."""
+def _load(model, config: Optional[Path], stage: str, **overrides):
+    """A stage's settings: its own section of a pipeline file (the registry says which), or a file of its own."""
     try:
-        return load_config(model, config, sections=sections, **overrides)
+        return load_config(model, config, sections=list(STAGES[stage].sections), **overrides)
     except ConfigError as e:
         _fail(str(e))
+
+
+def _print_summary(stage: str, path: str) -> None:
+    """The stage's summary table (rows from the registry), then the artifact dir as the last stdout line."""
+    _print_table(stage, STAGES[stage].summary_rows(Path(path)))
+    print(path)
 
 
 # --- artifacts -----------------------------------------------------------------------------

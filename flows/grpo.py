@@ -53,7 +53,7 @@ def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool =
             logger.info("%s: accuracy %.3f, mean reward %.3f", r["eval"], r["accuracy"], r["mean_reward"])
         return result
 
-    artifact = run_stage(STAGE, "flows.grpo", settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
+    artifact = run_stage(STAGE, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
     return str(artifact.path)
 
 

@@ -54,7 +54,7 @@ def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), 
         summary["samples"] = samples
         return summary
 
-    artifact = run_stage(STAGE, "flows.pretrain", config, build, inputs=[tok_art], force=force)
+    artifact = run_stage(STAGE, config, build, inputs=[tok_art], force=force)
     return str(artifact.path)
 
 

@@ -72,7 +72,7 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
                                  description="scaling-sweep: fitted laws")
         return {"points": len(rows), "skipped": len(points) - len(runnable), "laws": lines, "plots": result["plots"]}
 
-    artifact = run_stage(STAGE, "flows.scaling_sweep", config, build, inputs=[tok], force=force)
+    artifact = run_stage(STAGE, config, build, inputs=[tok], force=force)
     return str(artifact.path)
 
 

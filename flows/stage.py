@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from flows.fingerprint import code_fingerprint
 from flows.processes import reassert_stop_handlers
+from flows.registry import STAGES
 from flows.store import (VERIFY_ON_HIT_BYTES, Artifact, ArtifactStore, StoreError, check, compute_key, config_for_key,
                          differences, fingerprint_file, hashed_bytes, read_manifest)
 
@@ -42,20 +43,20 @@ def artifact_slug(stage: str) -> str:
 
 def run_stage(
     stage: str,
-    code_root: str,
     config: BaseModel,
     build: Callable[[Path, Path], dict[str, Any]],
     inputs: list[Artifact] = (),  # type: ignore[assignment]
     raw_files: list[Path] = (),  # type: ignore[assignment]
     force: bool = False,
     store: ArtifactStore | None = None,
+    code_root: str | None = None,
 ) -> Artifact:
-    """`code_root`: the stage's flow module; its code fingerprint enters the key."""
+    """The code fingerprint in the key starts at `code_root`, by default the stage's flow module in the registry."""
     logger = get_run_logger()
     reassert_stop_handlers()
     store = store or ArtifactStore()
     fingerprints = [fingerprint_file(Path(f)) for f in raw_files]
-    code = code_fingerprint(code_root)
+    code = code_fingerprint(code_root or STAGES[stage].module)
     key = compute_key(stage, code["digest"], config, [a.key for a in inputs], fingerprints)
     manifest: dict[str, Any] = {
         "config": config.model_dump(mode="json"),

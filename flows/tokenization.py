@@ -79,7 +79,7 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
         )
         return meta
 
-    artifact = run_stage(STAGE, "flows.tokenization", config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
+    artifact = run_stage(STAGE, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
     return str(artifact.path)
 
 

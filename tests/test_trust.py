@@ -65,7 +65,7 @@ def _stage_flow(home: str, text: str = "hello") -> str:
         (out / "sub" / "more.bin").write_bytes(b"\0" * 100)
         return {"n": len(BUILDS)}
 
-    return str(run_stage("toy", "flows.stage", CleanConfig(inputs=[text]), build, store=ArtifactStore(Path(home))).path)
+    return str(run_stage("toy", CleanConfig(inputs=[text]), build, store=ArtifactStore(Path(home)), code_root="flows.stage").path)
 
 
 @pytest.mark.slow

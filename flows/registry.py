@@ -1,0 +1,100 @@
+"""The stage registry: the one place that knows each stage.
+
+The CLI, `lmforge serve` (deployments), the pipeline's summary and the cache keys all read
+it. Adding a stage is an entry here plus its flow module.
+
+Each entry names the flow module (the root of the stage's code fingerprint, so the key
+covers exactly the code the stage runs), the flow function, the config sections a
+`-c FILE` is read from (a pipeline file's own section first, else the whole file), and
+how to turn a finished artifact into summary rows. Plain data and small functions: no
+flow module is imported until a stage is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _manifest_summary(path: Path) -> dict[str, Any]:
+    return json.loads((path / "manifest.json").read_text())["summary"]
+
+
+def _clean_rows(path: Path) -> list[dict]:
+    from filters.document import Stats
+
+    return Stats.from_dict(json.loads((path / "stats.json").read_text())).table_rows()
+
+
+def _tokenize_rows(path: Path) -> list[dict]:
+    meta = json.loads((path / "meta.json").read_text())
+    return [{k: str(v) for k, v in meta.items() if k not in ("special_tokens", "bpe")}]
+
+
+def _pretrain_rows(path: Path) -> list[dict]:
+    summary = _manifest_summary(path)
+    return [{k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "samples"}]
+
+
+def _sweep_rows(path: Path) -> list[dict]:
+    return [{"law": line} for line in _manifest_summary(path)["laws"]]
+
+
+def _grpo_rows(path: Path) -> list[dict]:
+    result = json.loads((path / "eval.json").read_text())
+    return [{"eval": f"{when} ({mode})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in result[when][mode].items() if k != "examples"}}
+            for when in ("before", "after") for mode in ("greedy", "sampled")]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # the artifact folder, the Prefect flow name, the CLI subcommand
+    module: str  # the flow module: root of the code fingerprint in the cache key
+    flow: str  # the flow function in `module`
+    sections: tuple[str, ...]  # where `-c FILE` finds this stage's settings (dotted paths, first present wins)
+    summary_rows: Callable[[Path], list[dict]]  # an artifact dir → rows of its summary table
+    description: str = ""
+    default_parameters: Callable[[], dict[str, Any]] = field(default=dict)  # the `default` deployment's parameters
+
+    def load_flow(self):
+        return getattr(importlib.import_module(self.module), self.flow)
+
+
+def _clean_defaults() -> dict[str, Any]:
+    from lm.paths import data_root
+
+    return {"config": {"inputs": [str(data_root() / "cc-en-jsonl"), str(data_root() / "web-warc-samples")]}}
+
+
+def _tokenize_defaults() -> dict[str, Any]:
+    from lm.paths import data_root
+
+    return {"config": {"inputs": [str(data_root() / "tinystories-train-sample")], "vocab_size": 4096}}
+
+
+def _demo_config() -> dict[str, Any]:
+    from lm.configfile import read_yaml
+    from lm.paths import REPO_ROOT
+
+    return read_yaml(REPO_ROOT / "configs" / "pipeline-demo.yaml")
+
+
+STAGES: dict[str, StageSpec] = {s.name: s for s in [
+    StageSpec("clean-data", "flows.clean_data", "clean_data", ("clean_data",), _clean_rows,
+              "Clean the sample web data (override config.inputs to clean your own).", _clean_defaults),
+    StageSpec("tokenize", "flows.tokenization", "tokenize", ("tokenize",), _tokenize_rows,
+              "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).", _tokenize_defaults),
+    StageSpec("pretrain", "flows.pretrain", "pretrain", ("pretrain",), _pretrain_rows,
+              "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY."),
+    StageSpec("scaling-sweep", "flows.scaling_sweep", "scaling_sweep", ("scaling_sweep",), _sweep_rows,
+              "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.", lambda: {"config": _demo_config()["scaling_sweep"]}),
+    # a pipeline file's `grpo:` section holds the settings under `settings:`
+    StageSpec("grpo", "flows.grpo", "grpo", ("grpo.settings", "grpo"), _grpo_rows,
+              "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR."),
+    StageSpec("pipeline", "flows.pipeline", "pipeline", (), lambda path: [],
+              "The whole demo pipeline.", lambda: {"config": _demo_config()}),
+]}
