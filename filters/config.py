@@ -80,6 +80,8 @@ class RepetitionConfig(_Strict):
 
 class MinHashDedupConfig(_Strict):
     enabled: bool = True
+    # 5-gram shingles; 14 bands × 8 rows as FineWeb: P(candidate) = 1-(1-s^8)^14 is 0.92 at s=0.8 and 0.99 at s=0.9;
+    # `threshold` is the true Jaccard a candidate pair needs to count as a duplicate
     ngram: int = Field(5, ge=1)
     bands: int = Field(14, ge=1)
     rows: int = Field(8, ge=1)

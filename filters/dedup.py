@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 import regex
 
+from filters.config import MinHashDedupConfig
+
 PUNCT = regex.compile(r"\p{P}+")
 SPACES = regex.compile(r"\s+")
 
@@ -58,16 +60,6 @@ class UnionFind:
 
 
 @dataclass
-class MinHashConfig:
-    ngram: int = 5
-    # 14 bands × 8 rows as FineWeb: P(candidate) = 1-(1-s^8)^14 is 0.92 at s=0.8 and 0.99 at s=0.9
-    bands: int = 14
-    rows: int = 8
-    threshold: float = 0.8  # true Jaccard a candidate pair needs to count as a duplicate
-    seed: int = 1
-
-
-@dataclass
 class DedupResult:
     keep: np.ndarray  # bool mask over input docs
     candidate_pairs: int
@@ -75,8 +67,11 @@ class DedupResult:
     clusters: int  # clusters with more than one member
 
 
-def minhash_dedup(texts: Sequence[str], ids: Sequence[str], cfg: MinHashConfig = MinHashConfig()) -> DedupResult:
+def minhash_dedup(texts: Sequence[str], ids: Sequence[str], cfg: MinHashDedupConfig = MinHashDedupConfig()) -> DedupResult:
     """Keep one document per near-duplicate cluster: the one with the lowest id.
+
+    The in-memory reference (the whole corpus in one process): clean-data runs the
+    partitioned steps of filters/partitioned_dedup.py, tested to give the same result.
 
     Signatures come from datasketch's `MinHash.bulk`, candidates from `MinHashLSH` with
     explicit (bands, rows); every candidate pair is verified by its true Jaccard before

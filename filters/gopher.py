@@ -1,8 +1,8 @@
 """The Gopher quality and repetition rules (Rae et al. 2021, arXiv:2112.11446, App. A.1.1).
 
-Each rule is an early return with a prefixed reason; thresholds are constructor
-arguments defaulting to the paper's values (repetition: datatrove's defaults), and
-`None` switches a rule off. Words are whitespace-separated tokens, as in the paper.
+Each rule is an early return with a prefixed reason; thresholds come from the filter's
+config (`QualityConfig`, `RepetitionConfig` in filters/config.py, where the defaults live:
+the paper's values, datatrove's for repetition), and `None` switches a rule off. Words are whitespace-separated tokens, as in the paper.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from filters.base import Filter
+from filters.config import QualityConfig, RepetitionConfig
 from filters.document import Document
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
@@ -21,68 +22,51 @@ PUNCT_STRIP = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’«»…"
 class GopherQualityFilter(Filter):
     name = "gopher_quality"
 
-    def __init__(
-        self,
-        min_words: int | None = 50,
-        max_words: int | None = 100_000,
-        min_avg_word_length: float | None = 3,
-        max_avg_word_length: float | None = 10,
-        max_symbol_word_ratio: float | None = 0.1,
-        max_bullet_lines_ratio: float | None = 0.9,
-        max_ellipsis_lines_ratio: float | None = 0.3,
-        min_alpha_words_ratio: float | None = 0.8,
-        min_stop_words: int | None = 2,
-    ):
-        self.min_words, self.max_words = min_words, max_words
-        self.min_avg_word_length, self.max_avg_word_length = min_avg_word_length, max_avg_word_length
-        self.max_symbol_word_ratio = max_symbol_word_ratio
-        self.max_bullet_lines_ratio = max_bullet_lines_ratio
-        self.max_ellipsis_lines_ratio = max_ellipsis_lines_ratio
-        self.min_alpha_words_ratio = min_alpha_words_ratio
-        self.min_stop_words = min_stop_words
+    def __init__(self, cfg: QualityConfig = QualityConfig()):
+        self.cfg = cfg
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         text = doc.text
         words = text.split()
         n = len(words)
         # "the number of words in the document is between 50 and 100,000"
-        if self.min_words is not None and n < self.min_words:
+        if self.cfg.min_words is not None and n < self.cfg.min_words:
             return False, "gopher_below_min_words"
-        if self.max_words is not None and n > self.max_words:
+        if self.cfg.max_words is not None and n > self.cfg.max_words:
             return False, "gopher_above_max_words"
         # mean word length (punctuation stripped) between 3 and 10 characters
         stripped = [w.strip(PUNCT_STRIP) for w in words]
         non_symbol = [w for w in stripped if w]
         avg = sum(map(len, non_symbol)) / max(len(non_symbol), 1)
-        if self.min_avg_word_length is not None and avg < self.min_avg_word_length:
+        if self.cfg.min_avg_word_length is not None and avg < self.cfg.min_avg_word_length:
             return False, "gopher_below_avg_word_length"
-        if self.max_avg_word_length is not None and avg > self.max_avg_word_length:
+        if self.cfg.max_avg_word_length is not None and avg > self.cfg.max_avg_word_length:
             return False, "gopher_above_avg_word_length"
         # symbol-to-word ratio <= 0.1 for the hash symbol and the ellipsis
-        if self.max_symbol_word_ratio is not None:
+        if self.cfg.max_symbol_word_ratio is not None:
             symbols = text.count("#") + text.count("...") + text.count("…")
-            if symbols / max(n, 1) > self.max_symbol_word_ratio:
+            if symbols / max(n, 1) > self.cfg.max_symbol_word_ratio:
                 return False, "gopher_symbol_word_ratio"
         lines = [ln for ln in text.splitlines() if ln.strip()] or [text]
         # <= 90% of lines start with a bullet point
-        if self.max_bullet_lines_ratio is not None:
+        if self.cfg.max_bullet_lines_ratio is not None:
             bullets = sum(1 for ln in lines if ln.lstrip().startswith(BULLETS))
-            if bullets / len(lines) > self.max_bullet_lines_ratio:
+            if bullets / len(lines) > self.cfg.max_bullet_lines_ratio:
                 return False, "gopher_bullet_lines_ratio"
         # <= 30% of lines end with an ellipsis
-        if self.max_ellipsis_lines_ratio is not None:
+        if self.cfg.max_ellipsis_lines_ratio is not None:
             ellipsis = sum(1 for ln in lines if ln.rstrip().endswith(ELLIPSES))
-            if ellipsis / len(lines) > self.max_ellipsis_lines_ratio:
+            if ellipsis / len(lines) > self.cfg.max_ellipsis_lines_ratio:
                 return False, "gopher_ellipsis_lines_ratio"
         # >= 80% of words contain at least one alphabetic character
-        if self.min_alpha_words_ratio is not None:
+        if self.cfg.min_alpha_words_ratio is not None:
             alpha = sum(1 for w in words if any(c.isalpha() for c in w))
-            if alpha / max(n, 1) < self.min_alpha_words_ratio:
+            if alpha / max(n, 1) < self.cfg.min_alpha_words_ratio:
                 return False, "gopher_alpha_words_ratio"
         # contains at least two of the stop words: the, be, to, of, and, that, have, with
-        if self.min_stop_words is not None:
+        if self.cfg.min_stop_words is not None:
             found = STOP_WORDS.intersection(w.lower() for w in stripped)
-            if len(found) < self.min_stop_words:
+            if len(found) < self.cfg.min_stop_words:
                 return False, "gopher_stop_words"
         return True
 
@@ -133,39 +117,29 @@ def duplicate_ngram_char_fraction(words: list[str], n: int, total_chars: int) ->
 class GopherRepetitionFilter(Filter):
     name = "gopher_repetition"
 
-    def __init__(
-        self,
-        dup_line_frac: float | None = 0.3,
-        dup_para_frac: float | None = 0.3,
-        dup_line_char_frac: float | None = 0.2,
-        dup_para_char_frac: float | None = 0.2,
-        top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16)),
-        dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)),
-    ):
-        self.dup_line_frac, self.dup_para_frac = dup_line_frac, dup_para_frac
-        self.dup_line_char_frac, self.dup_para_char_frac = dup_line_char_frac, dup_para_char_frac
-        self.top_n_grams, self.dup_n_grams = top_n_grams, dup_n_grams
+    def __init__(self, cfg: RepetitionConfig = RepetitionConfig()):
+        self.cfg = cfg
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         text = doc.text
         paragraphs = [p for p in text.strip().split("\n\n") if p.strip()]
         para_frac, para_char_frac = duplicate_fractions(paragraphs)
-        if self.dup_para_frac is not None and para_frac > self.dup_para_frac:
+        if self.cfg.dup_para_frac is not None and para_frac > self.cfg.dup_para_frac:
             return False, "gopher_dup_para_frac"
-        if self.dup_para_char_frac is not None and para_char_frac > self.dup_para_char_frac:
+        if self.cfg.dup_para_char_frac is not None and para_char_frac > self.cfg.dup_para_char_frac:
             return False, "gopher_dup_para_char_frac"
         lines = [ln for ln in text.splitlines() if ln.strip()]
         line_frac, line_char_frac = duplicate_fractions(lines)
-        if self.dup_line_frac is not None and line_frac > self.dup_line_frac:
+        if self.cfg.dup_line_frac is not None and line_frac > self.cfg.dup_line_frac:
             return False, "gopher_dup_line_frac"
-        if self.dup_line_char_frac is not None and line_char_frac > self.dup_line_char_frac:
+        if self.cfg.dup_line_char_frac is not None and line_char_frac > self.cfg.dup_line_char_frac:
             return False, "gopher_dup_line_char_frac"
         words = text.split()
         total_chars = sum(map(len, words))
-        for n, limit in self.top_n_grams:
+        for n, limit in self.cfg.top_n_grams:
             if top_ngram_char_fraction(words, n, total_chars) > limit:
                 return False, f"gopher_top_{n}_gram"
-        for n, limit in sorted(self.dup_n_grams):
+        for n, limit in sorted(self.cfg.dup_n_grams):
             frac = duplicate_ngram_char_fraction(words, n, total_chars)
             if frac > limit:
                 return False, f"gopher_duplicated_{n}_n_grams"

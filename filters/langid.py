@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from filters.base import Filter
+from filters.config import LanguageConfig
 from filters.document import Document
 
 
@@ -44,16 +45,16 @@ def predict_language(text: str, model=None) -> tuple[str, float]:
 
 
 class LanguageFilter(Filter):
-    """Keep documents whose top language is in `languages` with score >= `threshold`.
+    """Keep documents whose top language is in `cfg.languages` with score >= `cfg.threshold`.
 
-    The 0.65 default is FineWeb's. Label and score are recorded on every kept document.
+    The 0.65 default (LanguageConfig) is FineWeb's. Label and score are recorded on every kept document.
     """
 
     name = "language"
 
-    def __init__(self, languages: list[str] | None = None, threshold: float = 0.65, model_path: str | None = None):
-        self.languages = set(languages or ["en"])
-        self.threshold = threshold
+    def __init__(self, cfg: LanguageConfig = LanguageConfig(), model_path: str | None = None):
+        self.languages = set(cfg.languages)
+        self.threshold = cfg.threshold
         self.model = load_model(model_path)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 import regex
 
 from filters.base import Step
+from filters.config import PIIConfig
 from filters.document import Document, Stats
 
 EMAIL = regex.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
@@ -36,8 +37,9 @@ def mask_ips(text: str) -> tuple[str, int]:
 class PIIMasker(Step):
     name = "pii"
 
-    def __init__(self, emails: bool = True, phones: bool = True, ips: bool = True):
-        self.maskers = [(k, f) for k, f, on in (("emails", mask_emails, emails), ("phones", mask_phone_numbers, phones), ("ips", mask_ips, ips)) if on]
+    def __init__(self, cfg: PIIConfig = PIIConfig()):
+        self.maskers = [(k, f) for k, f, on in (("emails", mask_emails, cfg.emails), ("phones", mask_phone_numbers, cfg.phones),
+                                                 ("ips", mask_ips, cfg.ips)) if on]
 
     def run(self, docs: Iterable[Document], stats: Stats) -> Iterator[Document]:
         for doc in docs:

@@ -50,19 +50,13 @@ def serial_map(phase: str, calls: list[Call]) -> list[dict]:
 def build_file_steps(cfg: CleanConfig) -> list[Step]:
     steps: list[Step] = []
     if cfg.language.enabled:
-        steps.append(LanguageFilter(cfg.language.languages, cfg.language.threshold))
+        steps.append(LanguageFilter(cfg.language))
     if cfg.pii.enabled:
-        steps.append(PIIMasker(cfg.pii.emails, cfg.pii.phones, cfg.pii.ips))
+        steps.append(PIIMasker(cfg.pii))
     if cfg.quality.enabled:
-        steps.append(GopherQualityFilter(**cfg.quality.model_dump(exclude={"enabled"})))
+        steps.append(GopherQualityFilter(cfg.quality))
     if cfg.repetition.enabled:
-        r = cfg.repetition
-        steps.append(
-            GopherRepetitionFilter(
-                r.dup_line_frac, r.dup_para_frac, r.dup_line_char_frac, r.dup_para_char_frac,
-                tuple(map(tuple, r.top_n_grams)), tuple(map(tuple, r.dup_n_grams)),
-            )
-        )
+        steps.append(GopherRepetitionFilter(cfg.repetition))
     return steps
 
 

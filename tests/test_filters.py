@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from filters.dedup import LineDeduper, MinHashConfig, count_lines, minhash_dedup, normalize
+from filters.config import LanguageConfig, MinHashDedupConfig, QualityConfig
+from filters.dedup import LineDeduper, count_lines, minhash_dedup, normalize
 from filters.document import Document, Stats
 from filters.gopher import GopherQualityFilter, GopherRepetitionFilter
 from filters.langid import LanguageFilter, predict_language
@@ -96,7 +97,7 @@ def test_language_filter_records_label_and_drops_others(data):
     en = Document((data / "cs336-a1-fixtures" / "address.txt").read_text(), "en", "t")
     de = Document((data / "cs336-a1-fixtures" / "german.txt").read_text(), "de", "t")
     stats = Stats()
-    kept = list(LanguageFilter(["en"]).run([en, de], stats))
+    kept = list(LanguageFilter(LanguageConfig(languages=["en"])).run([en, de], stats))
     assert [d.id for d in kept] == ["en"] and kept[0].metadata["lang"] == "en" and kept[0].metadata["lang_score"] > 0.65
     assert stats.steps["language"]["dropped_language_other"] == 1
 
@@ -126,7 +127,7 @@ def test_gopher_quality_keeps_wiki_drops_junk(data):
     assert f.filter(Document("the cat and the dog", "s", "t")) == (False, "gopher_below_min_words")
     bullets = "\n".join(f"• item number {i} of the list and the rest" for i in range(20))
     assert f.filter(Document(bullets, "b", "t")) == (False, "gopher_bullet_lines_ratio")
-    assert GopherQualityFilter(min_words=None).filter(Document("the cat and the dog sat", "s", "t")) is True
+    assert GopherQualityFilter(QualityConfig(min_words=None)).filter(Document("the cat and the dog sat", "s", "t")) is True
 
 
 def test_gopher_repetition(data):
@@ -148,7 +149,7 @@ def test_minhash_finds_the_fuzzy_license_pair(data):
     folder = data / "cs336-a4-fixtures" / "documents_with_fuzzy_duplicates"
     names = sorted(p.name for p in folder.iterdir())
     texts = [(folder / n).read_text() for n in names]
-    result = minhash_dedup(texts, names, MinHashConfig(threshold=0.7))
+    result = minhash_dedup(texts, names, MinHashDedupConfig(threshold=0.7))
     kept = {n for n, k in zip(names, result.keep) if k}
     assert "pytorch_license.txt" in kept
     assert len({"rails_mit_license.txt", "react_mit_license.txt"} & kept) == 1

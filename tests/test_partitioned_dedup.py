@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from filters.config import CleanConfig
-from filters.dedup import LineDeduper, MinHashConfig, count_lines, minhash_dedup
+from filters.config import CleanConfig, MinHashDedupConfig
+from filters.dedup import LineDeduper, count_lines, minhash_dedup
 from filters.pipeline import clean_corpus
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
@@ -69,7 +69,7 @@ def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, parti
     parts = sorted((tmp_path / "work" / "parts").glob("part-*.parquet"))
     table = pq.read_table(parts, columns=["id", "text"])
     ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
-    keep = minhash_dedup(texts, ids, MinHashConfig()).keep
+    keep = minhash_dedup(texts, ids, MinHashDedupConfig()).keep
     kept = [(i, t) for i, t, k in zip(ids, texts, keep) if k]
     dedup = LineDeduper(count_lines(t for _, t in kept))
     expected = [(i, d) for i, d in ((i, dedup(t)) for i, t in kept) if len(d.split()) >= 5]
