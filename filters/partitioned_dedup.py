@@ -124,8 +124,9 @@ def _split_by_bucket(records: np.ndarray, buckets: int, write: Callable[[int, np
 
 
 # --- 1. signatures → band hashes ------------------------------------------------------------
-# Shingles per matrix block when signatures are computed: block × num_perm × 4 bytes (~22 MB).
-SHINGLES_PER_BLOCK = 50_000
+# Shingles per matrix block when signatures are computed: block × num_perm × 4 bytes (~1.8 MB)
+# stays in cache; 50,000 (22 MB) was measured 2x slower.
+SHINGLES_PER_BLOCK = 4096
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, parti
 
 @pytest.mark.slow
 def test_kill_9_mid_dedup_resumes_from_finished_partitions(tmp_path, data):
-    files = _corpus(data, tmp_path / "in", files=6)
+    _corpus(data, tmp_path / "in", files=6)
     env_base = {**__import__("os").environ, "PREFECT_LOGGING_LEVEL": "INFO"}
     home = tmp_path / "home"
     cmd = [LMFORGE, "clean-data", str(tmp_path / "in")]
@@ -112,3 +112,21 @@ def test_kill_9_mid_dedup_resumes_from_finished_partitions(tmp_path, data):
     assert resumed.name == whole.name  # same key
     assert _rows(list(resumed.glob("shard-*.parquet"))) == _rows(list(whole.glob("shard-*.parquet")))
     assert json.loads((resumed / "stats.json").read_text()) == json.loads((whole / "stats.json").read_text())
+
+
+def test_vectorised_signatures_equal_datasketch(data):
+    """The signatures clean-data computes are datasketch's (same hash family, same seed), at any block size."""
+    from datasketch import MinHash
+
+    import filters.partitioned_dedup as pd
+    from filters.dedup import shingles
+
+    text = (data / "tinystories-val-sample" / "tinystories_val.txt").read_text()
+    sets = [shingles(block) for block in text.split("\n\n")[:300] if block.strip()] + [shingles("tiny")]
+    reference = np.stack([m.hashvalues for m in MinHash.bulk(sets, num_perm=112, seed=3)])
+    for block in (7, pd.SHINGLES_PER_BLOCK):
+        pd.SHINGLES_PER_BLOCK, saved = block, pd.SHINGLES_PER_BLOCK
+        try:
+            assert np.array_equal(pd.minhash_signatures(sets, 112, 3), reference)
+        finally:
+            pd.SHINGLES_PER_BLOCK = saved
