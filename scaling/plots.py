@@ -66,9 +66,15 @@ def plot_parametric(ax, runs: Runs, fit: dict, budgets: list[float]) -> None:
     p = fit["params"]
     for color, c in zip(_budget_colors(len(budgets)), budgets):
         n = np.logspace(np.log10(runs.N.min()) - 0.3, np.log10(runs.N.max()) + 0.3, 200)
-        d = c / (6 * n)
-        ax.plot(n, parametric_loss(p, n, d), "-", color=color, label=f"C = {c:.1e}")
         sel = np.isclose(runs.C, c, rtol=0.05)
+        if np.unique(runs.N[sel]).size >= 2:
+            # D along the budget as the runs had it (exact FLOPs count more than 6N per token for small
+            # models): the curve then passes through the runs it was fitted to
+            slope, icpt = np.polyfit(np.log(runs.N[sel]), np.log(runs.D[sel]), 1)
+            d = np.exp(icpt + slope * np.log(n))
+        else:
+            d = c / (6 * n)
+        ax.plot(n, parametric_loss(p, n, d), "-", color=color, label=f"C = {c:.1e}")
         ax.plot(runs.N[sel], runs.L[sel], "o", color=color, ms=3)
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
@@ -87,13 +93,20 @@ def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
-def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float]) -> list[Path]:
+def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float], diagnostics: dict | None = None) -> list[Path]:
+    """Extrapolations (predictions, the law beyond the runs) are drawn only when the diagnostics
+    support them; otherwise the figure carries the warnings instead."""
     paths: list[Path] = []
+    supported = diagnostics is None or diagnostics["supports_extrapolation"]
     if "isoflop" in fits:
         fig, axes = plt.subplots(1, 3, figsize=(17, 5))
         plot_isoflop_profiles(axes[0], runs, fits["isoflop"])
-        plot_optimal_vs_compute(axes[1], fits["isoflop"], "N_opt", predict_at)
-        plot_optimal_vs_compute(axes[2], fits["isoflop"], "D_opt", predict_at)
+        reach = {} if supported else {"extrapolate_to": float(runs.C.max()) * 1.5}
+        plot_optimal_vs_compute(axes[1], fits["isoflop"], "N_opt", predict_at if supported else [], **reach)
+        plot_optimal_vs_compute(axes[2], fits["isoflop"], "D_opt", predict_at if supported else [], **reach)
+        if not supported:
+            fig.text(0.5, 0.005, "NOT A LAW TO EXTRAPOLATE: " + " | ".join(diagnostics["warnings"])[:400], ha="center", va="bottom",
+                     color="C3", fontsize=8, wrap=True)
         paths += save_figure(fig, out_dir, "isoflop")
     if "parametric" in fits:
         fig, ax = plt.subplots(figsize=(7, 5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from scaling.diagnostics import diagnose, holdout_check
 from scaling.fit import Runs, fit_isoflop, fit_parametric, predict_isoflop, predict_parametric
 from scaling.plots import write_plots
 
@@ -20,16 +21,19 @@ def fit_runs(runs: Runs, out_dir: Path, method: str = "both", predict_at: list[f
             raise ValueError("IsoFLOP needs several runs at each of >= 2 compute budgets")
     if method in ("parametric", "both"):
         fits["parametric"] = fit_parametric(runs, n_bootstrap=n_bootstrap, workers=workers)
+    diagnostics = diagnose(runs, fits.get("isoflop"))
+    holdout = holdout_check(runs, n_bootstrap=min(n_bootstrap, 200)) if "isoflop" in fits else None
     predictions = []
-    for c in predict_at:
+    for c in predict_at if diagnostics["supports_extrapolation"] else []:
         row: dict = {"compute": c}
         if "isoflop" in fits:
             row["isoflop"] = predict_isoflop(fits["isoflop"], c)
         if "parametric" in fits:
             row["parametric"] = predict_parametric(fits["parametric"], c)
         predictions.append(row)
-    result = {"n_runs": len(runs), "fits": fits, "predictions": predictions}
-    plots = write_plots(runs, fits, out_dir, list(predict_at))
+    result = {"n_runs": len(runs), "fits": fits, "diagnostics": diagnostics, "holdout": holdout, "predictions": predictions,
+              "flops": "as given per run (C column); the parametric law is drawn at each budget's own (N, D) runs"}
+    plots = write_plots(runs, fits, out_dir, list(predict_at), diagnostics)
     result["plots"] = [p.name for p in plots]
     (out_dir / "fit.json").write_text(json.dumps(result, indent=1))
     return result
@@ -48,6 +52,20 @@ def summary_lines(result: dict) -> list[str]:
             return f"{p[k]:.4g}" + (f" ± {se[k]:.2g}" if k in se else "")
         lines.append(f"parametric: L(N, D) = E + A/N^α + B/D^β with E = {fmt('E')}, A = {fmt('A')}, B = {fmt('B')}, "
                      f"α = {fmt('alpha')}, β = {fmt('beta')}; N_opt ∝ C^{fmt('a')}, D_opt ∝ C^{fmt('b')}")
+    diag = result.get("diagnostics")
+    if diag:
+        ex = diag["exponents"]
+        if ex.get("N_opt_ci95"):
+            lines.append(f"N_opt exponent {ex['N_opt']:.3f}, 95% bootstrap interval [{ex['N_opt_ci95'][0]:.3f}, {ex['N_opt_ci95'][1]:.3f}]; "
+                         f"compute span {diag['compute_span']:.0f}x")
+        for w in diag["warnings"]:
+            lines.append(f"WARNING: {w}")
+        if not diag["supports_extrapolation"]:
+            lines.append("no extrapolated predictions: the runs do not support the law (see the warnings)")
+    h = result.get("holdout")
+    if h:
+        lines.append(f"held-out check (fit without C = {h['compute']:.3g}): N_opt predicted {h['N_opt_predicted']:.3g} vs {h['N_opt_observed']:.3g} "
+                     f"observed (x{h['N_opt_ratio']:.2f}); minimum loss {h['loss_predicted']:.4g} vs {h['loss_observed']:.4g} ({h['loss_error']:+.1%})")
     for pred in result["predictions"]:
         c = pred["compute"]
         for method in ("isoflop", "parametric"):

@@ -89,3 +89,76 @@ def test_cli_fit_writes_plots_and_fit_json(tmp_path, data):
     assert fit["predictions"][0]["compute"] == 1e23 and "N_opt = " in r.stderr
     for name in ("isoflop.png", "isoflop.svg"):
         assert (out / name).stat().st_size > 10_000
+
+
+def _chinchilla_grid(budgets, sizes_per_budget=7, width=1.0, a=0.5, noise=0.0, seed=0) -> Runs:
+    """IsoFLOP runs of a known law L = E + A/N^α + B/D^β, D = C/6N, with N_opt ∝ C^a by construction."""
+    rng = np.random.default_rng(seed)
+    N, D, C, L = [], [], [], []
+    for c in budgets:
+        center = 0.1 * c**a
+        for n in center * np.exp(np.linspace(-width, width, sizes_per_budget) * 1.5):
+            d = c / (6 * n)
+            N.append(n), D.append(d), C.append(c)
+            L.append(1.7 + 400 / n**0.34 + 1500 / d**0.34 + rng.normal(0, noise))
+    return Runs(*(np.array(x) for x in (N, D, C, L)))
+
+
+def test_diagnostics_accept_a_bracketed_grid_and_flag_edges_and_implausible_exponents(data):
+    from scaling.diagnostics import diagnose, holdout_check
+
+    good = _chinchilla_grid([1e18, 1e19, 1e20, 1e21])
+    diag = diagnose(good, fit_isoflop(good, n_bootstrap=50))
+    assert diag["supports_extrapolation"], diag["warnings"]
+    assert all(b["interior"] for b in diag["budgets"]) and diag["compute_span"] == pytest.approx(1000)
+    h = holdout_check(good, n_bootstrap=20)
+    assert abs(h["loss_error"]) < 0.03 and 0.7 < h["N_opt_ratio"] < 1.4
+
+    # the same law sampled only on the small side of each optimum: every minimum sits on the grid's edge
+    n = good.N * np.exp(-2.5)
+    edge = Runs(n, good.C / (6 * n), good.C, 1.7 + 400 / n**0.34 + 1500 / (good.C / (6 * n))**0.34)
+    diag = diagnose(edge, fit_isoflop(edge, n_bootstrap=20))
+    assert not diag["supports_extrapolation"] and all(b["edge"] == "largest" for b in diag["budgets"])
+    assert any("not bracketed" in w and "above" in w for w in diag["warnings"])
+
+    narrow = _chinchilla_grid([1e18, 2e18])  # a 2x span
+    assert any("span" in w for w in diagnose(narrow, fit_isoflop(narrow, n_bootstrap=20))["warnings"])
+
+    # the CS336 IsoFLOP curves: bracketed, exponent in range
+    real = load_runs(data / "isoflops" / "isoflops_curves.json")
+    diag = diagnose(real, fit_isoflop(real, n_bootstrap=50))
+    assert diag["supports_extrapolation"], diag["warnings"]
+
+
+def test_implausible_exponent_is_flagged():
+    from scaling.diagnostics import diagnose
+
+    # optimum shrinking with compute (the old demo's N ∝ C^1.64 failure shows up as any exponent outside 0.3-0.8)
+    fit = {"N_opt": {"k": 1.0, "exponent": 1.64}, "D_opt": {"k": 1.0, "exponent": -0.64}, "bootstrap": {"samples": []}}
+    diag = diagnose(_chinchilla_grid([1e18, 1e19, 1e20]), fit)
+    assert any("plausible" in w for w in diag["warnings"]) and not diag["supports_extrapolation"]
+
+
+def test_plotted_parametric_law_passes_through_its_runs(tmp_path):
+    """Runs whose compute counts more than 6ND: the curve is drawn at the runs' own D."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from scaling.fit import parametric_loss
+    from scaling.plots import plot_parametric
+
+    runs = _chinchilla_grid([1e18, 1e19])
+    runs = Runs(runs.N, runs.D, runs.C * 3.0, runs.L)  # e.g. exact FLOPs of tiny models: C = 18ND
+    params = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.34}
+    fig, ax = plt.subplots()
+    plot_parametric(ax, runs, {"params": params}, sorted(set(runs.C.tolist())))
+    curves = [line for line in ax.get_lines() if line.get_label().startswith("C = ")]
+    assert len(curves) == 2
+    for line, c in zip(curves, sorted(set(runs.C.tolist()))):
+        x, y = line.get_data()
+        for n, loss in zip(runs.N[runs.C == c], runs.L[runs.C == c]):
+            assert np.interp(np.log(n), np.log(x), y) == pytest.approx(loss, rel=1e-3)
+    plt.close(fig)
+    assert parametric_loss(params, np.array([1e8]), np.array([1e9]))[0] > 1.7
