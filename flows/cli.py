@@ -8,7 +8,6 @@ scripts can do `dir=$(lmforge clean-data ... | tail -1)`.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -19,16 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.config import ConfigError, load_config
+from flows.processes import route_library_logs
 from flows.registry import STAGES
-from lm.paths import REPO_ROOT
 from flows.store import ArtifactStore, StoreError, check, read_manifest
+from lm.paths import REPO_ROOT
 
 # Prefect's server logs "database is locked" with analytics on, and they cannot leave this machine anyway.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# library progress lines (BPE summary, "resumed from step N", ...) go through Prefect's
-# handlers: shown in the terminal and kept with the flow run in the UI
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lmforge")
-logging.getLogger("lmforge").setLevel(logging.INFO)
+route_library_logs()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 err = Console(stderr=True, width=max(Console(stderr=True).width, 160))
@@ -209,7 +206,7 @@ def scaling_fit_cmd(
     runs_file: Path = typer.Argument(..., help="CSV or JSON: parameters; tokens or compute; loss"),
     method: str = typer.Option("both", help="isoflop | parametric | both"),
     predict: list[float] = typer.Option([1e23], help="compute budgets (FLOPs) to predict at"),
-    out: Optional[Path] = typer.Option(None, help="output directory (default: next to the runs file)"),
+    out: Optional[Path] = typer.Option(None, help="output directory (default: $LMFORGE_HOME/fits/<runs file name>)"),
     drop_highest_loss: int = typer.Option(0, help="drop the N highest-loss runs first (Epoch drops 5 on Chinchilla's points)"),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for intervals"),
 ) -> None:
@@ -220,7 +217,8 @@ def scaling_fit_cmd(
     if method not in ("isoflop", "parametric", "both"):
         _fail(f"--method must be isoflop, parametric or both, not {method!r}")
     runs = _run(load_runs, runs_file, drop_highest_loss)
-    out_dir = out or Path(f"{runs_file.with_suffix('')}-fit")
+    # never beside the input: it may be read-only, or shared data
+    out_dir = out or ArtifactStore().home / "fits" / runs_file.stem
     result = _run(fit_runs, runs, out_dir, method, predict, bootstrap)
     for line in summary_lines(result):
         err.print(line)

@@ -16,6 +16,7 @@ server (ephemeral mode), process-pool workers, multiprocessing's resource tracke
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -31,6 +32,14 @@ import psutil
 GRACE_S = 3.0
 POLL_S = 0.5
 INTERRUPTED = "interrupted: nothing published; rerun resumes"
+
+
+def route_library_logs() -> None:
+    """Library progress lines (BPE summary, "resumed from step N", dedup phases, ...) go through
+    Prefect's handlers: shown in the terminal and kept with the flow run in the UI. Call before
+    Prefect configures logging."""
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lmforge")
+    logging.getLogger("lmforge").setLevel(logging.INFO)
 
 
 def stop_descendants(pid: int | None = None, grace_s: float = GRACE_S) -> None:

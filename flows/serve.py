@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lmforge")
+from flows.processes import route_library_logs
+
+route_library_logs()  # before Prefect reads its logging settings
 
 import httpx  # noqa: E402
 from prefect import serve  # noqa: E402

@@ -17,7 +17,7 @@ from filters.readers import expand_inputs
 from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
 from flows.store import Artifact, ArtifactStore
-from lm.bpe import train_bpe
+from lm.bpe import train_bpe_with_summary
 from lm.corpus import EncodePart, TokenizeConfig, encode_part, merge_parts, plan_parts, write_training_sample
 from lm.tokenizer import Tokenizer
 
@@ -27,9 +27,9 @@ STAGE = "tokenize"
 @task(name="train-bpe")
 def train_bpe_task(sample: Path, config: TokenizeConfig, out_dir: Path) -> dict:
     """Train the byte-level BPE on the sample and save it (vocab, merges, tokenizer.json)."""
-    vocab, merges = train_bpe(sample, config.vocab_size, config.special_tokens, workers=config.workers)
+    vocab, merges, summary = train_bpe_with_summary(sample, config.vocab_size, config.special_tokens, workers=config.workers)
     Tokenizer(vocab, merges, config.special_tokens).save(out_dir / "tokenizer")
-    return train_bpe.last_summary  # type: ignore[attr-defined]
+    return summary
 
 
 @task(name="encode-part", task_run_name="encode {part.path.name} [{part.part}/{part.num_parts}]")

@@ -199,6 +199,18 @@ def train_bpe(
     progress: bool = True,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE on a text file: (vocab id → bytes, merges in order)."""
+    vocab, merges, _ = train_bpe_with_summary(input_path, vocab_size, special_tokens, workers, progress)
+    return vocab, merges
+
+
+def train_bpe_with_summary(
+    input_path: str | os.PathLike,
+    vocab_size: int,
+    special_tokens: list[str],
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]], dict]:
+    """`train_bpe`, plus what it took: distinct pretokens, merges, seconds per phase, peak RSS."""
     t0 = time.time()
     counts = pretokenize_file(Path(input_path), special_tokens, workers)
     t1 = time.time()
@@ -209,14 +221,14 @@ def train_bpe(
         "BPE: %d distinct pretokens, %d merges; pretokenize %.2fs, merge %.2fs; peak RSS %.0f MB",
         len(counts), len(merges), t1 - t0, t2 - t1, peak_mb,
     )
-    train_bpe.last_summary = {  # type: ignore[attr-defined]
+    summary = {
         "distinct_pretokens": len(counts),
         "merges": len(merges),
         "pretokenize_s": round(t1 - t0, 3),
         "merge_s": round(t2 - t1, 3),
         "peak_rss_mb": round(peak_mb, 1),
     }
-    return vocab, merges
+    return vocab, merges, summary
 
 
 def train_bpe_reference(text: str, vocab_size: int, special_tokens: list[str]) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:

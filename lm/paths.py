@@ -1,6 +1,6 @@
 """Where the sample data lives: `$LMFORGE_DATA`, else `../shared/data` beside the repo.
 
-In `lm/` (the bottom layer) so library code (rl tasks, benchmarks) and flows share it
+In `lm/`, which every other package may import, so library code (rl tasks, benchmarks) and flows share it
 without a library package depending on the Prefect layer.
 """
 

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-import regex
 
 from lm.bpe import GPT2_PATTERN, PRETOKEN_RE, special_split_re
 
