@@ -8,7 +8,10 @@ runs (language ID, Gopher quality + repetition, MinHash, line dedup) through the
 partition steps the flow maps, on a process pool. Peak RSS is polled (every 0.2 s) over
 this process and every worker; dedup is scored at the pair level: a planted pair is found
 when exactly one of its two documents survives, and precision counts removed documents
-that belong to no planted pair.
+that belong to no planted pair (so a tool that keeps an arbitrary member of a cluster, as
+datatrove does, is scored fairly). `--datatrove` also runs datatrove (language ID, Gopher
+rules, its 4-stage MinHash; benchmarks/datatrove_pipeline.py, in its own venv, see
+BENCHMARKS.md) on the smallest corpus and prints the docs/s ratio.
 """
 
 from __future__ import annotations
@@ -109,7 +112,14 @@ def pair_scores(filtered: set[str], kept: set[str], planted: list[tuple[str, str
     return {"recall": found / max(len(findable), 1), "precision": 1 - wrong / max(len(removed), 1), "pairs": len(findable)}
 
 
-def run(n_docs: int, workers: int, partition_docs: int) -> dict:
+def run_datatrove_side(tmp: Path, planted: list[tuple[str, str]], n_docs: int) -> dict:
+    from benchmarks.clean_data import run_datatrove
+
+    r = run_datatrove(tmp / "in", tmp / "datatrove")
+    return {"docs_per_s": n_docs / r["seconds"], "seconds": r["seconds"], **pair_scores(r["after_filters"], r["kept"], planted)}
+
+
+def run(n_docs: int, workers: int, partition_docs: int, datatrove: bool = False) -> dict:
     import pyarrow.parquet as pq
 
     from filters.config import CleanConfig
@@ -130,7 +140,8 @@ def run(n_docs: int, workers: int, partition_docs: int) -> dict:
     filtered = set(pq.read_table(sorted((tmp / "work" / "parts").glob("*.parquet")), columns=["id"]).column("id").to_pylist())
     kept = set(pq.read_table(shards, columns=["id"]).column("id").to_pylist())
     dedup_s = total - seconds["filter"]
-    return {"docs": n_docs, "input_mb": mb, "seconds": total, "docs_per_s": n_docs / total, "filter_docs_per_s": n_docs / seconds["filter"],
+    peer = {"datatrove": run_datatrove_side(tmp, planted, n_docs)} if datatrove else {}
+    return {**peer, "docs": n_docs, "input_mb": mb, "seconds": total, "docs_per_s": n_docs / total, "filter_docs_per_s": n_docs / seconds["filter"],
             "dedup_docs_per_s": len(filtered) / dedup_s, "peak_rss_gb": rss.peak / 1e9, **pair_scores(filtered, kept, planted)}
 
 
@@ -139,13 +150,18 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partition-docs", type=int, default=100_000)
+    ap.add_argument("--datatrove", action="store_true", help="run datatrove side by side on the smallest size")
     args = ap.parse_args()
     print("| documents | text MB | wall s | docs/s | filters docs/s | dedup docs/s | peak RSS (largest process) | recall | precision |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        r = run(n, args.workers, args.partition_docs)
+        r = run(n, args.workers, args.partition_docs, datatrove=args.datatrove and n == min(args.sizes))
         print(f"| {r['docs']:,} | {r['input_mb']:.0f} | {r['seconds']:.0f} | {r['docs_per_s']:,.0f} | {r['filter_docs_per_s']:,.0f} | "
               f"{r['dedup_docs_per_s']:,.0f} | {r['peak_rss_gb']:.2f} GB | {r['recall']:.3f} | {r['precision']:.4f} |", flush=True)
+        if "datatrove" in r:
+            d = r["datatrove"]
+            print(f"datatrove at {n:,}: {d['docs_per_s']:,.0f} docs/s ({d['seconds']:.0f} s), dedup recall {d['recall']:.3f}, "
+                  f"precision {d['precision']:.4f}; ratio lmforge/datatrove {r['docs_per_s'] / d['docs_per_s']:.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow.parquet as pq
 
-from filters.dedup import UnionFind, jaccard, line_hash, shingles
+from filters.dedup import UnionFind, line_hash, shingles
 from filters.writer import ParquetShardWriter, row_to_document
 
 BAND = np.dtype([("band", "<u2"), ("hash", "<u8"), ("doc", "<u8")])
@@ -61,7 +61,7 @@ class DedupLayout:
     buckets: int
 
     def bands(self, part: int, bucket: int) -> Path:
-        return self.root / "bands" / f"p{part:05d}-b{bucket:05d}.npy"
+        return self.root / "bands" / f"p{part:05d}-b{bucket:05d}.bin"
 
     def pairs(self, bucket: int) -> Path:
         return self.root / "pairs" / f"b{bucket:05d}.npy"
@@ -70,7 +70,7 @@ class DedupLayout:
         return self.root / "removed.npy"
 
     def lines(self, part: int, bucket: int) -> Path:
-        return self.root / "lines" / f"p{part:05d}-b{bucket:05d}.npy"
+        return self.root / "lines" / f"p{part:05d}-b{bucket:05d}.bin"
 
     def line_drops(self, bucket: int, part: int) -> Path:
         return self.root / "line-drops" / f"b{bucket:05d}-p{part:05d}.npy"
@@ -117,10 +117,35 @@ def _iter_column(files: list[Path], column: str):
             row += len(values)
 
 
-def _split_by_bucket(records: np.ndarray, buckets: int, write: Callable[[int, np.ndarray], None]) -> None:
-    which = records["hash"] % np.uint64(buckets)
-    for b in range(buckets):
-        write(b, records[which == b])
+class BucketFiles:
+    """Append a part's records to its B bucket files a batch at a time (raw little-endian
+    structs), so a task holds one batch, never the whole part. Written under temporary
+    names and renamed on a clean exit: a killed task leaves nothing a rerun would read."""
+
+    def __init__(self, path_of: Callable[[int], Path], buckets: int):
+        self.paths = [path_of(b) for b in range(buckets)]
+        self.paths[0].parent.mkdir(parents=True, exist_ok=True)
+        self.files = [open(p.with_name(p.name + ".tmp"), "wb") for p in self.paths]
+
+    def write(self, records: np.ndarray) -> None:
+        which = records["hash"] % np.uint64(len(self.files))
+        for b, f in enumerate(self.files):
+            f.write(records[which == b].tobytes())
+
+    def __enter__(self) -> BucketFiles:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        for f in self.files:
+            f.close()
+        if exc_type is None:
+            for p in self.paths:
+                os.replace(p.with_name(p.name + ".tmp"), p)
+
+
+def _load_records(paths: list[Path], dtype: np.dtype) -> np.ndarray:
+    arrays = [np.fromfile(p, dtype=dtype) for p in paths if p.is_file()]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
 
 
 # --- 1. signatures → band hashes ------------------------------------------------------------
@@ -175,18 +200,16 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def write_band_hashes(part: int, files: list[Path], layout: DedupLayout, ngram: int, bands: int, rows: int, seed: int) -> dict[str, Any]:
-    chunks = []
     docs = 0
-    for start, texts in _iter_column(files, "text"):
-        hashes = band_hashes(minhash_signatures([shingles(t, ngram) for t in texts], bands * rows, seed), bands, rows)
-        rec = np.zeros(len(texts) * bands, BAND)
-        rec["band"] = np.tile(np.arange(bands, dtype="<u2"), len(texts))
-        rec["hash"] = hashes.reshape(-1)
-        rec["doc"] = np.repeat(np.array([doc_number(part, start + i) for i in range(len(texts))], dtype="<u8"), bands)
-        chunks.append(rec)
-        docs += len(texts)
-    records = np.concatenate(chunks) if chunks else np.zeros(0, BAND)
-    _split_by_bucket(records, layout.buckets, lambda b, r: _save(layout.bands(part, b), r))
+    with BucketFiles(lambda b: layout.bands(part, b), layout.buckets) as out:
+        for start, texts in _iter_column(files, "text"):
+            hashes = band_hashes(minhash_signatures([shingles(t, ngram) for t in texts], bands * rows, seed), bands, rows)
+            rec = np.zeros(len(texts) * bands, BAND)
+            rec["band"] = np.tile(np.arange(bands, dtype="<u2"), len(texts))
+            rec["hash"] = hashes.reshape(-1)
+            rec["doc"] = np.repeat(np.array([doc_number(part, start + i) for i in range(len(texts))], dtype="<u8"), bands)
+            out.write(rec)
+            docs += len(texts)
     return {"docs": docs}
 
 
@@ -197,7 +220,7 @@ ALL_PAIRS_UP_TO = 64
 
 
 def find_candidates(bucket: int, parts: int, layout: DedupLayout) -> dict[str, Any]:
-    rec = _load_all([layout.bands(p, bucket) for p in range(parts)], BAND)
+    rec = _load_records([layout.bands(p, bucket) for p in range(parts)], BAND)
     rec = rec[np.lexsort((rec["doc"], rec["hash"], rec["band"]))]
     same = (rec["band"][1:] == rec["band"][:-1]) & (rec["hash"][1:] == rec["hash"][:-1])
     starts = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))) == 1)
@@ -215,11 +238,19 @@ def find_candidates(bucket: int, parts: int, layout: DedupLayout) -> dict[str, A
 
 
 # --- 3. clusters ------------------------------------------------------------------------------
+def shingle_ids(text: str, ngram: int) -> np.ndarray:
+    """The document's shingle set as sorted unique 64-bit hashes: 8 bytes a shingle instead of a
+    bytes object in a set (~70), so verifying many candidate pairs stays small in memory.
+    Jaccard on these equals Jaccard on the shingles up to 64-bit collisions."""
+    digests = b"".join(hashlib.blake2b(sh, digest_size=8).digest() for sh in shingles(text, ngram))
+    return np.unique(np.frombuffer(digests, dtype="<u8"))
+
+
 def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, ngram: int, threshold: float) -> dict[str, Any]:
     pairs = _load_all([layout.pairs(b) for b in range(layout.buckets)], np.dtype("<u8")).reshape(-1, 2)
     pairs = np.unique(pairs, axis=0)
     involved = np.unique(pairs)
-    sets: dict[int, set[bytes]] = {}
+    sets: dict[int, np.ndarray] = {}
     ids: dict[int, str] = {}
     for part, files in enumerate(part_files):
         lo, hi = doc_number(part, 0), doc_number(part + 1, 0)
@@ -232,7 +263,7 @@ def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, ngram: i
                 cols = batch.to_pydict()
                 for i, (doc_id, text) in enumerate(zip(cols["id"], cols["text"])):
                     if row + i in wanted:
-                        sets[doc_number(part, row + i)] = shingles(text, ngram)
+                        sets[doc_number(part, row + i)] = shingle_ids(text, ngram)
                         ids[doc_number(part, row + i)] = doc_id
                 row += len(cols["id"])
     # union-find over the documents that have candidates only; the root is the lowest (id, position)
@@ -241,7 +272,9 @@ def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, ngram: i
     uf = UnionFind(len(order))
     verified = 0
     for a, b in pairs:
-        if jaccard(sets[int(a)], sets[int(b)]) >= threshold:
+        x, y = sets[int(a)], sets[int(b)]
+        common = len(np.intersect1d(x, y, assume_unique=True))
+        if common / max(len(x) + len(y) - common, 1) >= threshold:
             uf.union(index[int(a)], index[int(b)])
             verified += 1
     sizes: dict[int, int] = {}
@@ -266,26 +299,30 @@ def removed_rows(layout: DedupLayout, part: int) -> set[int]:
 # --- 4. line hashes ---------------------------------------------------------------------------
 def write_line_hashes(part: int, files: list[Path], layout: DedupLayout) -> dict[str, Any]:
     removed = removed_rows(layout, part)
-    hashes, docs, lines = [], [], []
-    for start, texts in _iter_column(files, "text"):
-        for i, text in enumerate(texts):
-            if start + i in removed:
-                continue
-            d = doc_number(part, start + i)
-            for n, line in enumerate(text.split("\n")):
-                if line.strip():
-                    hashes.append(int.from_bytes(line_hash(line), "little"))
-                    docs.append(d)
-                    lines.append(n)
-    rec = np.zeros(len(hashes), LINE)
-    rec["hash"], rec["doc"], rec["line"] = hashes, docs, lines
-    _split_by_bucket(rec, layout.buckets, lambda b, r: _save(layout.lines(part, b), r))
-    return {"lines": len(rec)}
+    total = 0
+    with BucketFiles(lambda b: layout.lines(part, b), layout.buckets) as out:
+        for start, texts in _iter_column(files, "text"):
+            hashes, docs, lines = [], [], []
+            for i, text in enumerate(texts):
+                if start + i in removed:
+                    continue
+                d = doc_number(part, start + i)
+                for n, line in enumerate(text.split("\n")):
+                    if line.strip():
+                        hashes.append(line_hash(line))
+                        docs.append(d)
+                        lines.append(n)
+            rec = np.zeros(len(hashes), LINE)
+            rec["hash"] = np.frombuffer(b"".join(hashes), dtype="<u8")
+            rec["doc"], rec["line"] = docs, lines
+            out.write(rec)
+            total += len(rec)
+    return {"lines": total}
 
 
 # --- 5. repeated lines --------------------------------------------------------------------------
 def find_repeated_lines(bucket: int, parts: int, layout: DedupLayout, mode: Literal["keep_first", "drop_all"]) -> dict[str, Any]:
-    rec = _load_all([layout.lines(p, bucket) for p in range(parts)], LINE)
+    rec = _load_records([layout.lines(p, bucket) for p in range(parts)], LINE)
     rec = rec[np.lexsort((rec["line"], rec["doc"], rec["hash"]))]  # within a hash: corpus order
     first = np.ones(len(rec), dtype=bool)
     first[1:] = rec["hash"][1:] != rec["hash"][:-1]
