@@ -95,6 +95,13 @@ class LineDedupConfig(_Strict):
     min_words_after: int = Field(5, ge=0)  # docs left shorter than this are dropped, counted
 
 
+class RejectsConfig(_Strict):
+    """Keep a sample of what each rule dropped (filters/rejects.py)."""
+
+    enabled: bool = False
+    max_per_reason: int = Field(100, ge=1, description="documents kept per (rule, reason) and input file")
+
+
 class CleanConfig(_Strict):
     inputs: list[str] = Field(..., min_length=1, description="files, directories or globs")
     split_text_on_blank_lines: bool = False  # plain text: one doc per file, or per block
@@ -105,6 +112,7 @@ class CleanConfig(_Strict):
     repetition: RepetitionConfig = RepetitionConfig()
     minhash: MinHashDedupConfig = MinHashDedupConfig()
     line_dedup: LineDedupConfig = LineDedupConfig()
+    rejects: RejectsConfig = RejectsConfig()
     shard_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     partition_docs: int = Field(100_000, ge=1_000, json_schema_extra={"cache_key": False},
                                 description="documents per dedup bucket: bounds the memory of each dedup task")

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from filters.partitioned_dedup import (DedupLayout, buckets_for, find_candidates
                                        write_band_hashes, write_final_part, write_line_hashes)
 from filters.pii import PIIMasker
 from filters.readers import read_documents
+from filters.rejects import RejectsWriter
 from filters.writer import ParquetShardWriter
 
 log = logging.getLogger("lmforge.filters.pipeline")
@@ -61,13 +63,17 @@ def build_file_steps(cfg: CleanConfig) -> list[Step]:
 
 
 def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> dict[str, Any]:
-    """Run the per-file steps on one input; write its survivors as `part-<index>` shards."""
+    """Run the per-file steps on one input; write its survivors as `part-<index>` shards
+    (and, with `rejects.enabled`, a sample of what each rule dropped as `rejects-<index>`)."""
     stats = Stats()
     docs = read_documents(Path(path), stats, cfg.max_doc_chars, cfg.split_text_on_blank_lines)
-    with ParquetShardWriter(out_dir, f"part-{index:05d}", cfg.shard_max_bytes) as writer:
-        for doc in run_steps(docs, build_file_steps(cfg), stats):
+    with ExitStack() as stack:
+        rejects = stack.enter_context(RejectsWriter(out_dir, f"rejects-{index:05d}", cfg.rejects.max_per_reason)) if cfg.rejects.enabled else None
+        writer = stack.enter_context(ParquetShardWriter(out_dir, f"part-{index:05d}", cfg.shard_max_bytes))
+        for doc in run_steps(docs, build_file_steps(cfg), stats, rejects):
             writer.write(doc)
-    return {"parts": [p.name for p in writer.paths], "stats": stats.to_dict(), "docs": writer.docs}
+    return {"parts": [p.name for p in writer.paths], "rejects": [p.name for p in rejects.paths] if rejects else [], "stats": stats.to_dict(),
+            "docs": writer.docs}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -135,4 +141,9 @@ def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path,
             _link_or_copy(layout.final() / name, out_dir / name)
             shards.append(out_dir / name)
     stats.add("output", docs_out=sum(r["written"] for r in written), bytes_out=sum(r["bytes"] for r in written), shards=len(shards))
+    rejected = [name for r in filtered for name in r.get("rejects", [])]
+    if rejected:
+        (out_dir / "rejects").mkdir()
+        for name in rejected:
+            _link_or_copy(parts_dir / name, out_dir / "rejects" / name)
     return shards, stats

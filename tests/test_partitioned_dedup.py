@@ -130,3 +130,22 @@ def test_vectorised_signatures_equal_datasketch(data):
             assert np.array_equal(pd.minhash_signatures(sets, 112, 3), reference)
         finally:
             pd.SHINGLES_PER_BLOCK = saved
+
+
+def test_rejects_show_what_each_rule_dropped(tmp_path, data):
+    """With rejects on, the artifact holds a capped sample of dropped documents with rule and reason."""
+    files = [data / "cc-en-jsonl" / f for f in sorted(p.name for p in (data / "cc-en-jsonl").iterdir())]
+    files.append(data / "web-warc-samples" / "dolma-wget-sample-0000.warc.gz")
+    cfg = CleanConfig(inputs=[str(f) for f in files], rejects={"enabled": True, "max_per_reason": 2})
+    out = tmp_path / "out"
+    out.mkdir()
+    _, stats = clean_corpus(files, cfg, tmp_path / "work", out)
+    rows = [r for s in sorted((out / "rejects").glob("*.parquet")) for r in pq.read_table(s).to_pylist()]
+    meta = [json.loads(r["metadata"]) for r in rows]
+    assert rows and all(m["rejected_by"] and m["reason"] for m in meta)
+    counts: dict = {}
+    for m in meta:
+        counts[(m["rejected_by"], m["reason"])] = counts.get((m["rejected_by"], m["reason"]), 0) + 1
+    assert max(counts.values()) <= 2 * len(files)  # the cap holds per input file
+    dropped = {(step, k.removeprefix("dropped_")) for step, c in stats.to_dict().items() for k in c if k.startswith("dropped_")}
+    assert set(counts) <= dropped and len(set(counts)) >= 2  # every sampled reason is one the stats counted
