@@ -88,6 +88,7 @@ def _timed(phase: str, map_calls: Mapper, calls: list[Call], docs: int) -> list[
     t0 = time.time()
     results = map_calls(phase, calls)
     dt = max(time.time() - t0, 1e-9)
+    docs = docs or sum(r.get("docs", 0) for r in results)  # the filter phase learns its count from its results
     reused = sum(1 for r in results if r.get("reused"))
     log.info("%s: %d partitions (%d reused from an earlier run) in %.1fs, %s docs/s", phase, len(calls), reused, dt, f"{docs / dt:,.0f}")
     return results
