@@ -73,7 +73,7 @@ def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> dict[
         for doc in run_steps(docs, build_file_steps(cfg), stats, rejects):
             writer.write(doc)
     return {"parts": [p.name for p in writer.paths], "rejects": [p.name for p in rejects.paths] if rejects else [], "stats": stats.to_dict(),
-            "docs": writer.docs}
+            "docs": writer.docs, "docs_read": stats.steps["read"].get("docs_out", 0)}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -88,7 +88,7 @@ def _timed(phase: str, map_calls: Mapper, calls: list[Call], docs: int) -> list[
     t0 = time.time()
     results = map_calls(phase, calls)
     dt = max(time.time() - t0, 1e-9)
-    docs = docs or sum(r.get("docs", 0) for r in results)  # the filter phase learns its count from its results
+    docs = docs or sum(r.get("docs_read", 0) for r in results)  # the filter phase learns its count from its results
     reused = sum(1 for r in results if r.get("reused"))
     log.info("%s: %d partitions (%d reused from an earlier run) in %.1fs, %s docs/s", phase, len(calls), reused, dt, f"{docs / dt:,.0f}")
     return results
