@@ -14,7 +14,8 @@ from flows.store import ArtifactStore
 from lm.hf_export import export_hf
 from lm.report import plot_loss_curve, sample_generations
 from lm.tokenizer import Tokenizer
-from lm.train import PretrainConfig, check_data_fits, load_model, pick_device, read_metrics, train
+from lm.checkpoint import load_model
+from lm.train import PretrainConfig, check_data_fits, pick_device, read_metrics, train
 
 STAGE = "pretrain"
 

@@ -26,10 +26,11 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from lm.accounting import count, mfu
+from lm.checkpoint import fsync_path, write_weights
 from lm.model import ModelConfig, TransformerLM
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
 
@@ -156,7 +157,7 @@ def pick_device(requested: str = "auto") -> str:
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
-def save_checkpoint(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, step: int, tokens: int, data_rng: np.random.Generator, config: PretrainConfig) -> None:
+def save_training_state(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, step: int, tokens: int, data_rng: np.random.Generator, config: PretrainConfig) -> None:
     """Write `<path>.tmp` (state.json last, all fsynced), then swap it in by two renames.
 
     A kill at any instant leaves a whole checkpoint findable by `recover_checkpoint`:
@@ -167,21 +168,19 @@ def save_checkpoint(path: Path, model: TransformerLM, optimizer: torch.optim.Opt
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not (model.config.tie_embeddings and k == "lm_head.weight")}, tmp / "model.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "data": data_rng.bit_generator.state}, tmp / "rng.pt")
     for f in tmp.iterdir():
-        _fsync(f)
-    (tmp / "state.json").write_text(json.dumps({"step": step, "tokens": tokens, "model": model.config.to_dict(), "train": config.model_dump(mode="json")}, indent=2))
-    _fsync(tmp / "state.json")
-    _fsync(tmp)
+        fsync_path(f)
+    write_weights(model, tmp, {"step": step, "tokens": tokens, "train": config.model_dump(mode="json")})  # state.json last
+    fsync_path(tmp)
     old = path.with_name(path.name + ".old")
     if path.exists():
         os.rename(path, old)
     os.rename(tmp, path)
-    _fsync(path.parent)
+    fsync_path(path.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -196,21 +195,6 @@ def recover_checkpoint(path: Path) -> None:
             os.rename(candidate, path)
             log.warning("checkpoint swap was interrupted: recovered %s from %s", path, candidate.name)
             return
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def load_model(checkpoint_dir: Path, device: str = "cpu") -> TransformerLM:
-    state = json.loads((checkpoint_dir / "state.json").read_text())
-    model = TransformerLM(ModelConfig(**state["model"]))
-    model.load_state_dict(load_file(checkpoint_dir / "model.safetensors"), strict=not model.config.tie_embeddings)
-    return model.to(device)
 
 
 def _restore(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, data_rng: np.random.Generator, device: str) -> tuple[int, int]:
@@ -373,7 +357,7 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
                 bar.set_postfix(loss=f"{loss_sum:.3f}", val=f"{last_val:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
             bar.update(1)
             if master and (step % cfg.checkpoint_interval == 0 or last_step or step == stop_at_step):
-                save_checkpoint(ckpt, model, optimizer, step, tokens, data_rng, cfg)
+                save_training_state(ckpt, model, optimizer, step, tokens, data_rng, cfg)
             if step == stop_at_step:
                 break
     bar.close()

@@ -28,16 +28,12 @@ def plot_reward_curve(metrics_path: Path, out: Path, task: str) -> None:
 
 def save_as_lmforge_checkpoint(hf_dir: Path, out: Path) -> bool:
     """Convert the tuned HF folder back to our checkpoint format (Llama MHA models only)."""
-    from safetensors.torch import save_file
-
+    from lm.checkpoint import write_weights
     from lm.hf_export import import_hf
 
     try:
         model = import_hf(hf_dir)
     except (ValueError, KeyError):
         return False  # not a plain Llama (e.g. GQA): the HF folder is the checkpoint
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if not (model.config.tie_embeddings and k == "lm_head.weight")}
-    save_file(state, out / "model.safetensors")
-    (out / "state.json").write_text(json.dumps({"step": 0, "tokens": 0, "model": model.config.to_dict(), "source": str(hf_dir)}, indent=2))
+    write_weights(model, out, {"step": 0, "tokens": 0, "source": str(hf_dir)})
     return True

@@ -189,3 +189,25 @@ def test_ddp_world_size_1_with_torchrun(token_dir, tmp_path):
 def test_bf16_compile_on_gpu(token_dir, tmp_path):
     cfg = PretrainConfig(**TINY, max_steps=10, precision="bf16", compile=True, device="cuda")
     assert train(cfg, token_dir, tmp_path / "gpu", progress=False)["finished"]
+
+
+def test_cs336_checkpoint_api_round_trips_model_optimizer_and_iteration(tmp_path):
+    import io
+
+    from lm.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=1, num_heads=2))
+    opt = AdamW(model.parameters(), lr=1e-2)
+    x = torch.randint(0, 64, (2, 16))
+    cross_entropy(model(x), x).backward()
+    opt.step()
+    for out in (tmp_path / "ckpt.pt", io.BytesIO()):
+        save_checkpoint(model, opt, 7, out)
+        if isinstance(out, io.BytesIO):
+            out.seek(0)
+        fresh = TransformerLM(ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=1, num_heads=2))
+        fresh_opt = AdamW(fresh.parameters(), lr=1e-2)
+        assert load_checkpoint(out, fresh, fresh_opt) == 7
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+        assert fresh_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]

@@ -66,7 +66,8 @@ def addition_model(tmp_path_factory) -> Path:
     from lm.corpus import encode_corpus
     from lm.hf_export import export_hf
     from lm.tokenizer import Tokenizer
-    from lm.train import PretrainConfig, load_model, train
+    from lm.checkpoint import load_model
+    from lm.train import PretrainConfig, train
     from rl.tasks import write_addition_corpus
 
     w = tmp_path_factory.mktemp("addition")
