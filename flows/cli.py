@@ -127,15 +127,14 @@ def scaling_sweep_cmd(
 ) -> None:
     """Train a grid of (compute budget × model size) runs and fit scaling laws."""
     from flows.scaling_sweep import scaling_sweep
-    from scaling.grid import build_grid, grid_table
+    from scaling.grid import grid_table
     from scaling.sweep import SweepConfig
 
     cfg = _load(SweepConfig, config, "scaling-sweep")
     tok = _run(ArtifactStore().find, tokenize_artifact)
     if dry_run:  # no Prefect needed to look at a grid
         vocab = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
-        points = build_grid(cfg.budgets, cfg.sizes, vocab, cfg.train.context_length, cfg.train.tokens_per_step, cfg.flops,
-                            cfg.min_tokens_per_param, cfg.max_tokens, cfg.aspect, cfg.head_dim)
+        points = cfg.grid(vocab)
         _print_table("scaling grid", grid_table(points))
         return
     path = _run(scaling_sweep, tokenize_artifact, cfg, False, force)

@@ -16,7 +16,7 @@ from flows.pretrain import pretrain
 from flows.stage import run_stage
 from flows.store import ArtifactStore
 from lm.train import pick_device
-from scaling.grid import GridPoint, build_grid, grid_table
+from scaling.grid import GridPoint, grid_table
 from scaling.report import fit_runs, summary_lines
 from scaling.runs import load_runs
 from scaling.sweep import SweepConfig
@@ -41,8 +41,7 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
     tok = ArtifactStore().find(tokenize_artifact)
     config = config.model_copy(update={"train": config.train.model_copy(update={"device": pick_device(config.train.device)})})
     meta = json.loads((tok.path / "meta.json").read_text())
-    points = build_grid(config.budgets, config.sizes, meta["vocab_size"], config.train.context_length, config.train.tokens_per_step,
-                        config.flops, config.min_tokens_per_param, config.max_tokens, config.aspect, config.head_dim)
+    points = config.grid(meta["vocab_size"])
     table = grid_table(points)
     for row in table:
         logger.info("grid: %s", "  ".join(f"{k}={v}" for k, v in row.items()))

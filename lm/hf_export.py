@@ -99,8 +99,9 @@ def import_hf(hf_dir: Path, attn_impl: str = "reference") -> TransformerLM:
     cfg = json.loads((Path(hf_dir) / "config.json").read_text())
     if cfg.get("num_key_value_heads", cfg["num_attention_heads"]) != cfg["num_attention_heads"]:
         raise ValueError(f"{hf_dir}: grouped-query attention is not supported by lmforge's model")
-    c = ModelConfig(cfg["vocab_size"], cfg["max_position_embeddings"], cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"],
-                    cfg["intermediate_size"], cfg.get("rope_theta", 10_000.0), cfg.get("tie_word_embeddings", False), attn_impl)
+    c = ModelConfig(vocab_size=cfg["vocab_size"], context_length=cfg["max_position_embeddings"], d_model=cfg["hidden_size"],
+                    num_layers=cfg["num_hidden_layers"], num_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"],
+                    rope_theta=cfg.get("rope_theta", 10_000.0), tie_embeddings=cfg.get("tie_word_embeddings", False), attn_impl=attn_impl)
     model = TransformerLM(c)
     theirs = {}
     for f in sorted(Path(hf_dir).glob("*.safetensors")):

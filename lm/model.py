@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelConfig:
     vocab_size: int = 10_000
     context_length: int = 256

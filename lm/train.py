@@ -100,7 +100,9 @@ class PretrainConfig(BaseModel):
         return self.max_steps
 
     def model_config_for(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(vocab_size, self.context_length, self.d_model, self.num_layers, self.num_heads, self.d_ff, self.rope_theta, self.tie_embeddings, self.attn_impl)
+        return ModelConfig(vocab_size=vocab_size, context_length=self.context_length, d_model=self.d_model, num_layers=self.num_layers,
+                           num_heads=self.num_heads, d_ff=self.d_ff, rope_theta=self.rope_theta, tie_embeddings=self.tie_embeddings,
+                           attn_impl=self.attn_impl)
 
 
 class TrainingDiverged(RuntimeError):

@@ -33,7 +33,7 @@ def shape_for(target_non_embedding: float, vocab_size: int, context_length: int,
     best = None
     for L in range(1, 65):
         d = max(head_dim, round(math.sqrt(target_non_embedding / (12 * L)) / head_dim) * head_dim)
-        c = ModelConfig(vocab_size, context_length, d, L, d // head_dim)
+        c = ModelConfig(vocab_size=vocab_size, context_length=context_length, d_model=d, num_layers=L, num_heads=d // head_dim)
         n = count(c).non_embedding_params
         score = abs(math.log(n / target_non_embedding)) + 0.3 * abs(math.log(d / L / aspect))
         if best is None or score < best[0]:
@@ -65,7 +65,8 @@ def build_grid(budgets: list[float], sizes: list[float], vocab_size: int, contex
             if (shape.num_layers, shape.d_model) in seen:
                 continue  # two targets rounded to the same shape: train it once
             seen.add((shape.num_layers, shape.d_model))
-            cfg = ModelConfig(vocab_size, context_length, shape.d_model, shape.num_layers, shape.num_heads)
+            cfg = ModelConfig(vocab_size=vocab_size, context_length=context_length, d_model=shape.d_model, num_layers=shape.num_layers,
+                              num_heads=shape.num_heads)
             counts = count(cfg)
             per_token = counts.flops_per_token if flops == "exact" else counts.flops_per_token_6n
             tokens = int(c / per_token)

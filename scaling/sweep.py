@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lm.train import PretrainConfig
-from scaling.grid import GridPoint
+from scaling.grid import GridPoint, build_grid
 
 
 class SweepConfig(BaseModel):
@@ -31,6 +31,11 @@ class SweepConfig(BaseModel):
         if len(set(self.budgets)) < 2:
             raise ValueError("an IsoFLOP fit needs at least 2 distinct budgets")
         return self
+
+    def grid(self, vocab_size: int) -> list[GridPoint]:
+        """The sweep's (budget × size) points for a tokenizer of `vocab_size`."""
+        return build_grid(self.budgets, self.sizes, vocab_size, self.train.context_length, self.train.tokens_per_step, self.flops,
+                          self.min_tokens_per_param, self.max_tokens, self.aspect, self.head_dim)
 
     def point_config(self, point: GridPoint) -> PretrainConfig:
         s = point.shape

@@ -71,11 +71,11 @@ def test_parabola_vertex_on_exact_quadratic():
 def test_shapes_and_grid_use_exact_counts():
     s = shape_for(1e6, 4096, 128, aspect=32, head_dim=16)
     assert abs(np.log(s.non_embedding_params / 1e6)) < 0.35
-    assert s.non_embedding_params == count(ModelConfig(4096, 128, s.d_model, s.num_layers, s.num_heads)).non_embedding_params
+    assert s.non_embedding_params == count(ModelConfig(vocab_size=4096, context_length=128, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads)).non_embedding_params
     grid = build_grid([1e12, 1e14], [1e4, 1e5, 1e6], 4096, 128, 2048)
     assert any(p.skipped for p in grid if p.compute == 1e12)
     for p in grid:
-        per_token = count(ModelConfig(4096, 128, p.shape.d_model, p.shape.num_layers, p.shape.num_heads)).flops_per_token
+        per_token = count(ModelConfig(vocab_size=4096, context_length=128, d_model=p.shape.d_model, num_layers=p.shape.num_layers, num_heads=p.shape.num_heads)).flops_per_token
         assert p.tokens <= p.compute / per_token < p.tokens + 2048
 
 
