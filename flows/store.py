@@ -35,6 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from lm.paths import fsync_path
+
 MANIFEST = "manifest.json"
 # Files up to this size get a sha256 in the manifest (and in raw-input fingerprints).
 HASH_LIMIT_BYTES = 16 * 1024 * 1024
@@ -342,7 +344,7 @@ class ArtifactStore:
             if final.exists():  # an unfinished leftover without manifest, or --force
                 shutil.rmtree(final)
             os.rename(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_path(final.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -390,17 +392,5 @@ def _write_json_synced(path: Path, obj: Any) -> None:
 def _fsync_tree(root: Path) -> None:
     for p in root.rglob("*"):
         if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(p)
+    fsync_path(root)

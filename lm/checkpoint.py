@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lm.model import ModelConfig, TransformerLM
+from lm.paths import fsync_path
 
 
 def write_weights(model: TransformerLM, out_dir: Path, state: dict[str, Any]) -> None:
@@ -31,14 +32,6 @@ def write_weights(model: TransformerLM, out_dir: Path, state: dict[str, Any]) ->
     fsync_path(out_dir / "model.safetensors")
     (out_dir / "state.json").write_text(json.dumps({**state, "model": model.config.to_dict()}, indent=2))
     fsync_path(out_dir / "state.json")
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_model(checkpoint_dir: Path, device: str = "cpu") -> TransformerLM:

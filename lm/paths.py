@@ -1,4 +1,4 @@
-"""Where the sample data lives: `$LMFORGE_DATA`, else `../shared/data` beside the repo.
+"""Where the sample data lives (`$LMFORGE_DATA`, else `../shared/data` beside the repo), and fsync.
 
 In `lm/`, which every other package may import, so library code (rl tasks, benchmarks) and flows share it
 without a library package depending on the Prefect layer.
@@ -10,6 +10,15 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def data_root() -> Path:

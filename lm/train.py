@@ -30,9 +30,10 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from lm.accounting import count, mfu
-from lm.checkpoint import fsync_path, write_weights
+from lm.checkpoint import write_weights
 from lm.model import ModelConfig, TransformerLM
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
+from lm.paths import fsync_path
 
 log = logging.getLogger("lmforge.lm.train")
 

@@ -66,3 +66,18 @@ def kill_mid_build():
         assert not published, f"a killed {stage} run published {published}"
 
     return run
+
+
+@pytest.fixture(scope="session")
+def token_dir(tmp_path_factory, data) -> Path:
+    """A real tokenize output (TinyStories validation sample, vocab 512) built without Prefect."""
+    from lm.bpe import train_bpe
+    from lm.corpus import encode_corpus
+    from lm.tokenizer import Tokenizer
+
+    out = tmp_path_factory.mktemp("tokens")
+    src = data / "tinystories-val-sample" / "tinystories_val.txt"
+    vocab, merges = train_bpe(src, 512, ["<|endoftext|>"], progress=False)
+    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out / "tokenizer")
+    encode_corpus([src], out / "tokenizer", out, val_fraction=0.05, workers=1)
+    return out

@@ -24,21 +24,6 @@ from lm.train import PretrainConfig, TrainingDiverged, get_batch, read_metrics, 
 TINY = dict(d_model=64, num_layers=2, num_heads=4, context_length=64, batch_size=8, eval_batches=2, warmup_steps=5, lr=3e-3)
 
 
-@pytest.fixture(scope="module")
-def token_dir(tmp_path_factory, data) -> Path:
-    """A real tokenize output (TinyStories validation sample, vocab 512) built without Prefect."""
-    from lm.bpe import train_bpe
-    from lm.corpus import encode_corpus
-    from lm.tokenizer import Tokenizer
-
-    out = tmp_path_factory.mktemp("tokens")
-    src = data / "tinystories-val-sample" / "tinystories_val.txt"
-    vocab, merges = train_bpe(src, 512, ["<|endoftext|>"], progress=False)
-    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out / "tokenizer")
-    encode_corpus([src], out / "tokenizer", out, val_fraction=0.05, workers=1)
-    return out
-
-
 def test_primitives_match_torch():
     x = torch.randn(3, 5, 16)
     assert torch.allclose(softmax(x, -1), torch.softmax(x, -1), atol=1e-6)

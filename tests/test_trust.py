@@ -145,20 +145,6 @@ def test_nan_never_reaches_a_manifest(tmp_path):
 
 
 # --- pretraining resume edge cases ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def token_dir(tmp_path_factory, data) -> Path:
-    from lm.bpe import train_bpe
-    from lm.corpus import encode_corpus
-    from lm.tokenizer import Tokenizer
-
-    out = tmp_path_factory.mktemp("tokens")
-    src = data / "tinystories-val-sample" / "tinystories_val.txt"
-    vocab, merges = train_bpe(src, 300, ["<|endoftext|>"], progress=False)
-    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out / "tokenizer")
-    encode_corpus([src], out / "tokenizer", out, val_fraction=0.05, workers=1)
-    return out
-
-
 TINY = dict(d_model=32, num_layers=1, num_heads=2, context_length=32, batch_size=4, eval_batches=2, warmup_steps=2, max_steps=6,
             eval_interval=3, checkpoint_interval=2)
 
