@@ -51,8 +51,9 @@ def diagnose(runs: Runs, isoflop: dict | None) -> dict[str, Any]:
         if not b["interior"]:
             warnings.append(f"C = {b['compute']:.3g}: the lowest loss is at the {b['edge']} size; the minimum is not bracketed "
                             f"(add sizes {'below' if b['edge'] == 'smallest' else 'above'} it)")
-        elif b["curvature"] is not None and b["curvature"] <= 0:
-            warnings.append(f"C = {b['compute']:.3g}: the loss curve is not convex in log N; its minimum is noise")
+        elif b["curvature"] is None:
+            warnings.append(f"C = {b['compute']:.3g}: no convex parabola with its vertex inside the grid fits the losses; "
+                            f"its minimum is the lowest run, not a fitted one (noise, or too few sizes)")
     compute = np.unique(runs.C)
     span = float(compute.max() / compute.min())
     if span < MIN_COMPUTE_SPAN:

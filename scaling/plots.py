@@ -84,8 +84,11 @@ def plot_parametric(ax, runs: Runs, fit: dict, budgets: list[float]) -> None:
     ax.legend(fontsize=7)
 
 
-def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
-    fig.tight_layout()
+def save_figure(fig, out_dir: Path, name: str, footer: list[str] = ()) -> list[Path]:  # type: ignore[assignment]
+    """PNG + SVG; `footer` lines (warnings) go under the axes, in red."""
+    if footer:
+        fig.text(0.01, 0.01, "\n".join(footer), ha="left", va="bottom", color="C3", fontsize=8)
+    fig.tight_layout(rect=(0, 0.035 * len(footer) + (0.02 if footer else 0), 1, 1))
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
     for p in paths:
         fig.savefig(p, dpi=130)
@@ -104,10 +107,8 @@ def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float], 
         reach = {} if supported else {"extrapolate_to": float(runs.C.max()) * 1.5}
         plot_optimal_vs_compute(axes[1], fits["isoflop"], "N_opt", predict_at if supported else [], **reach)
         plot_optimal_vs_compute(axes[2], fits["isoflop"], "D_opt", predict_at if supported else [], **reach)
-        if not supported:
-            fig.text(0.5, 0.005, "NOT A LAW TO EXTRAPOLATE: " + " | ".join(diagnostics["warnings"])[:400], ha="center", va="bottom",
-                     color="C3", fontsize=8, wrap=True)
-        paths += save_figure(fig, out_dir, "isoflop")
+        footer = [] if supported else ["NOT A LAW TO EXTRAPOLATE:", *diagnostics["warnings"]]
+        paths += save_figure(fig, out_dir, "isoflop", footer)
     if "parametric" in fits:
         fig, ax = plt.subplots(figsize=(7, 5))
         budgets = sorted(set(np.unique(runs.C).tolist()))
