@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 import psutil
@@ -96,12 +96,18 @@ _handled: list[int] = []  # the signals this process stops on (set by the CLI)
 def install_stop_handlers() -> None:
     """In the CLI's main process: one-line stop on SIGINT/SIGTERM, and the orphan watchdog.
 
-    A signal ignored at start (a run launched with `nohup` or `&` in a script) stays ignored.
+    A signal ignored at start (a run launched with `nohup` or `&` in a script) stays ignored,
+    and then the run moves to a process group of its own: the temporary Prefect server it
+    starts installs its own SIGINT handler (uvicorn), so a Ctrl-C meant for the script
+    around it would otherwise stop the server under a run that was told to ignore it.
     """
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _on_signal)
             _handled.append(sig)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        with suppress(OSError):  # a session leader cannot move, and needs no move
+            os.setpgid(0, 0)
     start_watchdog()
 
 

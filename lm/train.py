@@ -386,7 +386,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def main() -> None:
-    import yaml
+    from lm.configfile import pick_section, read_yaml
 
     p = argparse.ArgumentParser(description="Pretrain a TransformerLM on a tokenize artifact (torchrun-friendly).")
     p.add_argument("--data", type=Path, required=True, help="directory with train.bin, val.bin, meta.json")
@@ -395,7 +395,7 @@ def main() -> None:
     p.add_argument("--stop-at-step", type=int)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
-    cfg = PretrainConfig.model_validate(yaml.safe_load(args.config.read_text()) if args.config else {})
+    cfg = PretrainConfig.model_validate(pick_section(read_yaml(args.config), ["pretrain"]) if args.config else {})
     print(json.dumps(train(cfg, args.data, args.out, args.stop_at_step)))
 
 

@@ -184,14 +184,14 @@ def main() -> None:
     """`accelerate launch [--num_processes N] -m rl.grpo --model DIR --out DIR [--config settings.yaml]`."""
     import argparse
 
-    import yaml
+    from lm.configfile import pick_section, read_yaml
 
     p = argparse.ArgumentParser(description="GRPO-tune a Hugging Face model folder (accelerate-launch friendly).")
     p.add_argument("--model", type=Path, required=True, help="a Hugging Face causal-LM folder (e.g. a pretrain artifact's hf/)")
     p.add_argument("--out", type=Path, required=True, help="output directory (hf/, metrics.jsonl, eval.json)")
     p.add_argument("--config", type=Path, help="YAML GRPOSettings")
     args = p.parse_args()
-    settings = GRPOSettings.model_validate(yaml.safe_load(args.config.read_text()) if args.config else {})
+    settings = GRPOSettings.model_validate(pick_section(read_yaml(args.config), ["grpo.settings", "grpo"]) if args.config else {})
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_grpo(args.model, settings, args.out)
     if result:

@@ -264,3 +264,19 @@ def test_kill_9_of_the_cli_leaves_no_orphans(lmforge_home, data):
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
 
+
+
+def test_a_run_that_ignores_sigint_survives_the_scripts_ctrl_c(lmforge_home, data):
+    """`cmd &` in a script runs cmd with SIGINT ignored: a Ctrl-C to the script's process group
+    must not stop it, nor the temporary Prefect server it depends on."""
+    cmd = " ".join([LMFORGE, "clean-data", str(data / "cc-en-jsonl"), str(data / "web-warc-samples")])
+    script = subprocess.Popen(["bash", "-c", f"trap '' INT; {cmd}"], env=cli_env(lmforge_home), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not any((lmforge_home / "work").glob("clean-data-*/done/*.json")):
+        assert script.poll() is None and time.time() < deadline, "the stage never started building"
+        time.sleep(0.05)
+    os.killpg(script.pid, signal.SIGINT)  # the script's terminal Ctrl-C
+    out, err = script.communicate(timeout=300)
+    assert script.returncode == 0, err[-3000:]
+    assert list((lmforge_home / "artifacts").glob("clean-data/*/manifest.json")), "the run finished and published"
