@@ -270,7 +270,9 @@ def test_a_run_that_ignores_sigint_survives_the_scripts_ctrl_c(lmforge_home, dat
     """`cmd &` in a script runs cmd with SIGINT ignored: a Ctrl-C to the script's process group
     must not stop it, nor the temporary Prefect server it depends on."""
     cmd = " ".join([LMFORGE, "clean-data", str(data / "cc-en-jsonl"), str(data / "web-warc-samples")])
-    script = subprocess.Popen(["bash", "-c", f"trap '' INT; {cmd}"], env=cli_env(lmforge_home), stdout=subprocess.PIPE,
+    # a non-interactive shell starts `cmd &` with SIGINT ignored, in the script's process group;
+    # the script itself ignores SIGINT too, so its exit status is the run's
+    script = subprocess.Popen(["bash", "-c", f"trap '' INT; {cmd} & wait $!"], env=cli_env(lmforge_home), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while not any((lmforge_home / "work").glob("clean-data-*/done/*.json")):
