@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filters.dedup import UnionFind, line_hash, shingles
@@ -223,8 +224,8 @@ def find_candidates(bucket: int, parts: int, layout: DedupLayout) -> dict[str, A
     rec = _load_records([layout.bands(p, bucket) for p in range(parts)], BAND)
     rec = rec[np.lexsort((rec["doc"], rec["hash"], rec["band"]))]
     same = (rec["band"][1:] == rec["band"][:-1]) & (rec["hash"][1:] == rec["hash"][:-1])
-    starts = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))) == 1)
-    ends = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))) == -1) + 1
+    edges = np.diff(np.concatenate(([0], same.astype(np.int8), [0])))  # +1 where a run of equal keys starts, -1 after it ends
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) + 1
     pairs: list[tuple[int, int]] = []
     for s, e in zip(starts, ends):
         group = np.unique(rec["doc"][s:e])
@@ -260,12 +261,13 @@ def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, ngram: i
         row = 0
         for f in files:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_DOCS, columns=["id", "text"]):
-                cols = batch.to_pydict()
-                for i, (doc_id, text) in enumerate(zip(cols["id"], cols["text"])):
-                    if row + i in wanted:
-                        sets[doc_number(part, row + i)] = shingle_ids(text, ngram)
-                        ids[doc_number(part, row + i)] = doc_id
-                row += len(cols["id"])
+                # only the wanted rows become Python strings
+                local = [i for i in range(batch.num_rows) if row + i in wanted]
+                picked = batch.take(pa.array(local, pa.int64())).to_pydict()
+                for i, doc_id, text in zip(local, picked["id"], picked["text"]):
+                    sets[doc_number(part, row + i)] = shingle_ids(text, ngram)
+                    ids[doc_number(part, row + i)] = doc_id
+                row += batch.num_rows
     # union-find over the documents that have candidates only; the root is the lowest (id, position)
     order = sorted(ids, key=lambda d: (ids[d], d))
     index = {d: i for i, d in enumerate(order)}

@@ -95,7 +95,7 @@ def _timed(phase: str, map_calls: Mapper, calls: list[Call], docs: int) -> list[
 
 
 def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path, map_calls: Mapper = serial_map) -> tuple[list[Path], Stats]:
-    """Filter every file, dedup the corpus, move the final shards into `out_dir`."""
+    """Filter every file, dedup the corpus, hard-link the final shards into `out_dir`."""
     stats = Stats()
     parts_dir = work / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)

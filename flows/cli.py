@@ -20,7 +20,7 @@ from rich.table import Table
 from flows.config import ConfigError, load_config
 from flows.processes import route_library_logs
 from flows.registry import STAGES
-from flows.store import ArtifactStore, StoreError, check, read_manifest
+from flows.store import ArtifactStore, StoreError, check, differences, read_manifest
 from lm.paths import REPO_ROOT
 
 # Prefect's server logs "database is locked" with analytics on, and they cannot leave this machine anyway.
@@ -242,7 +242,6 @@ def _print_summary(stage: str, path: str) -> None:
 def _status(artifact) -> str:
     """ok | damaged: … | stale: what changed in the code or libraries since it was built."""
     from flows.fingerprint import code_fingerprint
-    from flows.store import differences
 
     problems = check(artifact)
     if problems:
@@ -311,12 +310,12 @@ def gc_cmd(
     """
     store = ArtifactStore()
     all_artifacts = store.list()
-    intact = [a for a in all_artifacts if not check(a)]
+    intact = {a for a in all_artifacts if not check(a)}
     if keep:
         roots = [_run(store.find, k) for k in keep]
     else:
         newest: dict[str, object] = {}
-        for a in sorted(intact, key=lambda a: (read_manifest(a.path) or {}).get("created", "")):
+        for a in sorted(intact, key=lambda a: ((read_manifest(a.path) or {}).get("created", ""), a.key)):
             newest[a.stage] = a
         roots = list(newest.values())  # type: ignore[arg-type]
     live = {a.key for r in roots for a in store.lineage(r)}  # type: ignore[arg-type]

@@ -165,7 +165,11 @@ def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
     from lm.train import PretrainConfig
     from rl.grpo import GRPOSettings
 
+    from lm.configfile import read_yaml
+
     demo = REPO_ROOT / "configs" / "pipeline-demo.yaml"
+    data = read_yaml(demo)
     settings = load_config(GRPOSettings, demo, sections=["grpo.settings", "grpo"])
-    assert settings.task == "addition"
-    assert load_config(PretrainConfig, demo, sections=["pretrain"]).d_model > 0
+    # the file's values, not the defaults (GRPOSettings' max_steps default is 200)
+    assert settings.max_steps == data["grpo"]["settings"]["max_steps"] != GRPOSettings().max_steps
+    assert load_config(PretrainConfig, demo, sections=["pretrain"]).d_model == data["pretrain"]["d_model"] != PretrainConfig().d_model

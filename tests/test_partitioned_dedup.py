@@ -57,8 +57,11 @@ def _rows(shards: list[Path]) -> list[tuple[str, str]]:
 FILTERS_OFF = {"language": {"enabled": False}, "quality": {"enabled": False}, "repetition": {"enabled": False}, "pii": {"enabled": False}}
 
 
-@pytest.mark.parametrize("partition_docs", [100_000, 1_000])  # one bucket, and one per 1,000 documents
-def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, partition_docs):
+@pytest.mark.parametrize("partition_docs,batch_docs", [(100_000, 1024), (1_000, 4)])  # one bucket; many buckets and small batches
+def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, partition_docs, batch_docs, monkeypatch):
+    import filters.partitioned_dedup as pd
+
+    monkeypatch.setattr(pd, "BATCH_DOCS", batch_docs)  # batches with no candidate document in them, too
     files = _corpus(data, tmp_path / "in")
     cfg = CleanConfig(inputs=[str(f) for f in files], partition_docs=partition_docs, **FILTERS_OFF)
     out = tmp_path / "out"
