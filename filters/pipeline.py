@@ -1,7 +1,7 @@
 """The clean-data pipeline as library calls: per-file filters, then partitioned corpus dedup.
 
-`clean_file` (read → language ID → PII → Gopher quality → Gopher repetition) is
-independent per input file. `clean_corpus` runs it over every file and then the dedup
+`clean_file` (read → language ID → PII → Gopher quality → Gopher repetition → quality
+classifier) is independent per input file. `clean_corpus` runs it over every file and then the dedup
 steps of `filters/partitioned_dedup.py` (MinHash documents, then exact lines), each a set
 of partition calls handed to a `Mapper`: `serial_map` runs them here, in order; the flow
 passes one that submits them to its Prefect task runner (processes, threads, Dask). Every
@@ -29,6 +29,7 @@ from filters.langid import LanguageFilter
 from filters.partitioned_dedup import (DedupLayout, buckets_for, find_candidates, find_repeated_lines, once, resolve_clusters,
                                        write_band_hashes, write_final_part, write_line_hashes)
 from filters.pii import PIIMasker
+from filters.quality_classifier import HIST_BINS, QualityClassifierFilter, threshold_for_top_fraction
 from filters.readers import read_documents
 from filters.rejects import RejectsWriter
 from filters.writer import ParquetShardWriter
@@ -49,7 +50,7 @@ def serial_map(phase: str, calls: list[Call]) -> list[dict]:
     return [run_partition(*c) for c in calls]
 
 
-def build_file_steps(cfg: CleanConfig) -> list[Step]:
+def build_file_steps(cfg: CleanConfig, score_histogram: list[int] | None = None) -> list[Step]:
     steps: list[Step] = []
     if cfg.language.enabled:
         steps.append(LanguageFilter(cfg.language))
@@ -59,6 +60,8 @@ def build_file_steps(cfg: CleanConfig) -> list[Step]:
         steps.append(GopherQualityFilter(cfg.quality))
     if cfg.repetition.enabled:
         steps.append(GopherRepetitionFilter(cfg.repetition))
+    if cfg.classifier is not None:
+        steps.append(QualityClassifierFilter(cfg.classifier.model, cfg.classifier.keep, score_histogram))
     return steps
 
 
@@ -66,14 +69,15 @@ def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> dict[
     """Run the per-file steps on one input; write its survivors as `part-<index>` shards
     (and, with `rejects.enabled`, a sample of what each rule dropped as `rejects-<index>`)."""
     stats = Stats()
-    docs = read_documents(Path(path), stats, cfg.max_doc_chars, cfg.split_text_on_blank_lines)
+    docs = read_documents(Path(path), stats, cfg.max_doc_chars, cfg.split_text_on_blank_lines, cfg.extraction == "main_content")
+    histogram = [0] * HIST_BINS if cfg.classifier is not None else None
     with ExitStack() as stack:
         rejects = stack.enter_context(RejectsWriter(out_dir, f"rejects-{index:05d}", cfg.rejects.max_per_reason)) if cfg.rejects.enabled else None
         writer = stack.enter_context(ParquetShardWriter(out_dir, f"part-{index:05d}", cfg.shard_max_bytes))
-        for doc in run_steps(docs, build_file_steps(cfg), stats, rejects):
+        for doc in run_steps(docs, build_file_steps(cfg, histogram), stats, rejects):
             writer.write(doc)
     return {"parts": [p.name for p in writer.paths], "rejects": [p.name for p in rejects.paths] if rejects else [], "stats": stats.to_dict(),
-            "docs": writer.docs, "docs_read": stats.steps["read"].get("docs_out", 0)}
+            "docs": writer.docs, "docs_read": stats.steps["read"].get("docs_out", 0), "quality_histogram": histogram}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -94,6 +98,18 @@ def _timed(phase: str, map_calls: Mapper, calls: list[Call], docs: int) -> list[
     return results
 
 
+def _top_fraction_threshold(cfg: CleanConfig, filtered: list[dict]) -> float | None:
+    """With `classifier.keep.top_fraction`: the score threshold from every file's histogram
+    (O(bins) memory, exact to 1/bins), applied when the final shards are written."""
+    if cfg.classifier is None or cfg.classifier.keep.top_fraction is None:
+        return None
+    merged = [sum(col) for col in zip(*(r["quality_histogram"] for r in filtered))] or [0] * HIST_BINS
+    threshold = threshold_for_top_fraction(merged, cfg.classifier.keep.top_fraction)
+    log.info("quality classifier: keeping the top %.1f%% of %d scored documents: score >= %.3f",
+             100 * cfg.classifier.keep.top_fraction, sum(merged), threshold)
+    return threshold
+
+
 def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path, map_calls: Mapper = serial_map) -> tuple[list[Path], Stats]:
     """Filter every file, dedup the corpus, hard-link the final shards into `out_dir`."""
     stats = Stats()
@@ -106,6 +122,7 @@ def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path,
         stats.merge(Stats.from_dict(r["stats"]))
     docs = sum(r["docs"] for r in filtered)
     n = len(part_files)
+    min_quality = _top_fraction_threshold(cfg, filtered)
     layout = DedupLayout(work / "dedup", buckets_for(docs, cfg.partition_docs))
     log.info("dedup: %d documents in %d parts, %d buckets", docs, n, layout.buckets)
 
@@ -132,12 +149,16 @@ def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path,
         stats.add("line_dedup", lines_dropped=sum(r["lines_dropped"] for r in repeated))
     written = _timed("write", map_calls, [(layout.marker("final", i), write_final_part,
                                            {"part": i, "files": fs, "layout": layout, "line_dedup": line_dedup,
-                                            "min_words_after": cfg.line_dedup.min_words_after, "shard_max_bytes": cfg.shard_max_bytes})
+                                            "min_words_after": cfg.line_dedup.min_words_after, "shard_max_bytes": cfg.shard_max_bytes,
+                                            "min_quality_score": min_quality})
                                           for i, fs in enumerate(part_files)], docs)
     shards = []
     for r in written:
         if line_dedup:
             stats.add("line_dedup", **{k: r[k] for k in ("docs_in", "docs_out", "dropped_too_short_after_line_dedup")})
+        if min_quality is not None:
+            stats.add("quality_top_fraction", docs_in=r["quality_in"], docs_out=r["quality_in"] - r["dropped_quality_below_top_fraction"],
+                      dropped_quality_below_top_fraction=r["dropped_quality_below_top_fraction"])
         for name in r["shards"]:
             _link_or_copy(layout.final() / name, out_dir / name)
             shards.append(out_dir / name)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from filters.document import Document, Stats
+from filters.extract import html_to_text
 
 log = logging.getLogger("lmforge.filters.readers")
 
@@ -245,11 +246,9 @@ def read_text(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS,
         yield from _emit(Document(block.strip("\n"), f"{path.name}:{i}", path.name), f"{path}:block {i}", flog, max_chars)
 
 
-def read_warc(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
-    """WARC responses (HTML → main-content text with resiliparse) and WET conversions."""
+def read_warc(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, main_content: bool = True) -> Iterator[Document]:
+    """WARC responses (HTML → text, `filters.extract.html_to_text`) and WET conversions."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
-    from resiliparse.extract.html2text import extract_plain_text
-    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
     with open(path, "rb") as f:
         records = ArchiveIterator(f, record_types=WarcRecordType.response | WarcRecordType.conversion, parse_http=True)
@@ -268,7 +267,7 @@ def read_warc(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS)
                 if ctype and "html" not in ctype.lower():
                     flog.stats.add(READ, skipped_not_html=1)
                     continue
-                text = extract_plain_text(bytes_to_str(body, detect_encoding(body)), main_content=True)
+                text = html_to_text(body, main_content)
             yield from _emit(Document(text, rid or url, path.name, {"url": url}), where, flog, max_chars)
 
 
@@ -293,7 +292,8 @@ def read_hf_dataset(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_
                     yield from _emit(Document("" if text is None else text, doc_id, path.name), f"{path}:row {row}", flog, max_chars)
 
 
-def read_documents(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False) -> Iterator[Document]:
+def read_documents(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False,
+                   main_content: bool = True) -> Iterator[Document]:
     fmt = detect_format(path)
     stats.add(READ, files=1)
     if path.is_file() and path.stat().st_size == 0:
@@ -306,7 +306,7 @@ def read_documents(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CH
     elif fmt == "parquet":
         gen = read_parquet(path, flog, max_chars)
     elif fmt == "warc":
-        gen = read_warc(path, flog, max_chars)
+        gen = read_warc(path, flog, max_chars, main_content)
     elif fmt == "hf_dataset":
         gen = read_hf_dataset(path, flog, max_chars)
     else:

@@ -17,9 +17,14 @@ SCHEMA = pa.schema(
         ("source", pa.string()),
         ("lang", pa.string()),
         ("lang_score", pa.float32()),
+        ("quality_score", pa.float32()),  # the quality classifier's P(reference quality), when one ran
         ("metadata", pa.string()),  # JSON: whatever else the reader or steps recorded
     ]
 )
+
+
+# metadata keys stored as columns of their own rather than in the JSON
+COLUMNS = ("lang", "lang_score", "quality_score")
 
 
 class ParquetShardWriter:
@@ -44,7 +49,7 @@ class ParquetShardWriter:
             return
         if self._writer is None or self._shard_bytes >= self.max_shard_bytes:
             self._roll()
-        meta = [{k: v for k, v in d.metadata.items() if k not in ("lang", "lang_score")} for d in self._buffer]
+        meta = [{k: v for k, v in d.metadata.items() if k not in COLUMNS} for d in self._buffer]
         table = pa.table(
             {
                 "id": [d.id for d in self._buffer],
@@ -52,6 +57,7 @@ class ParquetShardWriter:
                 "source": [d.source for d in self._buffer],
                 "lang": [d.metadata.get("lang") for d in self._buffer],
                 "lang_score": [d.metadata.get("lang_score") for d in self._buffer],
+                "quality_score": [d.metadata.get("quality_score") for d in self._buffer],
                 "metadata": [json.dumps(m, default=str) if m else None for m in meta],
             },
             schema=SCHEMA,
@@ -96,6 +102,7 @@ def read_shards(paths: list[Path], columns: list[str] | None = None):
 
 def row_to_document(row: dict) -> Document:
     meta = json.loads(row["metadata"]) if row.get("metadata") else {}
-    if row.get("lang") is not None:
-        meta["lang"], meta["lang_score"] = row["lang"], row["lang_score"]
+    for key in COLUMNS:
+        if row.get(key) is not None:
+            meta[key] = row[key]
     return Document(row["text"], row["id"], row["source"], meta)

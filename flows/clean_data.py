@@ -11,8 +11,10 @@ from prefect.artifacts import create_table_artifact
 from filters.config import CleanConfig
 from filters.pipeline import Call, clean_corpus, run_partition
 from filters.readers import expand_inputs
+from flows.quality_model import resolve_classifier_model
 from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
+from flows.store import ArtifactStore
 
 STAGE = "clean-data"
 
@@ -34,6 +36,15 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
     unsupported: list[Path] = []
     files = expand_inputs(config.inputs, unsupported)
     logger.info("clean-data: %d input files (%d unsupported, skipped)", len(files), len(unsupported))
+    key_config, model_inputs, model_files = config, [], []
+    if config.classifier is not None:
+        # the key names the model by its artifact key or its content (raw_files), never by where
+        # this machine keeps it; the library gets the file itself
+        model_path, model_artifact = resolve_classifier_model(config.classifier.model, ArtifactStore())
+        key_model = f"quality-model/{model_artifact.key}" if model_artifact else model_path.name
+        key_config = config.model_copy(update={"classifier": config.classifier.model_copy(update={"model": key_model})})
+        config = config.model_copy(update={"classifier": config.classifier.model_copy(update={"model": str(model_path)})})
+        model_inputs, model_files = ([model_artifact], []) if model_artifact else ([], [model_path])
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         with make_task_runner(runner) as tr:
@@ -54,7 +65,7 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
                               f"per step: {json.dumps(stats.to_dict())}")
         return {"documents": out["docs_out"], "bytes": out["bytes_out"], "shards": [s.name for s in shards], "files_in": len(files)}
 
-    artifact = run_stage(STAGE, config, build, raw_files=files, force=force)
+    artifact = run_stage(STAGE, key_config, build, inputs=model_inputs, raw_files=files + model_files, force=force)
     return str(artifact.path)
 
 

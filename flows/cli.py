@@ -73,8 +73,30 @@ def clean_data_cmd(
 
     cfg = _load(CleanConfig, config, "clean-data", inputs=inputs or None)
     _run(expand_inputs, cfg.inputs)  # missing inputs fail here, before Prefect starts
+    if cfg.classifier is not None:
+        from flows.quality_model import resolve_classifier_model
+
+        _run(resolve_classifier_model, cfg.classifier.model, ArtifactStore())
     path = _run(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
     _print_summary("clean-data", path)
+
+
+@app.command("quality-model")
+def quality_model_cmd(
+    positives: list[str] = typer.Option(None, "--positives", "-p", help="reference-quality text: files, dirs, globs or clean-data keys"),
+    negatives: list[str] = typer.Option(None, "--negatives", "-n", help="crawl text: files, dirs, globs or clean-data keys"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML QualityModelConfig"),
+    force: bool = typer.Option(False, help="retrain even if cached"),
+) -> None:
+    """Train a fastText quality classifier (reference text vs. crawl) for clean-data's `classifier`."""
+    from filters.quality_classifier import QualityModelConfig
+    from flows.quality_model import quality_model, resolve_sources
+
+    cfg = _load(QualityModelConfig, config, "quality-model", positives=positives or None, negatives=negatives or None)
+    for sources in (cfg.positives, cfg.negatives):  # missing inputs fail here, before Prefect starts
+        _run(resolve_sources, sources, ArtifactStore())
+    path = _run(quality_model, cfg, force)
+    _print_summary("quality-model", path)
 
 
 @app.command("tokenize")
@@ -176,6 +198,10 @@ def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-d
 def _print_pipeline_summary(summary: dict, out: dict) -> None:
     from filters.document import Stats
 
+    if "quality-model" in summary:
+        q = summary["quality-model"]
+        err.print(f"[bold]quality-model[/]: held-out precision {q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f} "
+                  f"({q['positives']} reference / {q['negatives']} crawl examples)")
     _print_table("clean-data: documents per step", Stats.from_dict(summary["clean-data"]).table_rows())
     t = summary["tokenize"]
     err.print(f"[bold]tokenize[/]: vocab {t['vocab_size']}, {t['train_tokens']:,} train / {t['val_tokens']:,} val tokens, "

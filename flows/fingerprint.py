@@ -5,7 +5,7 @@ A stage's code is its flow module plus every library module (`filters`, `lm`, `r
 functions included). Each module is hashed on its syntax tree with docstrings removed,
 so comments, docstrings and formatting do not count and any change to what runs does.
 The third-party distributions those modules import directly are recorded with their
-versions (torch, fasttext-predict, datasketch, ...), except the ones that only
+versions (torch, fasttext-numpy2, datasketch, ...), except the ones that only
 orchestrate or print (`NOT_OUTPUT_SHAPING`).
 
 Editing `lm/model.py` therefore changes the key of `pretrain` (and of the scaling sweep,

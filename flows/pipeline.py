@@ -1,4 +1,5 @@
-"""The `pipeline` flow: clean-data → tokenize → pretrain, scaling-sweep off tokenize, and grpo.
+"""The `pipeline` flow: [quality-model →] clean-data → tokenize → pretrain, scaling-sweep off
+tokenize, and grpo.
 
 Each stage is a sub-flow with its own cached artifact, so a rerun of a finished pipeline
 is all cache hits, and changing one stage's config recomputes that stage and what follows.
@@ -13,9 +14,11 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict
 
 from filters.config import CleanConfig
+from filters.quality_classifier import QualityModelConfig
 from flows.clean_data import clean_data
 from flows.grpo import grpo
 from flows.pretrain import pretrain
+from flows.quality_model import quality_model
 from flows.runners import RunnerConfig
 from flows.scaling_sweep import scaling_sweep
 from flows.store import ArtifactStore
@@ -40,9 +43,14 @@ class RLBranchConfig(BaseModel):
                                               warmup_steps=20, lr=3e-3, min_lr=3e-4, sample_prompts=["07+48=", "31+45="], sample_max_tokens=4)
 
 
+# `clean_data.classifier.model: quality-model` names the pipeline's own quality_model stage
+OWN_QUALITY_MODEL = "quality-model"
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    quality_model: QualityModelConfig | None = None  # trained first when clean_data's classifier names it
     clean_data: CleanConfig
     tokenize: TokenizeConfig = TokenizeConfig()
     pretrain: PretrainConfig = PretrainConfig()
@@ -56,7 +64,12 @@ def pipeline(config: PipelineConfig) -> dict:
     """Run every stage in order (each cached on its own); returns each stage's artifact dir."""
     logger = get_run_logger()
     out: dict[str, str] = {}
-    out["clean-data"] = clean_data(config.clean_data, config.runner)
+    clean_cfg = config.clean_data
+    if config.quality_model is not None:
+        out["quality-model"] = quality_model(config.quality_model)
+        if clean_cfg.classifier is not None and clean_cfg.classifier.model == OWN_QUALITY_MODEL:
+            clean_cfg = clean_cfg.model_copy(update={"classifier": clean_cfg.classifier.model_copy(update={"model": out["quality-model"]})})
+    out["clean-data"] = clean_data(clean_cfg, config.runner)
     out["tokenize"] = tokenize(config.tokenize, clean_artifact=out["clean-data"], runner=config.runner)
     out["pretrain"] = pretrain(out["tokenize"], config.pretrain)
     if config.scaling_sweep is not None:
@@ -85,6 +98,8 @@ def rl_branch(cfg: RLBranchConfig) -> dict[str, str]:
 def pipeline_summary(out: dict[str, str]) -> dict:
     """What a person wants to read at the end: the headline number of every stage."""
     summary: dict = {}
+    if "quality-model" in out:
+        summary["quality-model"] = json.loads((Path(out["quality-model"]) / "metrics.json").read_text())["heldout"]
     stats = json.loads((Path(out["clean-data"]) / "stats.json").read_text())
     summary["clean-data"] = stats
     summary["tokenize"] = json.loads((Path(out["tokenize"]) / "meta.json").read_text())

@@ -15,7 +15,7 @@ from lm.hf_export import export_hf
 from lm.report import plot_loss_curve, sample_generations
 from lm.tokenizer import Tokenizer
 from lm.checkpoint import load_model
-from lm.train import PretrainConfig, check_data_fits, pick_device, read_metrics, train
+from lm.train import PretrainConfig, check_data_fits, read_metrics, resolve_auto, train
 
 STAGE = "pretrain"
 
@@ -31,7 +31,7 @@ def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), 
     """Pretrain a TransformerLM on a tokenize artifact; returns the artifact directory."""
     logger = get_run_logger()
     tok_art = ArtifactStore().find(tokenize_artifact)
-    config = config.model_copy(update={"device": pick_device(config.device)})  # `auto` never enters the key
+    config = resolve_auto(config)  # no `auto` enters the key
     check_data_fits(config, tok_art.path)
 
     def build(out_dir: Path, work_dir: Path) -> dict:

@@ -30,6 +30,14 @@ def _clean_rows(path: Path) -> list[dict]:
     return Stats.from_dict(json.loads((path / "stats.json").read_text())).table_rows()
 
 
+def _quality_model_rows(path: Path) -> list[dict]:
+    return [{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in _manifest_summary(path).items()}]
+
+
+def _quality_model_defaults() -> dict[str, Any]:
+    return {"config": _demo_config()["quality_model"]}
+
+
 def _tokenize_rows(path: Path) -> list[dict]:
     meta = json.loads((path / "meta.json").read_text())
     return [{k: str(v) for k, v in meta.items() if k not in ("special_tokens", "bpe")}]
@@ -86,6 +94,8 @@ def _demo_config() -> dict[str, Any]:
 STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("clean-data", "flows.clean_data", "clean_data", ("clean_data",), _clean_rows,
               "Clean the sample web data (override config.inputs to clean your own).", _clean_defaults),
+    StageSpec("quality-model", "flows.quality_model", "quality_model", ("quality_model",), _quality_model_rows,
+              "Train a fastText quality classifier (reference text vs. crawl) for clean-data's classifier.", _quality_model_defaults),
     StageSpec("tokenize", "flows.tokenization", "tokenize", ("tokenize",), _tokenize_rows,
               "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).", _tokenize_defaults),
     StageSpec("pretrain", "flows.pretrain", "pretrain", ("pretrain",), _pretrain_rows,

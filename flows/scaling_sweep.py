@@ -15,7 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.pretrain import pretrain
 from flows.stage import run_stage
 from flows.store import ArtifactStore
-from lm.train import pick_device
+from lm.train import resolve_auto
 from scaling.grid import GridPoint, grid_table
 from scaling.report import fit_runs, summary_lines
 from scaling.runs import load_runs
@@ -39,7 +39,7 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
     """Train a (budget × size) grid, fit IsoFLOP and parametric laws; returns the artifact dir."""
     logger = get_run_logger()
     tok = ArtifactStore().find(tokenize_artifact)
-    config = config.model_copy(update={"train": config.train.model_copy(update={"device": pick_device(config.train.device)})})
+    config = config.model_copy(update={"train": resolve_auto(config.train)})  # no `auto` enters a key
     meta = json.loads((tok.path / "meta.json").read_text())
     points = config.grid(meta["vocab_size"])
     table = grid_table(points)

@@ -32,8 +32,13 @@ def count(c: ModelConfig) -> Counts:
     return Counts(params, embedding + head, non_embedding, 3.0 * forward, 6.0 * non_embedding)
 
 
-def mfu(tokens_per_s: float, flops_per_token: float, device_name: str) -> float | None:
-    for key, peak in PEAK_FLOPS.items():
-        if key in device_name:
-            return tokens_per_s * flops_per_token / peak
-    return None
+def peak_flops_of(device_name: str) -> float | None:
+    """Dense bf16 peak of a known GPU (matched on its name), else None."""
+    return next((peak for key, peak in PEAK_FLOPS.items() if key in device_name), None)
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, device_name: str, peak_flops: float | None = None) -> float | None:
+    """Model FLOPs utilisation: achieved training FLOP/s over the device's peak (`peak_flops`
+    overrides the table; None when neither knows the device)."""
+    peak = peak_flops or peak_flops_of(device_name)
+    return None if peak is None else tokens_per_s * flops_per_token / peak

@@ -90,21 +90,30 @@ class RMSNorm(nn.Module):
 
 
 class RotaryPositionalEmbedding(nn.Module):
-    """RoPE (Su et al. 2021): rotate each pair (x[2i], x[2i+1]) by angle pos · θ^(-2i/d)."""
+    """RoPE (Su et al. 2021): rotate each pair (x[2i], x[2i+1]) by angle pos · θ^(-2i/d).
+
+    Written as x·cos + swap(x)·sin with the tables laid out per element (cos repeated for
+    both members of a pair, sin negated on the even one; swap exchanges each pair): three
+    elementwise passes and one copy instead of six and a stack."""
 
     def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
         super().__init__()
         inv_freq = theta ** (-torch.arange(0, d_k, 2, device=device, dtype=torch.float32) / d_k)  # (d_k/2,)
         angles = torch.outer(torch.arange(max_seq_len, device=device, dtype=torch.float32), inv_freq)  # (S, d_k/2)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        sign = torch.tensor([-1.0, 1.0], device=device)
+        self.register_buffer("cos", angles.cos().repeat_interleave(2, dim=-1), persistent=False)  # (S, d_k)
+        self.register_buffer("sin", (angles.sin()[..., None] * sign).flatten(-2), persistent=False)  # (S, d_k): -sin, +sin
 
-    def forward(self, x: Tensor, token_positions: Tensor) -> Tensor:
-        # x: (..., T, d_k); token_positions: (..., T) broadcastable to x's leading dims
-        cos, sin = self.cos[token_positions], self.sin[token_positions]  # (..., T, d_k/2)
-        x_even, x_odd = x[..., 0::2].float(), x[..., 1::2].float()
-        rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
-        return rearrange(rotated, "... d two -> ... (d two)").to(x.dtype)
+    def forward(self, x: Tensor, token_positions: Tensor | None = None) -> Tensor:
+        """x: (..., T, d_k); token_positions: (..., T) broadcastable to x's leading dims,
+        or None for positions 0..T-1."""
+        if token_positions is None:
+            cos, sin = self.cos[: x.shape[-2]], self.sin[: x.shape[-2]]
+        else:
+            cos, sin = self.cos[token_positions], self.sin[token_positions]
+        xf = x.float()
+        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x0, x3, x2, ...)
+        return (xf * cos + swapped * sin).to(x.dtype)
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
@@ -158,12 +167,12 @@ class MultiHeadSelfAttention(nn.Module):
     def forward(self, x: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
         B, T, _ = x.shape
         q, k, v = (rearrange(p(x), "b t (h d) -> b h t d", h=self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj))
-        if positions is None:
-            start = cache.length if cache is not None else 0
-            positions = torch.arange(start, start + T, device=x.device).expand(B, T)
+        if positions is None and cache is not None and cache.length:
+            positions = torch.arange(cache.length, cache.length + T, device=x.device).expand(B, T)
         if self.rope is not None:
-            q = self.rope(q, positions[:, None, :])
-            k = self.rope(k, positions[:, None, :])
+            pos = None if positions is None else positions[:, None, :]  # None: 0..T-1, a slice of the table
+            q = self.rope(q, pos)
+            k = self.rope(k, pos)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         S = k.shape[2]
@@ -188,6 +197,11 @@ class MultiHeadSelfAttention(nn.Module):
         return self.output_proj(rearrange(out, "b h t d -> b t (h d)"))
 
 
+def silu(x: Tensor) -> Tensor:
+    """SiLU / swish: x·σ(x) (Hendrycks & Gimpel 2016; Ramachandran et al. 2017)."""
+    return x * torch.sigmoid(x)
+
+
 class SwiGLU(nn.Module):
     """W2(SiLU(W1 x) ⊙ W3 x) (Shazeer 2020, "GLU Variants Improve Transformer")."""
 
@@ -198,8 +212,7 @@ class SwiGLU(nn.Module):
         self.w3 = Linear(d_model, d_ff)
 
     def forward(self, x: Tensor) -> Tensor:
-        a = self.w1(x)
-        return self.w2(a * torch.sigmoid(a) * self.w3(x))
+        return self.w2(silu(self.w1(x)) * self.w3(x))
 
 
 class TransformerBlock(nn.Module):

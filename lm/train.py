@@ -37,6 +37,10 @@ from lm.paths import fsync_path
 
 log = logging.getLogger("lmforge.lm.train")
 
+# torch.compile costs ~10-20 s on CPU and saves ~8% of a step there (BENCHMARKS.md): worth
+# it only for runs long enough to repay it
+COMPILE_MIN_STEPS_CPU = 1000
+
 
 class PretrainConfig(BaseModel):
     """Model shape, optimisation and run control for one pretraining run."""
@@ -67,8 +71,10 @@ class PretrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     # --- execution ---
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: cuda > mps > cpu")
-    precision: Literal["fp32", "bf16"] = "fp32"
-    compile: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on a CUDA GPU that has it, else fp32")
+    compile: bool | Literal["auto"] = Field("auto", description=f"auto: on CUDA; on CPU for runs of ≥ {COMPILE_MIN_STEPS_CPU} steps")
+    peak_flops: float | None = Field(None, gt=0, json_schema_extra={"cache_key": False},
+                                     description="device peak FLOP/s for MFU; None: lm.accounting's table of known GPUs")
     seed: int = 0
     eval_interval: int = Field(100, ge=1)
     eval_batches: int = Field(10, ge=1)
@@ -157,6 +163,44 @@ def pick_device(requested: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def resolve_auto(cfg: PretrainConfig) -> PretrainConfig:
+    """`device`, `precision` and `compile` with every `auto` decided for this machine (what
+    runs, and what a cache key records)."""
+    device = pick_device(cfg.device)
+    cuda = device.startswith("cuda")
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    compile_ = cfg.compile
+    if compile_ == "auto":
+        compile_ = cuda or (device == "cpu" and cfg.total_steps >= COMPILE_MIN_STEPS_CPU and shutil.which("c++") is not None)
+    return cfg.model_copy(update={"device": device, "precision": precision, "compile": compile_})
+
+
+def model_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The training objective: mean next-token cross-entropy."""
+    return cross_entropy(model(x), y)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> AdamW:
+    """AdamW with decay on matrices only (not on RMSNorm gains)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                 lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, compiled=cfg.compile is True)
+
+
+def autocast_for(device: str, precision: str):
+    """bf16 autocast (fp32 master weights and optimizer state), or nothing for fp32."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+
+def enable_tf32() -> None:
+    """fp32 matmuls outside autocast (the optimizer's, eval in fp32) on TF32 tensor cores."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -261,7 +305,8 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
     # 1) setup: distributed, device, data
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
     rank = int(os.environ.get("RANK", "0"))
-    device = pick_device(cfg.device)
+    cfg = resolve_auto(cfg)
+    device = cfg.device
     if ddp:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         torch.distributed.init_process_group(backend)
@@ -280,10 +325,7 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
     mcfg = cfg.model_config_for(meta["vocab_size"])
     model = TransformerLM(mcfg).to(device)
     counts = count(mcfg)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]  # no decay on RMSNorm gains
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                      lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    optimizer = make_optimizer(model, cfg)
     data_rng = np.random.default_rng([cfg.seed, rank])
 
     # 3) resume
@@ -302,17 +344,19 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
 
     total_steps = cfg.total_steps
     train_model: torch.nn.Module = model
-    if cfg.compile:
-        train_model = torch.compile(model)
     if ddp:
-        train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=[device] if device.startswith("cuda") else None)
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
+    # model and loss compiled together: the loss over a large vocabulary is a big share of a step
+    loss_of = torch.compile(model_loss) if cfg.compile else model_loss
     device_type = torch.device(device).type
-    autocast = torch.autocast(device_type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
+    autocast = autocast_for(device, cfg.precision)
+    if device_type == "cuda":
+        enable_tf32()
     device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else device
     if master:
-        log.info("model: %s params (%s non-embedding), %.3g training FLOPs/token (6N: %.3g); %d steps × %d tokens on %s",
+        log.info("model: %s params (%s non-embedding), %.3g training FLOPs/token (6N: %.3g); %d steps × %d tokens on %s, %s%s",
                  f"{counts.params:,}", f"{counts.non_embedding_params:,}", counts.flops_per_token, counts.flops_per_token_6n,
-                 total_steps, cfg.tokens_per_step, device_name)
+                 total_steps, cfg.tokens_per_step, device_name, cfg.precision, ", compiled" if cfg.compile else "")
     loggers = _Loggers(cfg.loggers, work_dir, cfg.model_dump()) if master else None
 
     # 4) the loop
@@ -327,31 +371,37 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
             last_step = step + 1 == total_steps
             row: dict = {}
 
-            loss_sum = 0.0
+            # no .item() between here and the log line: a GPU never waits for the host
+            loss_acc = torch.zeros((), device=device)
             for micro in range(cfg.grad_accum_steps):
                 x, y = get_batch(train_data, cfg.batch_size, cfg.context_length, device, data_rng)
                 sync = not ddp or micro == cfg.grad_accum_steps - 1  # all-reduce once per step
                 with (nullcontext() if sync else train_model.no_sync()), autocast:
-                    loss = cross_entropy(train_model(x), y) / cfg.grad_accum_steps
+                    loss = loss_of(train_model, x, y) / cfg.grad_accum_steps
                 loss.backward()
-                loss_sum += loss.item()
-            if not math.isfinite(loss_sum):
-                raise TrainingDiverged(f"loss became {loss_sum} at step {step + 1}; the last good checkpoint is kept at {ckpt}")
-            grad_norm = clip_grad_norm(model.parameters(), cfg.grad_clip)
+                loss_acc += loss.detach()
+            grad_norm_t = clip_grad_norm(model.parameters(), cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             tokens += cfg.tokens_per_step * (torch.distributed.get_world_size() if ddp else 1)
 
+            checkpoint_now = step % cfg.checkpoint_interval == 0 or last_step or step == stop_at_step
+            if step % cfg.log_interval == 0 or step % cfg.eval_interval == 0 or checkpoint_now:
+                # a non-finite loss is caught before any checkpoint can save its weights
+                loss_sum = loss_acc.item()
+                if not math.isfinite(loss_sum):
+                    raise TrainingDiverged(f"loss became {loss_sum} by step {step}; the last good checkpoint is kept at {ckpt}")
             if step % cfg.eval_interval == 0 or last_step:
                 last_val = evaluate(model, val_data, cfg, device, autocast)
                 row["val_loss"] = last_val
             if master and (step % cfg.log_interval == 0 or row or last_step):
+                grad_norm = grad_norm_t.item()
                 now = time.time()
                 tps = (tokens - tokens_last) / max(now - t_last, 1e-9)
                 t_last, tokens_last = now, tokens
                 row = {"step": step, "tokens": tokens, "lr": lr, "train_loss": loss_sum, "grad_norm": grad_norm, "tokens_per_s": tps, **row}
-                if (u := mfu(tps, counts.flops_per_token, device_name)) is not None:
+                if (u := mfu(tps, counts.flops_per_token, device_name, cfg.peak_flops)) is not None:
                     row["mfu"] = u
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
@@ -359,7 +409,7 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
                     loggers.log(row)
                 bar.set_postfix(loss=f"{loss_sum:.3f}", val=f"{last_val:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
             bar.update(1)
-            if master and (step % cfg.checkpoint_interval == 0 or last_step or step == stop_at_step):
+            if master and checkpoint_now:
                 save_training_state(ckpt, model, optimizer, step, tokens, data_rng, cfg)
             if step == stop_at_step:
                 break

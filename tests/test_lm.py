@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from lm.generate import generate, sample_next
 from lm.hf_export import export_hf, import_hf
 from lm.model import ModelConfig, RMSNorm, RotaryPositionalEmbedding, TransformerLM, scaled_dot_product_attention, softmax
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
-from lm.train import PretrainConfig, TrainingDiverged, get_batch, read_metrics, train
+from lm.train import COMPILE_MIN_STEPS_CPU, PretrainConfig, TrainingDiverged, get_batch, read_metrics, resolve_auto, train
 
 TINY = dict(d_model=64, num_layers=2, num_heads=4, context_length=64, batch_size=8, eval_batches=2, warmup_steps=5, lr=3e-3)
 
@@ -67,14 +68,17 @@ def test_param_count_matches_module():
     assert ModelConfig(d_model=768).d_ff == 2048
 
 
-def test_adamw_matches_torch_adamw():
+@pytest.mark.parametrize("compiled", [False, True], ids=["foreach", "compiled"])
+def test_adamw_matches_torch_adamw(compiled):
     torch.manual_seed(0)
     w0 = torch.randn(10, 10)
     ours, theirs = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
-    o1 = AdamW([ours], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    o1 = AdamW([ours], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, compiled=compiled)
     o2 = torch.optim.AdamW([theirs], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    for _ in range(20):
+    for i in range(20):
         for p, o in ((ours, o1), (theirs, o2)):
+            for group in o.param_groups:  # a schedule: the compiled update must follow it
+                group["lr"] = 1e-2 * (1 - i / 40)
             o.zero_grad()
             (p.sin() ** 2).sum().backward()
             o.step()
@@ -86,7 +90,7 @@ def test_schedule_and_clipping():
     assert lrs[0] == 0 and lrs[5] == 0.5 and lrs[10] == 1.0 and abs(lrs[55] - 0.55) < 1e-9 and lrs[100] == pytest.approx(0.1) and lrs[119] == 0.1
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
-    assert clip_grad_norm([p], 1.0) == pytest.approx(5.0)
+    assert clip_grad_norm([p], 1.0).item() == pytest.approx(5.0)
     assert p.grad.norm().item() == pytest.approx(1.0, abs=1e-5)
 
 
@@ -145,9 +149,11 @@ def test_training_lowers_loss_and_resume_continues_the_same_trajectory(token_dir
     train(cfg, token_dir, tmp_path / "part", progress=False)  # resumes at step 11
     m_part = read_metrics(tmp_path / "part" / "metrics.jsonl")
     assert [m["step"] for m in m_part] == [m["step"] for m in m_full]
-    for a, b in zip(m_full, m_part):
-        assert abs(a["train_loss"] - b["train_loss"]) < 1e-6, a["step"]
-    assert abs(full["final_val_loss"] - m_part[-1]["val_loss"]) < 1e-6
+    # CPU kernels are deterministic: the same trajectory to float precision. CUDA's are not
+    # (atomic adds in the embedding's backward; bf16): the same trajectory within that noise.
+    tol = 1e-6 if resolve_auto(cfg).device == "cpu" else 2e-2
+    diffs = [abs(a["train_loss"] - b["train_loss"]) for a, b in zip(m_full, m_part)] + [abs(full["final_val_loss"] - m_part[-1]["val_loss"])]
+    assert max(diffs) < tol, diffs
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(token_dir, tmp_path):
@@ -172,8 +178,55 @@ def test_ddp_world_size_1_with_torchrun(token_dir, tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast and torch.compile paths need a CUDA GPU")
 def test_bf16_compile_on_gpu(token_dir, tmp_path):
-    cfg = PretrainConfig(**TINY, max_steps=10, precision="bf16", compile=True, device="cuda")
-    assert train(cfg, token_dir, tmp_path / "gpu", progress=False)["finished"]
+    """The GPU default path (auto: bf16 autocast + compile + TF32) trains to the fp32 eager loss."""
+    auto = resolve_auto(PretrainConfig(**TINY, max_steps=10, device="cuda"))
+    assert auto.precision == "bf16" and auto.compile is True
+    fast = train(auto, token_dir, tmp_path / "gpu", progress=False)
+    plain = train(auto.model_copy(update={"precision": "fp32", "compile": False}), token_dir, tmp_path / "fp32", progress=False)
+    assert fast["finished"] and abs(fast["final_val_loss"] - plain["final_val_loss"]) < 0.05
+    rows = read_metrics(tmp_path / "gpu" / "metrics.jsonl")
+    if any(k in torch.cuda.get_device_name() for k in ("H100", "H200", "A100")):
+        assert 0 < rows[-1]["mfu"] < 1
+
+
+def test_auto_execution_settings_on_cpu():
+    short = resolve_auto(PretrainConfig(**TINY, max_steps=10, device="cpu"))
+    assert (short.device, short.precision, short.compile) == ("cpu", "fp32", False)
+    long = resolve_auto(PretrainConfig(**TINY, max_steps=COMPILE_MIN_STEPS_CPU, device="cpu"))
+    assert long.compile is (shutil.which("c++") is not None)
+    assert resolve_auto(PretrainConfig(**TINY, max_steps=10, device="cpu", compile=True)).compile is True
+
+
+@pytest.mark.slow
+def test_compiled_and_bf16_training_on_cpu_match_eager_fp32(token_dir, tmp_path):
+    """torch.compile (inductor's C++ backend) and CPU bf16 autocast run the same training as eager fp32."""
+    base = PretrainConfig(**TINY, max_steps=6, eval_interval=6, device="cpu", precision="fp32", compile=False)
+    eager = train(base, token_dir, tmp_path / "eager", progress=False)["final_val_loss"]
+    compiled = train(base.model_copy(update={"compile": True}), token_dir, tmp_path / "compiled", progress=False)["final_val_loss"]
+    bf16 = train(base.model_copy(update={"precision": "bf16"}), token_dir, tmp_path / "bf16", progress=False)["final_val_loss"]
+    assert abs(compiled - eager) < 1e-3
+    assert abs(bf16 - eager) < 0.05
+
+
+def test_cross_entropy_backward_matches_torch_and_runs_once():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 40, requires_grad=True)
+    y = torch.randint(0, 40, (3, 5))
+    cross_entropy(logits, y).backward()
+    ref = logits.detach().clone().requires_grad_(True)
+    F.cross_entropy(ref.reshape(-1, 40), y.reshape(-1)).backward()
+    assert torch.allclose(logits.grad, ref.grad, atol=1e-7)
+    loss = cross_entropy(logits, y)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="ran twice"):
+        loss.backward()
+
+
+def test_clipping_leaves_small_gradients_alone():
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.tensor([0.1, 0.2, 0.2])
+    assert clip_grad_norm([p], 1.0).item() == pytest.approx(0.3)
+    assert torch.equal(p.grad, torch.tensor([0.1, 0.2, 0.2]))
 
 
 def test_cs336_checkpoint_api_round_trips_model_optimizer_and_iteration(tmp_path):
