@@ -67,11 +67,3 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
 
     artifact = run_stage(STAGE, key_config, build, inputs=model_inputs, raw_files=files + model_files, force=force)
     return str(artifact.path)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from flows.cli import app
-
-    app(["clean-data", *sys.argv[1:]])

@@ -55,11 +55,3 @@ def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool =
 
     artifact = run_stage(STAGE, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
     return str(artifact.path)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from flows.cli import app
-
-    app(["grpo", *sys.argv[1:]])

@@ -109,11 +109,3 @@ def pipeline_summary(out: dict[str, str]) -> dict:
     if "scaling-sweep" in out:
         summary["scaling-sweep"] = json.loads((Path(out["scaling-sweep"]) / "manifest.json").read_text())["summary"]
     return summary
-
-
-if __name__ == "__main__":
-    import sys
-
-    from flows.cli import app
-
-    app(["pipeline", *sys.argv[1:]])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -11,11 +9,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.stage import run_stage
 from flows.store import ArtifactStore
-from lm.hf_export import export_hf
-from lm.report import plot_loss_curve, sample_generations
-from lm.tokenizer import Tokenizer
-from lm.checkpoint import load_model
-from lm.train import PretrainConfig, check_data_fits, read_metrics, resolve_auto, train
+from lm.report import write_pretrain_report
+from lm.train import PretrainConfig, check_data_fits, resolve_auto, train
 
 STAGE = "pretrain"
 
@@ -36,15 +31,7 @@ def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), 
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         summary = train_task(config, tok_art.path, work_dir)
-        shutil.copytree(work_dir / "checkpoint", out_dir / "checkpoint")
-        shutil.copy(work_dir / "metrics.jsonl", out_dir / "metrics.jsonl")
-        metrics = read_metrics(out_dir / "metrics.jsonl")
-        plot_loss_curve(metrics, out_dir / "loss.png", f"pretrain {config.d_model}d×{config.num_layers}L")
-        model = load_model(out_dir / "checkpoint")
-        tokenizer = Tokenizer.from_dir(tok_art.path / "tokenizer")
-        samples = sample_generations(model, tokenizer, config.sample_prompts, config.sample_max_tokens, config.seed)
-        (out_dir / "samples.json").write_text(json.dumps(samples, indent=2, ensure_ascii=False))
-        export_hf(model, tok_art.path / "tokenizer", out_dir / "hf")
+        samples = write_pretrain_report(work_dir, out_dir, tok_art.path / "tokenizer", config)
         for s in samples:
             logger.info("sample: %s%s", s["prompt"], s["completion"])
         create_markdown_artifact(
@@ -64,11 +51,3 @@ def _summary_markdown(summary: dict, samples: list[dict]) -> str:
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
     lines += ["", "**samples**", ""] + [f"- *{s['prompt']}*{s['completion']}" for s in samples]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from flows.cli import app
-
-    app(["pretrain", *sys.argv[1:]])

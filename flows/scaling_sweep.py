@@ -73,11 +73,3 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
 
     artifact = run_stage(STAGE, config, build, inputs=[tok], force=force)
     return str(artifact.path)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from flows.cli import app
-
-    app(["scaling-sweep", *sys.argv[1:]])

@@ -81,11 +81,3 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
 
     artifact = run_stage(STAGE, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
     return str(artifact.path)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from flows.cli import app
-
-    app(["tokenize", *sys.argv[1:]])

@@ -1,37 +1,49 @@
-"""What a finished pretraining run shows a person: a loss curve and sample generations."""
+"""What a finished pretraining run shows a person: a loss curve, sample generations, and
+the checkpoint as a Hugging Face folder."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import torch
 
+from lm.checkpoint import load_model
 from lm.generate import generate
+from lm.hf_export import export_hf
 from lm.model import TransformerLM
+from lm.plotting import figure
 from lm.tokenizer import ENDOFTEXT, Tokenizer
+from lm.train import read_metrics
+
+
+def write_pretrain_report(work_dir: Path, out_dir: Path, tokenizer_dir: Path, config) -> list[dict]:
+    """A finished run in `work_dir` → `out_dir`: checkpoint/, metrics.jsonl, loss.png,
+    samples.json, hf/. Returns the samples. `config`: the run's PretrainConfig."""
+    shutil.copytree(work_dir / "checkpoint", out_dir / "checkpoint")
+    shutil.copy(work_dir / "metrics.jsonl", out_dir / "metrics.jsonl")
+    plot_loss_curve(read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss.png", f"pretrain {config.d_model}d×{config.num_layers}L")
+    model = load_model(out_dir / "checkpoint")
+    samples = sample_generations(model, Tokenizer.from_dir(tokenizer_dir), config.sample_prompts, config.sample_max_tokens, config.seed)
+    (out_dir / "samples.json").write_text(json.dumps(samples, indent=2, ensure_ascii=False))
+    export_hf(model, tokenizer_dir, out_dir / "hf")
+    return samples
 
 
 def plot_loss_curve(metrics: list[dict], path: Path, title: str = "pretraining") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     train = [(m["tokens"], m["train_loss"]) for m in metrics if "train_loss" in m]
     val = [(m["tokens"], m["val_loss"]) for m in metrics if "val_loss" in m]
-    if train:
-        ax.plot(*zip(*train), label="train loss", alpha=0.7)
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation loss")
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("cross-entropy (nats/token), lower is better")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path) as (fig, ax):
+        if train:
+            ax.plot(*zip(*train), label="train loss", alpha=0.7)
+        if val:
+            ax.plot(*zip(*val), "o-", label="validation loss")
+        ax.set_xlabel("tokens seen")
+        ax.set_ylabel("cross-entropy (nats/token), lower is better")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
 
 
 def sample_generations(model: TransformerLM, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int, seed: int = 0) -> list[dict]:

@@ -7,23 +7,17 @@ from pathlib import Path
 
 
 def plot_reward_curve(metrics_path: Path, out: Path, task: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lm.plotting import figure
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line] if metrics_path.exists() else []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    if rows:
-        ax.plot([r["step"] for r in rows], [r["reward"] for r in rows], label="mean reward of the rollouts")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("reward, higher is better")
-    ax.set_title(f"GRPO on {task}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    with figure(out) as (fig, ax):
+        if rows:
+            ax.plot([r["step"] for r in rows], [r["reward"] for r in rows], label="mean reward of the rollouts")
+            ax.legend()
+        ax.set_xlabel("GRPO step")
+        ax.set_ylabel("reward, higher is better")
+        ax.set_title(f"GRPO on {task}")
+        ax.grid(alpha=0.3)
 
 
 def save_as_lmforge_checkpoint(hf_dir: Path, out: Path) -> bool:

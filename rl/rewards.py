@@ -36,6 +36,7 @@ def _strip_latex(s: str) -> str:
     if m:
         s = m.group(1)
     s = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", s)
+    s = re.sub(r"\\[dt]?frac(\d)(\d)", r"(\1)/(\2)", s)  # TeX's brace-less shorthand: \frac34
     s = s.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\,", "").replace("{,}", ",")
     s = re.sub(r"\\text\{[^}]*\}", "", s)
     return s.strip()

@@ -1,23 +1,20 @@
 """Plots a person puts in a paper: IsoFLOP profiles, optimal N and D vs compute, the law.
 
-Every helper draws on a given `ax`; `save_figure` writes PNG and SVG.
+Every helper draws on a given `ax`; `lm.plotting.figure` writes PNG and SVG.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from lm.plotting import figure, pyplot
 import numpy as np  # noqa: E402
 
 from scaling.fit import Runs, parametric_loss, predict_isoflop  # noqa: E402
 
 
 def _budget_colors(n: int):
-    return plt.cm.viridis(np.linspace(0.05, 0.9, n))
+    return pyplot().cm.viridis(np.linspace(0.05, 0.9, n))
 
 
 def plot_isoflop_profiles(ax, runs: Runs, fit: dict) -> None:
@@ -84,36 +81,26 @@ def plot_parametric(ax, runs: Runs, fit: dict, budgets: list[float]) -> None:
     ax.legend(fontsize=7)
 
 
-def save_figure(fig, out_dir: Path, name: str, footer: list[str] = ()) -> list[Path]:  # type: ignore[assignment]
-    """PNG + SVG; `footer` lines (warnings) go under the axes, in red."""
-    if footer:
-        fig.text(0.01, 0.01, "\n".join(footer), ha="left", va="bottom", color="C3", fontsize=8)
-    fig.tight_layout(rect=(0, 0.035 * len(footer) + (0.02 if footer else 0), 1, 1))
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
-    for p in paths:
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
-
-
 def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float], diagnostics: dict | None = None) -> list[Path]:
     """Extrapolations (predictions, the law beyond the runs) are drawn only when the diagnostics
     support them; otherwise the figure carries the warnings instead."""
     paths: list[Path] = []
     supported = diagnostics is None or diagnostics["supports_extrapolation"]
     if "isoflop" in fits:
-        fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-        plot_isoflop_profiles(axes[0], runs, fits["isoflop"])
-        reach = {} if supported else {"extrapolate_to": float(runs.C.max()) * 1.5}
-        plot_optimal_vs_compute(axes[1], fits["isoflop"], "N_opt", predict_at if supported else [], **reach)
-        plot_optimal_vs_compute(axes[2], fits["isoflop"], "D_opt", predict_at if supported else [], **reach)
         footer = [] if supported else ["NOT A LAW TO EXTRAPOLATE:", *diagnostics["warnings"]]
-        paths += save_figure(fig, out_dir, "isoflop", footer)
+        files = [out_dir / "isoflop.png", out_dir / "isoflop.svg"]
+        with figure(*files, ncols=3, figsize=(17, 5), dpi=130, footer=footer) as (fig, axes):
+            plot_isoflop_profiles(axes[0], runs, fits["isoflop"])
+            reach = {} if supported else {"extrapolate_to": float(runs.C.max()) * 1.5}
+            plot_optimal_vs_compute(axes[1], fits["isoflop"], "N_opt", predict_at if supported else [], **reach)
+            plot_optimal_vs_compute(axes[2], fits["isoflop"], "D_opt", predict_at if supported else [], **reach)
+        paths += files
     if "parametric" in fits:
-        fig, ax = plt.subplots(figsize=(7, 5))
         budgets = sorted(set(np.unique(runs.C).tolist()))
         if len(budgets) > 8:  # scattered budgets (e.g. points read off a figure): pick a few
             budgets = np.logspace(np.log10(min(budgets)), np.log10(max(budgets)), 6).tolist()
-        plot_parametric(ax, runs, fits["parametric"], budgets)
-        paths += save_figure(fig, out_dir, "parametric")
+        files = [out_dir / "parametric.png", out_dir / "parametric.svg"]
+        with figure(*files, figsize=(7, 5), dpi=130) as (fig, ax):
+            plot_parametric(ax, runs, fits["parametric"], budgets)
+        paths += files
     return paths

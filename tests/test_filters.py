@@ -189,4 +189,4 @@ def test_parquet_writer_rolls_shards(tmp_path):
     assert len(w.paths) > 1
     rows = list(read_shards(w.paths))
     assert [r["id"] for r in rows] == [str(i) for i in range(50)] and rows[0]["lang"] == "en"
-    assert pq.read_schema(w.paths[0]).names == ["id", "text", "source", "lang", "lang_score", "metadata"]
+    assert pq.read_schema(w.paths[0]).names == ["id", "text", "source", "lang", "lang_score", "quality_score", "metadata"]
