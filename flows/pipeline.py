@@ -24,6 +24,7 @@ from flows.scaling_sweep import scaling_sweep
 from flows.store import ArtifactStore
 from flows.tokenization import tokenize
 from lm.corpus import TokenizeConfig
+from lm.model import ModelConfig
 from lm.train import PretrainConfig
 from rl.grpo import GRPOSettings
 from rl.tasks import get_task
@@ -39,7 +40,7 @@ class RLBranchConfig(BaseModel):
     settings: GRPOSettings = GRPOSettings()
     checkpoint: str | None = None
     tokenize: TokenizeConfig = TokenizeConfig(vocab_size=257, val_fraction=0.02)  # 257: bytes + EOT, character level
-    pretrain: PretrainConfig = PretrainConfig(d_model=128, num_layers=4, num_heads=4, context_length=32, batch_size=64, max_steps=800,
+    pretrain: PretrainConfig = PretrainConfig(model=ModelConfig(d_model=128, num_layers=4, num_heads=4, context_length=32), batch_size=64, max_steps=800,
                                               warmup_steps=20, lr=3e-3, min_lr=3e-4, sample_prompts=["07+48=", "31+45="], sample_max_tokens=4)
 
 

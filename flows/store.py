@@ -19,6 +19,7 @@ Plain Python (no Prefect), so notebooks and tests can read the store directly.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -78,6 +79,8 @@ def config_for_key(config: BaseModel | dict[str, Any]) -> Any:
         fields = type(config).model_fields
         return {name: config_for_key(getattr(config, name)) for name, f in fields.items()
                 if not (isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("cache_key") is False)}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):  # a nested ModelConfig
+        return config_for_key(dataclasses.asdict(config))
     if isinstance(config, dict):
         return {k: config_for_key(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):

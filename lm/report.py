@@ -23,7 +23,7 @@ def write_pretrain_report(work_dir: Path, out_dir: Path, tokenizer_dir: Path, co
     samples.json, hf/. Returns the samples. `config`: the run's PretrainConfig."""
     shutil.copytree(work_dir / "checkpoint", out_dir / "checkpoint")
     shutil.copy(work_dir / "metrics.jsonl", out_dir / "metrics.jsonl")
-    plot_loss_curve(read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss.png", f"pretrain {config.d_model}d×{config.num_layers}L")
+    plot_loss_curve(read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss.png", f"pretrain {config.model.d_model}d×{config.model.num_layers}L")
     model = load_model(out_dir / "checkpoint")
     samples = sample_generations(model, Tokenizer.from_dir(tokenizer_dir), config.sample_prompts, config.sample_max_tokens, config.seed)
     (out_dir / "samples.json").write_text(json.dumps(samples, indent=2, ensure_ascii=False))

@@ -12,6 +12,7 @@ Multi-GPU: `torchrun --nproc_per_node=N -m lm.train --data DIR --out DIR [--conf
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -47,15 +48,8 @@ class PretrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # --- model (vocab_size comes from the tokenize artifact) ---
-    d_model: int = Field(256, ge=8)
-    num_layers: int = Field(4, ge=1)
-    num_heads: int = Field(8, ge=1)
-    d_ff: int | None = None  # None: 8/3·d_model rounded to a multiple of 64
-    context_length: int = Field(256, ge=2)
-    rope_theta: float = 10_000.0
-    tie_embeddings: bool = False
-    attn_impl: Literal["reference", "sdpa"] = "sdpa"
+    # --- model: its shape (vocab_size comes from the tokenize artifact) ---
+    model: ModelConfig = Field(default_factory=ModelConfig)
     # --- batch and length ---
     batch_size: int = Field(32, ge=1)
     grad_accum_steps: int = Field(1, ge=1)
@@ -87,13 +81,17 @@ class PretrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> PretrainConfig:
-        if self.d_model % self.num_heads or (self.d_model // self.num_heads) % 2:
-            raise ValueError(f"d_model {self.d_model} must split into num_heads {self.num_heads} heads of even size")
+        if self.model.vocab_size != ModelConfig.vocab_size:
+            raise ValueError("model.vocab_size comes from the tokenize artifact: leave it out")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr {self.min_lr} > lr {self.lr}")
         if self.max_steps is None and self.max_tokens is None:
             raise ValueError("set max_steps or max_tokens")
         return self
+
+    @property
+    def context_length(self) -> int:
+        return self.model.context_length
 
     @property
     def tokens_per_step(self) -> int:
@@ -107,9 +105,7 @@ class PretrainConfig(BaseModel):
         return self.max_steps
 
     def model_config_for(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(vocab_size=vocab_size, context_length=self.context_length, d_model=self.d_model, num_layers=self.num_layers,
-                           num_heads=self.num_heads, d_ff=self.d_ff, rope_theta=self.rope_theta, tie_embeddings=self.tie_embeddings,
-                           attn_impl=self.attn_impl)
+        return dataclasses.replace(self.model, vocab_size=vocab_size)
 
 
 class TrainingDiverged(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -40,7 +41,7 @@ class SweepConfig(BaseModel):
     def point_config(self, point: GridPoint) -> PretrainConfig:
         s = point.shape
         return self.train.model_copy(update={
-            "d_model": s.d_model, "num_layers": s.num_layers, "num_heads": s.num_heads, "d_ff": None,
+            "model": dataclasses.replace(self.train.model, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads, d_ff=None),
             "max_steps": point.steps, "max_tokens": None, "warmup_steps": max(1, int(self.warmup_fraction * point.steps)),
             "eval_interval": point.steps, "checkpoint_interval": max(point.steps // 4, 1), "log_interval": max(point.steps // 50, 1),
         })

@@ -172,4 +172,4 @@ def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
     settings = load_config(GRPOSettings, demo, sections=["grpo.settings", "grpo"])
     # the file's values, not the defaults (GRPOSettings' max_steps default is 200)
     assert settings.max_steps == data["grpo"]["settings"]["max_steps"] != GRPOSettings().max_steps
-    assert load_config(PretrainConfig, demo, sections=["pretrain"]).d_model == data["pretrain"]["d_model"] != PretrainConfig().d_model
+    assert load_config(PretrainConfig, demo, sections=["pretrain"]).model.d_model == data["pretrain"]["model"]["d_model"] != PretrainConfig().model.d_model

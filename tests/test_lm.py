@@ -22,7 +22,7 @@ from lm.model import ModelConfig, RMSNorm, RotaryPositionalEmbedding, Transforme
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
 from lm.train import COMPILE_MIN_STEPS_CPU, PretrainConfig, TrainingDiverged, get_batch, read_metrics, resolve_auto, train
 
-TINY = dict(d_model=64, num_layers=2, num_heads=4, context_length=64, batch_size=8, eval_batches=2, warmup_steps=5, lr=3e-3)
+TINY = dict(model={"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64}, batch_size=8, eval_batches=2, warmup_steps=5, lr=3e-3)
 
 
 def test_primitives_match_torch():
@@ -249,3 +249,19 @@ def test_cs336_checkpoint_api_round_trips_model_optimizer_and_iteration(tmp_path
         assert load_checkpoint(out, fresh, fresh_opt) == 7
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
         assert fresh_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+
+
+def test_pretrain_config_nests_the_one_model_definition():
+    """The model's shape is ModelConfig's (defaults once); unknown keys and a vocab_size
+    (it comes from the tokenizer) are errors naming the field."""
+    from pydantic import ValidationError
+
+    cfg = PretrainConfig(model={"d_model": 96, "num_heads": 4})
+    assert cfg.model == ModelConfig(d_model=96, num_heads=4) and cfg.model.attn_impl == ModelConfig().attn_impl
+    assert cfg.model_config_for(1234).vocab_size == 1234 and cfg.model_config_for(1234).d_ff == ModelConfig(d_model=96).d_ff
+    with pytest.raises(ValidationError, match="model.d_modle"):
+        PretrainConfig(model={"d_modle": 96})
+    with pytest.raises(ValidationError, match="vocab_size comes from the tokenize artifact"):
+        PretrainConfig(model={"vocab_size": 500})
+    with pytest.raises(ValidationError, match="not divisible"):
+        PretrainConfig(model={"d_model": 100, "num_heads": 8})

@@ -29,7 +29,7 @@ def cli_env(home: Path) -> dict:
     # the suite quiets Prefect to WARNING; these tests read the CLI's INFO lines
     return {**os.environ, "LMFORGE_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO"}
 
-TINY_PRETRAIN = {"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64, "batch_size": 8, "max_steps": 30,
+TINY_PRETRAIN = {"model": {"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64}, "batch_size": 8, "max_steps": 30,
                  "warmup_steps": 3, "eval_interval": 10, "eval_batches": 2, "checkpoint_interval": 5, "sample_max_tokens": 8}
 
 
@@ -44,7 +44,7 @@ def small_pipeline_config(data: Path, with_sweep: bool) -> dict:
     if with_sweep:
         cfg["scaling_sweep"] = {"budgets": [3e9, 1e10], "sizes": [1e4, 4e4, 1.2e5], "head_dim": 16, "min_tokens_per_param": 0.0,
                                 "n_bootstrap": 20, "concurrency": 2,
-                                "train": {"context_length": 32, "batch_size": 8, "max_steps": 1, "eval_batches": 2}}
+                                "train": {"model": {"context_length": 32}, "batch_size": 8, "max_steps": 1, "eval_batches": 2}}
     return cfg
 
 

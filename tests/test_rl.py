@@ -79,7 +79,7 @@ def addition_model(tmp_path_factory) -> Path:
     (w / "arr").mkdir()
     encode_corpus([corpus], w / "tok", w / "arr", 0.02, 1)
     # head_dim 32: the smallest vLLM's CPU attention kernels support
-    cfg = PretrainConfig(d_model=64, num_layers=2, num_heads=2, context_length=32, batch_size=32, max_steps=60, warmup_steps=5,
+    cfg = PretrainConfig(model={"d_model": 64, "num_layers": 2, "num_heads": 2, "context_length": 32}, batch_size=32, max_steps=60, warmup_steps=5,
                          lr=3e-3, eval_batches=2, eval_interval=60)
     train(cfg, w / "arr", w / "run", progress=False)
     return export_hf(load_model(w / "run" / "checkpoint"), w / "tok", w / "hf")

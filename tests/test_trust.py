@@ -145,7 +145,7 @@ def test_nan_never_reaches_a_manifest(tmp_path):
 
 
 # --- pretraining resume edge cases ---------------------------------------------------------
-TINY = dict(d_model=32, num_layers=1, num_heads=2, context_length=32, batch_size=4, eval_batches=2, warmup_steps=2, max_steps=6,
+TINY = dict(model={"d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 32}, batch_size=4, eval_batches=2, warmup_steps=2, max_steps=6,
             eval_interval=3, checkpoint_interval=2)
 
 
@@ -181,7 +181,7 @@ def test_context_length_beyond_the_data_fails_before_training(token_dir):
     train_tokens, val_tokens, _ = open_tokens(token_dir)
     assert len(val_tokens) < len(train_tokens)
     with pytest.raises(ValueError, match="validation split"):  # trains fine, would fail at its first evaluation
-        check_data_fits(PretrainConfig(**{**TINY, "context_length": len(val_tokens)}), token_dir)
+        check_data_fits(PretrainConfig(**{**TINY, "model": {**TINY["model"], "context_length": len(val_tokens)}}), token_dir)
 
 
 def test_devices_are_checked_at_load_and_against_the_machine():
