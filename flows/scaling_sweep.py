@@ -16,6 +16,7 @@ from flows.pretrain import pretrain
 from flows.stage import run_stage
 from flows.store import ArtifactStore
 from lm.train import resolve_auto
+from scaling.adaptive import RULES, next_points
 from scaling.grid import GridPoint, grid_table
 from scaling.report import fit_runs, summary_lines
 from scaling.runs import load_runs
@@ -31,7 +32,7 @@ def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig) -> 
     summary = json.loads((path / "manifest.json").read_text())["summary"]
     return {"compute": point.compute, "compute_actual": summary["flops"], "parameters": summary["non_embedding_params"],
             "tokens": summary["tokens"], "loss": summary["final_val_loss"], "layers": point.shape.num_layers,
-            "d_model": point.shape.d_model, "pretrain_artifact": path.name}
+            "d_model": point.shape.d_model, "seed": point.seed, "pretrain_artifact": path.name}
 
 
 @flow(name="scaling-sweep", log_prints=True)
@@ -45,6 +46,8 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
     table = grid_table(points)
     for row in table:
         logger.info("grid: %s", "  ".join(f"{k}={v}" for k, v in row.items()))
+    if config.adaptive.enabled and config.adaptive.max_rounds:
+        logger.info("adaptive: up to %d more rounds after this grid; rules: %s", config.adaptive.max_rounds, "; ".join(RULES))
     if dry_run:
         return json.dumps(table)
     runnable = [p for p in points if p.skipped is None]
@@ -53,8 +56,19 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
         # share the cores between concurrent points instead of oversubscribing them
         torch.set_num_threads(max(1, torch.get_num_threads() // config.concurrency))
         with ThreadPoolTaskRunner(max_workers=config.concurrency) as runner:
-            futures = [runner.submit(run_point, {"tokenize_artifact": str(tok.path), "point": p, "config": config}) for p in runnable]
-            rows = [f.result() for f in futures]
+            def run_round(points: list[GridPoint]) -> list[dict]:
+                futures = [runner.submit(run_point, {"tokenize_artifact": str(tok.path), "point": p, "config": config}) for p in points]
+                return [f.result() for f in futures]
+
+            done, rows = list(runnable), run_round(runnable)
+            for round_ in range(config.adaptive.max_rounds if config.adaptive.enabled else 0):
+                added, notes = next_points(rows, done, lambda c, n: config.point(meta["vocab_size"], c, n), config.adaptive, config.sizes)
+                for note in notes:
+                    logger.info("adaptive round %d: %s", round_ + 1, note)
+                if not added:
+                    break
+                done += added
+                rows += run_round(added)
         with open(out_dir / "runs.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()

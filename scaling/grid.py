@@ -51,6 +51,7 @@ class GridPoint:
     tokens: int
     steps: int
     skipped: str | None = None  # why the point cannot run, if it cannot
+    seed: int = 0  # repeats of a point (adaptive sweeps) differ only in their seed
 
 
 def build_grid(budgets: list[float], sizes: list[float], vocab_size: int, context_length: int, tokens_per_step: int,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lm.train import PretrainConfig
+from scaling.adaptive import AdaptiveConfig
 from scaling.grid import GridPoint, build_grid
 
 
@@ -24,6 +25,7 @@ class SweepConfig(BaseModel):
     train: PretrainConfig = PretrainConfig(max_steps=1)  # shared recipe: dims and length set per point
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
     concurrency: int = Field(2, ge=1, description="grid points trained at once (one per core or GPU)", json_schema_extra={"cache_key": False})
+    adaptive: AdaptiveConfig = AdaptiveConfig()
     n_bootstrap: int = Field(200, ge=0)
     predict_at: list[float] = [1e15, 1e17, 1e19]
 
@@ -38,9 +40,16 @@ class SweepConfig(BaseModel):
         return build_grid(self.budgets, self.sizes, vocab_size, self.train.context_length, self.train.tokens_per_step, self.flops,
                           self.min_tokens_per_param, self.max_tokens, self.aspect, self.head_dim)
 
+    def point(self, vocab_size: int, compute: float, size: float) -> GridPoint:
+        """One point of this sweep's recipe (an adaptive round's addition)."""
+        [p] = build_grid([compute], [size], vocab_size, self.train.context_length, self.train.tokens_per_step, self.flops,
+                         self.min_tokens_per_param, self.max_tokens, self.aspect, self.head_dim)
+        return p
+
     def point_config(self, point: GridPoint) -> PretrainConfig:
         s = point.shape
         return self.train.model_copy(update={
+            "seed": self.train.seed + point.seed,
             "model": dataclasses.replace(self.train.model, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads, d_ff=None),
             "max_steps": point.steps, "max_tokens": None, "warmup_steps": max(1, int(self.warmup_fraction * point.steps)),
             "eval_interval": point.steps, "checkpoint_interval": max(point.steps // 4, 1), "log_interval": max(point.steps // 50, 1),

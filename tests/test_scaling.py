@@ -162,3 +162,27 @@ def test_plotted_parametric_law_passes_through_its_runs(tmp_path):
             assert np.interp(np.log(n), np.log(x), y) == pytest.approx(loss, rel=1e-3)
     plt.close(fig)
     assert parametric_loss(params, np.array([1e8]), np.array([1e9]))[0] > 1.7
+
+
+def test_adaptive_round_extends_unbracketed_budgets_and_repeats_flat_ones():
+    """An edge minimum gets the next size beyond the edge; a bracketed curve with no convex
+    parabola gets its three sizes nearest the minimum again with a new seed; a good curve
+    gets nothing."""
+    from scaling.adaptive import next_points
+    from scaling.sweep import SweepConfig
+
+    cfg = SweepConfig(budgets=[1e12, 3e12, 1e13], sizes=[2e4, 5e4, 1.2e5, 3e5], min_tokens_per_param=0,
+                      train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1})
+    points = [p for p in cfg.grid(512) if p.skipped is None]
+    losses = {1e12: [3.0, 2.9, 2.8, 2.7], 3e12: [2.9, 2.6, 2.5, 2.7], 1e13: [2.6, 2.3, 2.55, 2.31]}
+    rows = [{"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": loss}
+            for c in cfg.budgets for p, loss in zip([q for q in points if q.compute == c], losses[c])]
+    added, notes = next_points(rows, points, lambda c, n: cfg.point(512, c, n), cfg.adaptive, cfg.sizes)
+    largest = max(p.shape.non_embedding_params for p in points)
+    extended = [p for p in added if p.compute == 1e12]
+    assert len(extended) == 1 and extended[0].shape.non_embedding_params > 2 * largest and extended[0].seed == 0
+    assert not [p for p in added if p.compute == 3e12]
+    repeated = [p for p in added if p.compute == 1e13]
+    assert len(repeated) == 3 and {p.seed for p in repeated} == {1}
+    assert cfg.point_config(repeated[0]).seed == cfg.train.seed + 1  # a repeat differs only in its seed
+    assert len(notes) == 2
