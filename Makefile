@@ -37,7 +37,7 @@ demo: setup
 	$(BIN)/lmforge pipeline --config configs/pipeline-demo.yaml
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # the inner loop: every module, no end-to-end/subprocess/server tests
 test-fast: setup

@@ -2,16 +2,28 @@
 language ID's (both fastText, one core, the same documents).
 
     .venv/bin/python -m benchmarks.quality_classifier
+    .venv/bin/python -m benchmarks.quality_classifier --downstream WITH_KEY WITHOUT_KEY TOKENIZE_KEY [--steps 300]
 
 Trains on the demo's sources (Gutenberg + the CS336 Wikipedia reference vs. cc-en-jsonl,
 the WARC samples and the CS336 low-quality crawl text), then scores TinyStories paragraphs
 and crawl documents with it and with lid.176.
+
+`--downstream`: the effect on a model. Two clean-data artifacts (with and without the
+classifier) are encoded with one tokenizer (a tokenize artifact's), the same model is
+trained for the same steps (same token budget) on each, and both are evaluated on
+WikiText-2's validation text (reference-quality, never a classifier input) encoded with
+that tokenizer.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
 
 from filters.document import Stats
 from filters.langid import load_model, predict_language
@@ -27,10 +39,41 @@ def demo_config() -> QualityModelConfig:
                               example_chars=1000)
 
 
+def downstream(with_key: str, without_key: str, tokenize_key: str, steps: int) -> None:
+    from flows.store import ArtifactStore
+    from lm.corpus import encode_corpus
+    from lm.train import PretrainConfig, evaluate, train
+    from lm.checkpoint import load_model
+    from lm.tokenizer import Tokenizer
+
+    store = ArtifactStore()
+    tok_dir = store.find(tokenize_key).path / "tokenizer"
+    cfg = PretrainConfig(model={"d_model": 192, "num_layers": 4, "num_heads": 6, "context_length": 256}, batch_size=16, max_steps=steps,
+                         lr=0.002, min_lr=0.0002, warmup_steps=max(1, steps // 10), eval_interval=steps, checkpoint_interval=steps,
+                         device="cpu", compile=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        wiki = (data_root() / "wikitext-2-tokenized" / "valid.txt").read_text(encoding="utf-8")
+        wiki_tokens = np.array(Tokenizer.from_dir(tok_dir).encode(wiki), dtype=np.int64)
+        for name, key in (("without classifier", without_key), ("with classifier", with_key)):
+            shards = sorted(store.find(key).path.glob("*.parquet"))
+            meta = encode_corpus(shards, tok_dir, work / name, val_fraction=0.02, workers=2)
+            summary = train(cfg, work / name, work / f"run-{name}", progress=False)
+            model = load_model(work / f"run-{name}" / "checkpoint")
+            wiki_loss = evaluate(model, wiki_tokens, cfg.model_copy(update={"eval_batches": 20}), "cpu", nullcontext())
+            print(f"{name:20s} {meta['train_tokens']:>11,} train tokens; {summary['tokens']:,} seen; own validation {summary['final_val_loss']:.4f}; "
+                  f"WikiText-2 validation {wiki_loss:.4f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=5000, help="documents to score")
+    ap.add_argument("--downstream", nargs=3, metavar=("WITH", "WITHOUT", "TOKENIZE"), help="clean-data keys with/without the classifier, a tokenize key")
+    ap.add_argument("--steps", type=int, default=300)
     args = ap.parse_args()
+    if args.downstream:
+        downstream(*args.downstream, args.steps)
+        return
     cfg = demo_config()
     t0 = time.perf_counter()
     trained = train_quality_classifier(read_texts(expand_inputs(cfg.positives), Stats()), read_texts(expand_inputs(cfg.negatives), Stats()), cfg)

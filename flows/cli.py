@@ -157,7 +157,11 @@ def scaling_sweep_cmd(
     if dry_run:  # no Prefect needed to look at a grid
         vocab = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
         points = cfg.grid(vocab)
-        _print_table("scaling grid", grid_table(points))
+        _print_table("scaling grid (first round)", grid_table(points))
+        if cfg.adaptive.enabled and cfg.adaptive.max_rounds:
+            from scaling.adaptive import RULES
+
+            err.print(f"then up to {cfg.adaptive.max_rounds} adaptive rounds, per budget: " + "; ".join(RULES))
         return
     path = _run(scaling_sweep, tokenize_artifact, cfg, False, force)
     err.print(f"plots: {Path(path) / 'isoflop.png'}, {Path(path) / 'parametric.png'}")

@@ -170,3 +170,15 @@ def test_quality_model_stage_caches_and_feeds_clean_data(data, tmp_path, lmforge
     assert clean.returncode == 0, clean.stderr[-3000:]
     stats = json.loads((Path(clean.stdout.strip().splitlines()[-1]) / "stats.json").read_text())
     assert stats["quality_classifier"]["dropped_quality_low_score"] > 0 and stats["quality_classifier"]["docs_out"] > 0
+
+
+@pytest.mark.slow  # imports every stage's flow (TRL, vLLM)
+def test_quality_model_is_a_registered_stage_with_a_default_deployment(data):
+    """One registry entry gives the CLI command, `lmforge serve`'s deployment and its parameters."""
+    from flows.deployments import default_deployments
+    from flows.registry import STAGES
+
+    deployment = next(d for d in default_deployments() if d.flow_name == "quality-model")
+    cfg = QualityModelConfig.model_validate(deployment.parameters["config"])
+    assert cfg.positives and cfg.negatives and all(Path(p).exists() for p in cfg.positives + cfg.negatives)
+    assert STAGES["quality-model"].sections == ("quality_model",)
