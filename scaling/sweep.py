@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lm.train import PretrainConfig
 from scaling.adaptive import AdaptiveConfig
 from scaling.grid import GridPoint, build_grid
+
+
+# Kaplan et al. 2020, appendix D.1: the learning rate their sweeps found best for N
+# non-embedding parameters (Adam, after warmup), LR(N) ≈ 0.003239 − 0.0001395·log N
+KAPLAN_LR_INTERCEPT, KAPLAN_LR_SLOPE = 0.003239, 0.0001395
 
 
 class SweepConfig(BaseModel):
@@ -24,6 +30,8 @@ class SweepConfig(BaseModel):
     max_tokens: int | None = None
     train: PretrainConfig = PretrainConfig(max_steps=1)  # shared recipe: dims and length set per point
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    lr_rule: Literal["constant", "kaplan"] = Field("constant", description="constant: train.lr for every size; kaplan: "
+                                                   "Kaplan et al. 2020 eq. D.1, lr = 0.003239 − 0.0001395·ln N (min_lr keeps its ratio)")
     concurrency: int = Field(2, ge=1, description="grid points trained at once (one per core or GPU)", json_schema_extra={"cache_key": False})
     adaptive: AdaptiveConfig = AdaptiveConfig()
     n_bootstrap: int = Field(200, ge=0)
@@ -46,9 +54,18 @@ class SweepConfig(BaseModel):
                          self.min_tokens_per_param, self.max_tokens, self.aspect, self.head_dim)
         return p
 
+    def point_lr(self, non_embedding_params: int) -> tuple[float, float]:
+        """(lr, min_lr) of a point of this size under `lr_rule`."""
+        if self.lr_rule == "constant":
+            return self.train.lr, self.train.min_lr
+        lr = KAPLAN_LR_INTERCEPT - KAPLAN_LR_SLOPE * math.log(non_embedding_params)
+        return lr, lr * self.train.min_lr / self.train.lr
+
     def point_config(self, point: GridPoint) -> PretrainConfig:
         s = point.shape
+        lr, min_lr = self.point_lr(s.non_embedding_params)
         return self.train.model_copy(update={
+            "lr": lr, "min_lr": min_lr,
             "seed": self.train.seed + point.seed,
             "model": dataclasses.replace(self.train.model, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads, d_ff=None),
             "max_steps": point.steps, "max_tokens": None, "warmup_steps": max(1, int(self.warmup_fraction * point.steps)),

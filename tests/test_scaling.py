@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,16 @@ def test_adaptive_round_extends_unbracketed_budgets_and_repeats_flat_ones():
     assert len(repeated) == 3 and {p.seed for p in repeated} == {1}
     assert cfg.point_config(repeated[0]).seed == cfg.train.seed + 1  # a repeat differs only in its seed
     assert len(notes) == 2
+
+
+def test_kaplan_lr_rule_scales_the_learning_rate_with_size():
+    from scaling.sweep import SweepConfig
+
+    cfg = SweepConfig(budgets=[1e12, 1e13], sizes=[2e4, 3e5], lr_rule="kaplan", min_tokens_per_param=0,
+                      train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1, "lr": 3e-3, "min_lr": 3e-4})
+    small, large = sorted((p for p in cfg.grid(512) if p.compute == 1e12), key=lambda p: p.shape.non_embedding_params)
+    lr_small, lr_large = cfg.point_config(small).lr, cfg.point_config(large).lr
+    assert lr_small == pytest.approx(0.003239 - 0.0001395 * math.log(small.shape.non_embedding_params))
+    assert lr_large < lr_small
+    assert cfg.point_config(large).min_lr == pytest.approx(lr_large / 10)  # min_lr keeps the recipe's ratio
+    assert SweepConfig(**{**cfg.model_dump(), "lr_rule": "constant"}).point_config(large).lr == 3e-3
