@@ -67,11 +67,15 @@ def _terminate(procs: list[psutil.Process], grace_s: float) -> None:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C while stopping changes nothing
-    sys.stderr.write(f"\n{INTERRUPTED}\n")
-    sys.stderr.flush()
-    stop_descendants()
-    # os._exit: Prefect's exit hooks would report to the server that just died, one traceback each
-    os._exit(128 + signum)
+    try:
+        # straight to fd 2: the signal may have landed inside a write to sys.stderr (a log
+        # line), whose buffer lock then makes a second write raise "reentrant call"
+        with suppress(OSError):
+            os.write(2, f"\n{INTERRUPTED}\n".encode())
+        stop_descendants()
+    finally:  # whatever happened above, this process stops: the signal is ignored from now on
+        # os._exit: Prefect's exit hooks would report to the server that just died, one traceback each
+        os._exit(128 + signum)
 
 
 @contextmanager
