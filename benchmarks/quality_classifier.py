@@ -57,6 +57,7 @@ def downstream(with_key: str, without_key: str, tokenize_key: str, steps: int) -
         wiki_tokens = np.array(Tokenizer.from_dir(tok_dir).encode(wiki), dtype=np.int64)
         for name, key in (("without classifier", without_key), ("with classifier", with_key)):
             shards = sorted(store.find(key).path.glob("*.parquet"))
+            (work / name).mkdir()
             meta = encode_corpus(shards, tok_dir, work / name, val_fraction=0.02, workers=2)
             summary = train(cfg, work / name, work / f"run-{name}", progress=False)
             model = load_model(work / f"run-{name}" / "checkpoint")
