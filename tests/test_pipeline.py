@@ -228,9 +228,15 @@ def test_every_runner_gives_the_same_artifact_content(prefect_harness, tmp_path,
     assert not list(tok.glob("_part-*"))  # the per-part files are merged away
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_building(cmd: list[str], home: Path, stage: str) -> tuple[subprocess.Popen, list[psutil.Process]]:
     """Start a stage in its own session (as a terminal job), wait until it builds, return it and its children."""
-    proc = subprocess.Popen(cmd, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a terminal job starts with SIGINT handled whatever this test process was left with: an
+    # inherited SIG_IGN would make the CLI ignore Ctrl-C by design (a `nohup`/`&` run)
+    proc = subprocess.Popen(cmd, env={**cli_env(home), "PYTHONFAULTHANDLER": "1"}, preexec_fn=_sigint_default, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while not any((home / "work").glob(f"{stage}-*/done/*.json")):
         assert proc.poll() is None and time.time() < deadline, "the stage never started building"
@@ -245,9 +251,23 @@ def _start_building(cmd: list[str], home: Path, stage: str) -> tuple[subprocess.
 def test_ctrl_c_or_sigterm_stops_a_stage_in_seconds_with_one_line(sig, lmforge_home, data):
     cmd = [LMFORGE, "clean-data", str(data / "cc-en-jsonl"), str(data / "web-warc-samples")]
     proc, children = _start_building(cmd, lmforge_home, "clean-data")
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    masks = {k: status.split(k + ":")[1].split()[0] for k in ("SigIgn", "SigCgt")}
     t0 = time.time()
     os.killpg(proc.pid, sig)  # Ctrl-C: the terminal signals the whole job; a supervisor sends SIGTERM
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        # say where it is stuck: every thread's stack (faulthandler, on SIGABRT), and who holds the pipes
+        alive = [(p.pid, p.status()) for p in psutil.Process(proc.pid).children(recursive=True)] if proc.poll() is None else []
+        state = f"CLI exit code {proc.poll()}, signal masks {masks}, test process SIGINT {signal.getsignal(signal.SIGINT)}; its descendants {alive}"
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGABRT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as e:  # the CLI is gone but something still holds its stderr
+            err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        pytest.fail(f"no exit (or open pipes) 30 s after the signal; {state}\n{err[-6000:]}")
     assert proc.returncode == 128 + sig and time.time() - t0 < 10
     assert "interrupted: nothing published; rerun resumes" in err
     assert "Traceback" not in err and "ConnectError" not in err, err[-3000:]
