@@ -44,6 +44,17 @@ class RLBranchConfig(BaseModel):
                                               warmup_steps=20, lr=3e-3, min_lr=3e-4, sample_prompts=["07+48=", "31+45="], sample_max_tokens=4)
 
 
+class ScalingBranchConfig(BaseModel):
+    """A scaling sweep off the pipeline's corpus. `tokenize`: a tokenizer of its own (a small
+    vocabulary keeps the embedding and output layer from dominating tiny models); None: the
+    pipeline's tokenize artifact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokenize: TokenizeConfig | None = None
+    sweep: SweepConfig
+
+
 # `clean_data.classifier.model: quality-model` names the pipeline's own quality_model stage
 OWN_QUALITY_MODEL = "quality-model"
 
@@ -55,7 +66,7 @@ class PipelineConfig(BaseModel):
     clean_data: CleanConfig
     tokenize: TokenizeConfig = TokenizeConfig()
     pretrain: PretrainConfig = PretrainConfig()
-    scaling_sweep: SweepConfig | None = None  # optional branch off the tokenize artifact
+    scaling_sweep: ScalingBranchConfig | None = None  # optional branch off the clean corpus
     grpo: RLBranchConfig | None = None
     runner: RunnerConfig = RunnerConfig()
 
@@ -73,8 +84,10 @@ def pipeline(config: PipelineConfig) -> dict:
     out["clean-data"] = clean_data(clean_cfg, config.runner)
     out["tokenize"] = tokenize(config.tokenize, clean_artifact=out["clean-data"], runner=config.runner)
     out["pretrain"] = pretrain(out["tokenize"], config.pretrain)
-    if config.scaling_sweep is not None:
-        out["scaling-sweep"] = scaling_sweep(out["tokenize"], config.scaling_sweep)
+    if (branch := config.scaling_sweep) is not None:
+        if branch.tokenize is not None:
+            out["sweep-tokenize"] = tokenize(branch.tokenize, clean_artifact=out["clean-data"], runner=config.runner)
+        out["scaling-sweep"] = scaling_sweep(out.get("sweep-tokenize", out["tokenize"]), branch.sweep)
     if config.grpo is not None:
         out.update(rl_branch(config.grpo))
     for stage, path in out.items():

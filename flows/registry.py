@@ -100,8 +100,9 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
               "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).", _tokenize_defaults),
     StageSpec("pretrain", "flows.pretrain", "pretrain", ("pretrain",), _pretrain_rows,
               "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY."),
-    StageSpec("scaling-sweep", "flows.scaling_sweep", "scaling_sweep", ("scaling_sweep",), _sweep_rows,
-              "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.", lambda: {"config": _demo_config()["scaling_sweep"]}),
+    # a pipeline file's `scaling_sweep:` section holds the sweep under `sweep:`
+    StageSpec("scaling-sweep", "flows.scaling_sweep", "scaling_sweep", ("scaling_sweep.sweep", "scaling_sweep"), _sweep_rows,
+              "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.", lambda: {"config": _demo_config()["scaling_sweep"]["sweep"]}),
     # a pipeline file's `grpo:` section holds the settings under `settings:`
     StageSpec("grpo", "flows.grpo", "grpo", ("grpo.settings", "grpo"), _grpo_rows,
               "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR."),

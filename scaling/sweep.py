@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lm.train import PretrainConfig
 from scaling.adaptive import AdaptiveConfig
-from scaling.grid import GridPoint, build_grid
+from lm.accounting import count
+from lm.model import ModelConfig
+from scaling.grid import GridPoint, shape_for
 
 
 # Kaplan et al. 2020, appendix D.1: the learning rate their sweeps found best for N
@@ -27,6 +29,8 @@ class SweepConfig(BaseModel):
     aspect: int = Field(32, ge=1, description="d_model ≈ aspect × layers")
     head_dim: int = Field(32, ge=2)
     min_tokens_per_param: float = Field(1.0, ge=0)
+    max_tokens_per_param: float | None = Field(None, gt=0, description="skip points with more tokens per parameter: a budget "
+                                               "trains only the sizes near its optimum, not tiny models for many steps")
     max_tokens: int | None = None
     train: PretrainConfig = PretrainConfig(max_steps=1)  # shared recipe: dims and length set per point
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
@@ -44,15 +48,38 @@ class SweepConfig(BaseModel):
         return self
 
     def grid(self, vocab_size: int) -> list[GridPoint]:
-        """The sweep's (budget × size) points for a tokenizer of `vocab_size`."""
-        return build_grid(self.budgets, self.sizes, vocab_size, self.train.context_length, self.train.tokens_per_step, self.flops,
-                          self.min_tokens_per_param, self.max_tokens, self.aspect, self.head_dim)
+        """The sweep's (budget × size) points for a tokenizer of `vocab_size`; two targets that
+        round to the same shape in a budget are trained once."""
+        points = []
+        for c in self.budgets:
+            seen: set = set()
+            for n in self.sizes:
+                p = self.point(vocab_size, c, n)
+                if p.shape not in seen:
+                    seen.add(p.shape)
+                    points.append(p)
+        return points
 
     def point(self, vocab_size: int, compute: float, size: float) -> GridPoint:
-        """One point of this sweep's recipe (an adaptive round's addition)."""
-        [p] = build_grid([compute], [size], vocab_size, self.train.context_length, self.train.tokens_per_step, self.flops,
-                         self.min_tokens_per_param, self.max_tokens, self.aspect, self.head_dim)
-        return p
+        """The run of budget `compute` with the shape nearest `size` non-embedding parameters:
+        tokens D = C / FLOPs-per-token (exact count or 6N), or why it cannot run."""
+        shape = shape_for(size, vocab_size, self.train.context_length, self.aspect, self.head_dim)
+        counts = count(ModelConfig(vocab_size=vocab_size, context_length=self.train.context_length, d_model=shape.d_model,
+                                   num_layers=shape.num_layers, num_heads=shape.num_heads))
+        per_token = counts.flops_per_token if self.flops == "exact" else counts.flops_per_token_6n
+        per_step = self.train.tokens_per_step
+        steps = int(compute / per_token) // per_step
+        tokens, n = steps * per_step, shape.non_embedding_params
+        skipped = None
+        if steps < 10:
+            skipped = f"{int(compute / per_token):,} tokens is fewer than 10 steps of {per_step:,}"
+        elif tokens < self.min_tokens_per_param * n:
+            skipped = f"{tokens / n:.2f} tokens/param < {self.min_tokens_per_param}"
+        elif self.max_tokens_per_param is not None and tokens > self.max_tokens_per_param * n:
+            skipped = f"{tokens / n:,.0f} tokens/param > {self.max_tokens_per_param:g}"
+        elif self.max_tokens is not None and tokens > self.max_tokens:
+            skipped = f"{tokens:,} tokens exceeds the cap of {self.max_tokens:,}"
+        return GridPoint(compute, shape, tokens, steps, skipped)
 
     def point_lr(self, non_embedding_params: int) -> tuple[float, float]:
         """(lr, min_lr) of a point of this size under `lr_rule`."""

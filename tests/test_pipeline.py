@@ -42,9 +42,11 @@ def small_pipeline_config(data: Path, with_sweep: bool) -> dict:
         "runner": {"kind": "thread"},
     }
     if with_sweep:
-        cfg["scaling_sweep"] = {"budgets": [3e9, 1e10], "sizes": [1e4, 4e4, 1.2e5], "head_dim": 16, "min_tokens_per_param": 0.0,
-                                "n_bootstrap": 20, "concurrency": 2,
-                                "train": {"model": {"context_length": 32}, "batch_size": 8, "max_steps": 1, "eval_batches": 2}}
+        # the sweep's own byte-level tokenizer, as the demo's
+        cfg["scaling_sweep"] = {"tokenize": {"vocab_size": 257, "val_fraction": 0.05},
+                                "sweep": {"budgets": [3e9, 1e10], "sizes": [1e4, 4e4, 1.2e5], "head_dim": 16, "min_tokens_per_param": 0.0,
+                                          "n_bootstrap": 20, "concurrency": 2,
+                                          "train": {"model": {"context_length": 32}, "batch_size": 8, "max_steps": 1, "eval_batches": 2}}}
     return cfg
 
 
@@ -64,7 +66,7 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
 
     cfg = PipelineConfig.model_validate(small_pipeline_config(data, with_sweep=True))
     out = pipeline(cfg)
-    assert set(out) == {"clean-data", "tokenize", "pretrain", "scaling-sweep"}
+    assert set(out) == {"clean-data", "tokenize", "pretrain", "sweep-tokenize", "scaling-sweep"}
     summary = pipeline_summary(out)
     assert summary["pretrain"]["final_val_loss"] < 6.0 and summary["tokenize"]["train_tokens"] > 10_000
     sweep = Path(out["scaling-sweep"])
@@ -74,6 +76,7 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
     store = ArtifactStore()
     lineage = [a.stage for a in store.lineage(store.find(Path(out["pretrain"]).name))]
     assert lineage == ["pretrain", "tokenize", "clean-data"]
+    assert json.loads((Path(out["sweep-tokenize"]) / "meta.json").read_text())["vocab_size"] == 257
 
     before = _task_runs()
     assert pipeline(cfg) == out  # all cache hits

@@ -14,7 +14,8 @@ import pytest
 from lm.accounting import count
 from lm.model import ModelConfig
 from scaling.fit import Runs, fit_isoflop, fit_parametric, isoflop_minima, predict_isoflop, predict_parametric
-from scaling.grid import build_grid, shape_for
+from scaling.grid import shape_for
+from scaling.sweep import SweepConfig
 from scaling.runs import load_runs
 
 # Epoch AI's replication of Chinchilla's Approach 3 (arXiv:2404.10102): estimates and standard errors
@@ -73,8 +74,13 @@ def test_shapes_and_grid_use_exact_counts():
     s = shape_for(1e6, 4096, 128, aspect=32, head_dim=16)
     assert abs(np.log(s.non_embedding_params / 1e6)) < 0.35
     assert s.non_embedding_params == count(ModelConfig(vocab_size=4096, context_length=128, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads)).non_embedding_params
-    grid = build_grid([1e12, 1e14], [1e4, 1e5, 1e6], 4096, 128, 2048)
+    sweep = SweepConfig(budgets=[1e12, 1e14], sizes=[1e4, 1e5, 1e6], train={"model": {"context_length": 128}, "batch_size": 16, "max_steps": 1})
+    grid = sweep.grid(4096)
     assert any(p.skipped for p in grid if p.compute == 1e12)
+    # a window on tokens per parameter trims the tiny models of the large budget
+    windowed = sweep.model_copy(update={"max_tokens_per_param": 1000}).grid(4096)
+    [tiny] = [p for p in windowed if p.compute == 1e14 and p.shape.non_embedding_params < 3e4]
+    assert tiny.skipped and "tokens/param > 1000" in tiny.skipped
     for p in grid:
         per_token = count(ModelConfig(vocab_size=4096, context_length=128, d_model=p.shape.d_model, num_layers=p.shape.num_layers, num_heads=p.shape.num_heads)).flops_per_token
         assert p.tokens <= p.compute / per_token < p.tokens + 2048
@@ -170,7 +176,6 @@ def test_adaptive_round_extends_unbracketed_budgets_and_repeats_flat_ones():
     parabola gets its three sizes nearest the minimum again with a new seed; a good curve
     gets nothing."""
     from scaling.adaptive import next_points
-    from scaling.sweep import SweepConfig
 
     cfg = SweepConfig(budgets=[1e12, 3e12, 1e13], sizes=[2e4, 5e4, 1.2e5, 3e5], min_tokens_per_param=0,
                       train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1})
@@ -190,7 +195,6 @@ def test_adaptive_round_extends_unbracketed_budgets_and_repeats_flat_ones():
 
 
 def test_kaplan_lr_rule_scales_the_learning_rate_with_size():
-    from scaling.sweep import SweepConfig
 
     cfg = SweepConfig(budgets=[1e12, 1e13], sizes=[2e4, 3e5], lr_rule="kaplan", min_tokens_per_param=0,
                       train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1, "lr": 3e-3, "min_lr": 3e-4})
