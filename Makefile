@@ -36,12 +36,15 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/lmforge pipeline --config configs/pipeline-demo.yaml
 
+# two workers (pytest-xdist): the slow tests mostly wait on subprocesses, servers and signals
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 
 # the inner loop: every module, no end-to-end/subprocess/server tests
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) .lmforge

@@ -188,42 +188,61 @@ def grpo_cmd(
 @app.command("pipeline")
 def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-demo.yaml", "--config", "-c", help="YAML PipelineConfig")) -> None:
     """Run the whole pipeline from one config; every stage cached on its own."""
-    from flows.pipeline import PipelineConfig, pipeline, pipeline_summary
+    from flows.pipeline import PipelineConfig, pipeline
 
     cfg = _load(PipelineConfig, config, "pipeline")
     from filters.readers import expand_inputs
 
     _run(expand_inputs, cfg.clean_data.inputs)  # missing inputs fail here, before Prefect starts
     out = _run(pipeline, cfg)
-    _print_pipeline_summary(pipeline_summary(out), out)
+    _print_pipeline_summary(out)
     print(json.dumps(out))
 
 
-def _print_pipeline_summary(summary: dict, out: dict) -> None:
-    from filters.document import Stats
+@app.command("run")
+def run_cmd(
+    stage: str = typer.Argument(..., help="a stage of the registry (flows/registry.py)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings (a file of its own or a pipeline file)"),
+    params: list[str] = typer.Option(None, "--param", help="NAME=VALUE: another parameter of the flow (VALUE read as YAML)"),
+    force: bool = typer.Option(False, help="recompute even if cached"),
+) -> None:
+    """Run any registered stage: settings from -c FILE, the flow's other parameters as --param.
 
-    if "quality-model" in summary:
-        q = summary["quality-model"]
-        err.print(f"[bold]quality-model[/]: held-out precision {q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f} "
-                  f"({q['positives']} reference / {q['negatives']} crawl examples)")
-    _print_table("clean-data: documents per step", Stats.from_dict(summary["clean-data"]).table_rows())
-    t = summary["tokenize"]
-    err.print(f"[bold]tokenize[/]: vocab {t['vocab_size']}, {t['train_tokens']:,} train / {t['val_tokens']:,} val tokens, "
-              f"{t['val_bytes_per_token']} bytes/token on held-out text")
-    p = summary["pretrain"]
-    err.print(f"[bold]pretrain[/]: {p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}")
-    for s in p.get("samples", []):
-        err.print(f"  [italic]{s['prompt']}[/]{s['completion']}")
-    if "grpo" in summary:
-        g = summary["grpo"]
-        for mode in ("greedy", "sampled"):
-            b, a = g["before"][mode], g["after"][mode]
-            err.print(f"[bold]grpo[/] ({g['task']}, {mode}, rollouts by {g['engine']}): held-out accuracy {b['accuracy']:.3f} → {a['accuracy']:.3f}, "
-                      f"mean reward {b['mean_reward']:.3f} → {a['mean_reward']:.3f}")
-    if "scaling-sweep" in summary:
-        for line in summary["scaling-sweep"]["laws"]:
-            err.print(f"[bold]scaling[/]: {line}")
-        err.print(f"[bold]scaling plots[/]: {Path(out['scaling-sweep']) / 'isoflop.png'}")
+    Every stage is runnable this way from its registry entry alone; the stage commands
+    above are shortcuts with friendlier arguments."""
+    import inspect
+    import typing
+
+    import yaml
+    from pydantic import BaseModel
+
+    if stage not in STAGES:
+        _fail(f"no stage {stage!r}; stages: {', '.join(STAGES)}")
+    flow = STAGES[stage].load_flow()
+    hints = typing.get_type_hints(flow.fn)
+    signature = inspect.signature(flow.fn)
+    settings = [n for n in signature.parameters if isinstance(hints.get(n), type) and issubclass(hints[n], BaseModel)]
+    kwargs: dict = {n: _load(hints[n], config, stage) for n in settings[:1]}
+    for item in params or []:
+        name, eq, value = item.partition("=")
+        if not eq or name not in signature.parameters or name in kwargs:
+            _fail(f"--param {item!r}: expected NAME=VALUE with NAME one of {[n for n in signature.parameters if n not in kwargs]}")
+        kwargs[name] = yaml.safe_load(value)
+    if "force" in signature.parameters:
+        kwargs["force"] = force
+    path = _run(flow, **kwargs)
+    _print_summary(stage, path if isinstance(path, str) else json.dumps(path))
+
+
+def _print_pipeline_summary(out: dict[str, str]) -> None:
+    """Each stage's headline, as its registry entry words it (artifact dirs are <stage>/<key>)."""
+    for name, path in out.items():
+        spec = STAGES[Path(path).parent.name]
+        if spec.headline is None:
+            _print_table(f"{name}: {spec.name}", spec.summary_rows(Path(path)))
+        else:
+            for line in spec.headline(Path(path)):
+                err.print(f"[bold]{name}[/]: {line}")
 
 
 scaling_app = typer.Typer(no_args_is_help=True, help="Scaling-law fits on any table of runs.")

@@ -7,8 +7,6 @@ is all cache hits, and changing one stage's config recomputes that stage and wha
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict
@@ -107,19 +105,3 @@ def rl_branch(cfg: RLBranchConfig) -> dict[str, str]:
         out["rl-pretrain"] = checkpoint = pretrain(out["rl-tokenize"], cfg.pretrain)
     out["grpo"] = grpo(checkpoint, cfg.settings)
     return out
-
-
-def pipeline_summary(out: dict[str, str]) -> dict:
-    """What a person wants to read at the end: the headline number of every stage."""
-    summary: dict = {}
-    if "quality-model" in out:
-        summary["quality-model"] = json.loads((Path(out["quality-model"]) / "metrics.json").read_text())["heldout"]
-    stats = json.loads((Path(out["clean-data"]) / "stats.json").read_text())
-    summary["clean-data"] = stats
-    summary["tokenize"] = json.loads((Path(out["tokenize"]) / "meta.json").read_text())
-    summary["pretrain"] = json.loads((Path(out["pretrain"]) / "manifest.json").read_text())["summary"]
-    if "grpo" in out:
-        summary["grpo"] = json.loads((Path(out["grpo"]) / "eval.json").read_text())
-    if "scaling-sweep" in out:
-        summary["scaling-sweep"] = json.loads((Path(out["scaling-sweep"]) / "manifest.json").read_text())["summary"]
-    return summary

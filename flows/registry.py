@@ -52,6 +52,35 @@ def _sweep_rows(path: Path) -> list[dict]:
     return [{"law": line} for line in _manifest_summary(path)["laws"]]
 
 
+def _quality_model_headline(path: Path) -> list[str]:
+    q = json.loads((path / "metrics.json").read_text())["heldout"]
+    return [f"held-out precision {q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f} "
+            f"({q['positives']} reference / {q['negatives']} crawl examples)"]
+
+
+def _tokenize_headline(path: Path) -> list[str]:
+    t = json.loads((path / "meta.json").read_text())
+    return [f"vocab {t['vocab_size']}, {t['train_tokens']:,} train / {t['val_tokens']:,} val tokens, "
+            f"{t['val_bytes_per_token']} bytes/token on held-out text"]
+
+
+def _pretrain_headline(path: Path) -> list[str]:
+    p = _manifest_summary(path)
+    return ([f"{p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}"]
+            + [f"  {s['prompt']}{s['completion']}" for s in p.get("samples", [])])
+
+
+def _sweep_headline(path: Path) -> list[str]:
+    return _manifest_summary(path)["laws"] + [f"plots: {path / 'isoflop.png'}, {path / 'parametric.png'}"]
+
+
+def _grpo_headline(path: Path) -> list[str]:
+    g = json.loads((path / "eval.json").read_text())
+    return [f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {g['before'][mode]['accuracy']:.3f} → "
+            f"{g['after'][mode]['accuracy']:.3f}, mean reward {g['before'][mode]['mean_reward']:.3f} → {g['after'][mode]['mean_reward']:.3f}"
+            for mode in ("greedy", "sampled")]
+
+
 def _grpo_rows(path: Path) -> list[dict]:
     result = json.loads((path / "eval.json").read_text())
     return [{"eval": f"{when} ({mode})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in result[when][mode].items() if k != "examples"}}
@@ -67,6 +96,7 @@ class StageSpec:
     summary_rows: Callable[[Path], list[dict]]  # an artifact dir → rows of its summary table
     description: str = ""
     default_parameters: Callable[[], dict[str, Any]] = field(default=dict)  # the `default` deployment's parameters
+    headline: Callable[[Path], list[str]] | None = None  # its lines in the pipeline's summary; None: the summary table
 
     def load_flow(self):
         return getattr(importlib.import_module(self.module), self.flow)
@@ -95,17 +125,19 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("clean-data", "flows.clean_data", "clean_data", ("clean_data",), _clean_rows,
               "Clean the sample web data (override config.inputs to clean your own).", _clean_defaults),
     StageSpec("quality-model", "flows.quality_model", "quality_model", ("quality_model",), _quality_model_rows,
-              "Train a fastText quality classifier (reference text vs. crawl) for clean-data's classifier.", _quality_model_defaults),
+              "Train a fastText quality classifier (reference text vs. crawl) for clean-data's classifier.", _quality_model_defaults,
+              _quality_model_headline),
     StageSpec("tokenize", "flows.tokenization", "tokenize", ("tokenize",), _tokenize_rows,
-              "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).", _tokenize_defaults),
+              "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).", _tokenize_defaults, _tokenize_headline),
     StageSpec("pretrain", "flows.pretrain", "pretrain", ("pretrain",), _pretrain_rows,
-              "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY."),
+              "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY.", headline=_pretrain_headline),
     # a pipeline file's `scaling_sweep:` section holds the sweep under `sweep:`
     StageSpec("scaling-sweep", "flows.scaling_sweep", "scaling_sweep", ("scaling_sweep.sweep", "scaling_sweep"), _sweep_rows,
-              "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.", lambda: {"config": _demo_config()["scaling_sweep"]["sweep"]}),
+              "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.", lambda: {"config": _demo_config()["scaling_sweep"]["sweep"]},
+              _sweep_headline),
     # a pipeline file's `grpo:` section holds the settings under `settings:`
     StageSpec("grpo", "flows.grpo", "grpo", ("grpo.settings", "grpo"), _grpo_rows,
-              "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR."),
+              "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR.", headline=_grpo_headline),
     StageSpec("pipeline", "flows.pipeline", "pipeline", (), lambda path: [],
               "The whole demo pipeline.", lambda: {"config": _demo_config()}),
 ]}

@@ -62,7 +62,7 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
 
             done, rows = list(runnable), run_round(runnable)
             for round_ in range(config.adaptive.max_rounds if config.adaptive.enabled else 0):
-                added, notes = next_points(rows, done, lambda c, n: config.point(meta["vocab_size"], c, n), config.adaptive, config.sizes)
+                added, notes = next_points(rows, done, lambda c, n: config.point(meta["vocab_size"], c, n, window=False), config.adaptive, config.sizes)
                 for note in notes:
                     logger.info("adaptive round %d: %s", round_ + 1, note)
                 if not added:
@@ -75,7 +75,7 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
             writer.writerows(rows)
         # fit on the nominal budget (points of one budget share C exactly) and exact tokens
         runs = load_runs(out_dir / "runs.csv")
-        result = fit_runs(runs, out_dir, "both", config.predict_at, config.n_bootstrap)
+        result = fit_runs(runs, out_dir, "both", config.predict_at, config.n_bootstrap, flops=config.flops_definition())
         lines = summary_lines(result)
         for line in lines:
             logger.info(line)

@@ -11,7 +11,8 @@ from scaling.plots import write_plots
 
 
 def fit_runs(runs: Runs, out_dir: Path, method: str = "both", predict_at: list[float] = (1e23,), n_bootstrap: int = 1000,
-             workers: int = 2) -> dict:
+             workers: int = 2, flops: str = "as given per run (C column)") -> dict:
+    """`flops` says how the runs' compute was counted; fit.json records it next to the laws."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fits: dict = {}
     if method in ("isoflop", "both"):
@@ -32,7 +33,7 @@ def fit_runs(runs: Runs, out_dir: Path, method: str = "both", predict_at: list[f
             row["parametric"] = predict_parametric(fits["parametric"], c)
         predictions.append(row)
     result = {"n_runs": len(runs), "fits": fits, "diagnostics": diagnostics, "holdout": holdout, "predictions": predictions,
-              "flops": "as given per run (C column); the parametric law is drawn at each budget's own (N, D) runs"}
+              "flops": flops, "parametric_plot": "each budget's curve is drawn at its own runs' (N, D)"}
     plots = write_plots(runs, fits, out_dir, list(predict_at), diagnostics)
     result["plots"] = [p.name for p in plots]
     (out_dir / "fit.json").write_text(json.dumps(result, indent=1))

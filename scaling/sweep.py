@@ -60,9 +60,12 @@ class SweepConfig(BaseModel):
                     points.append(p)
         return points
 
-    def point(self, vocab_size: int, compute: float, size: float) -> GridPoint:
+    def point(self, vocab_size: int, compute: float, size: float, window: bool = True) -> GridPoint:
         """The run of budget `compute` with the shape nearest `size` non-embedding parameters:
-        tokens D = C / FLOPs-per-token (exact count or 6N), or why it cannot run."""
+        tokens D = C / FLOPs-per-token (exact count or 6N), or why it cannot run.
+
+        `window=False` (adaptive additions) drops the tokens-per-parameter window: it is a
+        prior on where the optimum lies, and an added run goes where the losses point."""
         shape = shape_for(size, vocab_size, self.train.context_length, self.aspect, self.head_dim)
         counts = count(ModelConfig(vocab_size=vocab_size, context_length=self.train.context_length, d_model=shape.d_model,
                                    num_layers=shape.num_layers, num_heads=shape.num_heads))
@@ -73,13 +76,21 @@ class SweepConfig(BaseModel):
         skipped = None
         if steps < 10:
             skipped = f"{int(compute / per_token):,} tokens is fewer than 10 steps of {per_step:,}"
-        elif tokens < self.min_tokens_per_param * n:
+        elif window and tokens < self.min_tokens_per_param * n:
             skipped = f"{tokens / n:.2f} tokens/param < {self.min_tokens_per_param}"
-        elif self.max_tokens_per_param is not None and tokens > self.max_tokens_per_param * n:
+        elif window and self.max_tokens_per_param is not None and tokens > self.max_tokens_per_param * n:
             skipped = f"{tokens / n:,.0f} tokens/param > {self.max_tokens_per_param:g}"
         elif self.max_tokens is not None and tokens > self.max_tokens:
             skipped = f"{tokens:,} tokens exceeds the cap of {self.max_tokens:,}"
         return GridPoint(compute, shape, tokens, steps, skipped)
+
+    def flops_definition(self) -> str:
+        """What a budget's FLOPs count, as fit.json states it."""
+        if self.flops == "6n":
+            return ("6n: C = 6·N·D, N = non-embedding parameters (Kaplan et al.); the grid, the IsoFLOP and parametric fits, "
+                    "their predictions and the plots all use it")
+        return ("exact: C = exact training FLOPs per token (attention and output layer included) × D; the parametric law's "
+                "optimal allocation converts C with 6N, so its predictions are approximate for small models")
 
     def point_lr(self, non_embedding_params: int) -> tuple[float, float]:
         """(lr, min_lr) of a point of this size under `lr_rule`."""

@@ -160,8 +160,11 @@ def test_quality_model_stage_caches_and_feeds_clean_data(data, tmp_path, lmforge
     assert {"model.bin", "metrics.json", "scores.png", "manifest.json"} <= {p.name for p in art.iterdir()}
     assert json.loads((art / "metrics.json").read_text())["heldout"]["f1"] > 0.8
     built = (art / "manifest.json").stat().st_mtime_ns
-    second = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0 and second.stdout.strip().splitlines()[-1] == str(art)
+    # the same settings through the registry's generic command: the same artifact, a cache hit
+    own = tmp_path / "quality.yaml"
+    own.write_text(json.dumps({"positives": positives, "negatives": negatives}))
+    second = subprocess.run([sys.executable, "-m", "flows.cli", "run", "quality-model", "-c", str(own)], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and second.stdout.strip().splitlines()[-1] == str(art), second.stderr[-3000:]
     assert (art / "manifest.json").stat().st_mtime_ns == built  # a cache hit: nothing rebuilt
     cfg = tmp_path / "clean.yaml"
     cfg.write_text(json.dumps({"inputs": [str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")], "split_text_on_blank_lines": True,

@@ -81,6 +81,9 @@ def test_shapes_and_grid_use_exact_counts():
     windowed = sweep.model_copy(update={"max_tokens_per_param": 1000}).grid(4096)
     [tiny] = [p for p in windowed if p.compute == 1e14 and p.shape.non_embedding_params < 3e4]
     assert tiny.skipped and "tokens/param > 1000" in tiny.skipped
+    # ...but an adaptive addition goes where the losses point (the window is only a prior)
+    wide = sweep.model_copy(update={"max_tokens_per_param": 1000}).point(4096, 1e14, tiny.shape.non_embedding_params, window=False)
+    assert wide.skipped is None and wide.shape == tiny.shape
     for p in grid:
         per_token = count(ModelConfig(vocab_size=4096, context_length=128, d_model=p.shape.d_model, num_layers=p.shape.num_layers, num_heads=p.shape.num_heads)).flops_per_token
         assert p.tokens <= p.compute / per_token < p.tokens + 2048

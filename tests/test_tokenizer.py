@@ -122,7 +122,7 @@ def test_encode_iterable_memory_is_flat(gpt2, data, tmp_path):
     big = tmp_path / "big.txt"
     block = (data / "tinystories-val-sample" / "tinystories_val.txt").read_text()
     with open(big, "w") as f:
-        for _ in range(25):  # ~20 MB
+        for _ in range(10):  # ~8 MB: 5x the allowed peak
             f.write(block)
     tracemalloc.start()
     n = 0
@@ -131,5 +131,5 @@ def test_encode_iterable_memory_is_flat(gpt2, data, tmp_path):
             n += 1
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert n > 4_000_000
+    assert n > 1_600_000
     assert peak < 5_000_000, f"peak {peak / 1e6:.1f} MB while streaming a {big.stat().st_size / 1e6:.0f} MB file"
