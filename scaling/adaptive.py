@@ -2,8 +2,9 @@
 
 Rules, per budget, applied after every round (at most `max_rounds` extra rounds):
 1. **Unbracketed minimum** (lowest loss at the grid's smallest or largest size): add the
-   next size beyond that edge, one grid step (`step`×) further, so the curve gets a run on
-   the other side of its best size.
+   next size beyond that edge, one grid step (`step`×) further (more steps, up to
+   `MAX_EDGE_STEPS`, when a step rounds to a shape already run), so the curve gets a run
+   on the other side of its best size.
 2. **No usable parabola** (bracketed, but no convex parabola with its vertex inside the
    sampled sizes fits the losses: the curve is too flat for its noise): repeat the three
    sizes nearest the lowest loss with a new seed, so the fit averages the noise and the
@@ -23,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scaling.diagnostics import budget_diagnostics
 from scaling.fit import Runs
 from scaling.grid import GridPoint
+
+MAX_EDGE_STEPS = 4  # how far past the edge an added size may go looking for a new shape
 
 RULES = ("unbracketed minimum → one more size beyond the edge (× step)",
          "no convex parabola inside the grid → the 3 sizes nearest the minimum again with a new seed")
@@ -61,8 +64,12 @@ def next_points(rows: list[dict], done: list[GridPoint], make_point, cfg: Adapti
         mine = [(p, r) for p, r in zip(done, rows) if p.compute == c]
         targets = sorted({p.shape.non_embedding_params for p, _ in mine})
         if not b["interior"]:
-            size = targets[-1] * step if b["edge"] == "largest" else targets[0] / step
-            point = make_point(c, size)
+            size, factor = (targets[-1], step) if b["edge"] == "largest" else (targets[0], 1 / step)
+            for _ in range(MAX_EDGE_STEPS):  # tiny models' shapes are coarse: step on until the shape is new
+                size *= factor
+                point = make_point(c, size)
+                if point.skipped or not any(p.shape == point.shape for p, _ in mine):
+                    break
             if point.skipped:
                 notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size, but a size of {size:,.0f} cannot run ({point.skipped})")
             elif any(p.shape == point.shape for p, _ in mine):

@@ -197,6 +197,21 @@ def test_adaptive_round_extends_unbracketed_budgets_and_repeats_flat_ones():
     assert len(notes) == 2
 
 
+def test_adaptive_edge_step_skips_sizes_that_round_to_a_shape_already_run():
+    """Tiny models' shapes are coarse (whole heads): one √2 step below (1 layer, d 16) rounds
+    back to it, so the rule steps on to the next smaller shape instead of giving up."""
+    from scaling.adaptive import next_points
+
+    cfg = SweepConfig(budgets=[3e10, 6e10], sizes=[4e3, 8e3, 1.6e4], flops="6n", aspect=16, head_dim=8, min_tokens_per_param=0,
+                      adaptive={"step": 2 ** 0.5}, train={"model": {"context_length": 128}, "batch_size": 16, "max_steps": 1})
+    points = [p for p in cfg.grid(257) if p.skipped is None]
+    rows = [{"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": 2.0 + 1e-5 * p.shape.non_embedding_params}
+            for p in points]
+    added, notes = next_points(rows, points, lambda c, n: cfg.point(257, c, n, window=False), cfg.adaptive, cfg.sizes)
+    smallest = min(p.shape.non_embedding_params for p in points)
+    assert len(added) == 2 and all(p.shape.non_embedding_params < smallest for p in added), notes
+
+
 def test_kaplan_lr_rule_scales_the_learning_rate_with_size():
 
     cfg = SweepConfig(budgets=[1e12, 1e13], sizes=[2e4, 3e5], lr_rule="kaplan", min_tokens_per_param=0,
