@@ -35,12 +35,15 @@ def plot_isoflop_profiles(ax, runs: Runs, fit: dict) -> None:
     ax.legend(fontsize=7, ncol=2)
 
 
-def plot_optimal_vs_compute(ax, fit: dict, key: str, predict_at: list[float], extrapolate_to: float = 1e24) -> None:
+def plot_optimal_vs_compute(ax, fit: dict, key: str, predict_at: list[float], extrapolate_to: float | None = None) -> None:
+    """Minima, the fitted power law and its band, drawn out to `extrapolate_to` (default: just
+    past the last prediction or budget, never decades beyond what was asked)."""
     label = {"N_opt": "parameters N_opt", "D_opt": "tokens D_opt"}[key]
     C = np.array([m["compute"] for m in fit["minima"]])
     y = np.array([m[key] for m in fit["minima"]])
     ax.plot(C, y, "o", color="C0", label="IsoFLOP minima")
-    grid = np.logspace(np.log10(C.min()) - 0.2, np.log10(max(extrapolate_to, max(predict_at, default=0))), 200)
+    reach = extrapolate_to or 1.5 * max(C.max(), max(predict_at, default=0))
+    grid = np.logspace(np.log10(C.min()) - 0.2, np.log10(reach), 200)
     preds = [predict_isoflop(fit, c) for c in grid]
     k, e = fit[key]["k"], fit[key]["exponent"]
     ax.plot(grid, [p[key] for p in preds], "-", color="C1", label=f"fit: {k:.3g}·C^{e:.3f}")
@@ -81,13 +84,18 @@ def plot_parametric(ax, runs: Runs, fit: dict, budgets: list[float]) -> None:
     ax.legend(fontsize=7)
 
 
-def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float], diagnostics: dict | None = None) -> list[Path]:
+def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float], diagnostics: dict | None = None,
+                holdout: dict | None = None) -> list[Path]:
     """Extrapolations (predictions, the law beyond the runs) are drawn only when the diagnostics
-    support them; otherwise the figure carries the warnings instead."""
+    support them; otherwise the figure carries the warnings instead. The held-out check, when
+    there is one, is printed under the panels."""
     paths: list[Path] = []
     supported = diagnostics is None or diagnostics["supports_extrapolation"]
     if "isoflop" in fits:
         footer = [] if supported else ["NOT A LAW TO EXTRAPOLATE:", *diagnostics["warnings"]]
+        if holdout:
+            footer.append(f"held-out check (fit without C = {holdout['compute']:.3g}): N_opt x{holdout['N_opt_ratio']:.2f} of observed, "
+                          f"minimum loss {holdout['loss_error']:+.1%}")
         files = [out_dir / "isoflop.png", out_dir / "isoflop.svg"]
         with figure(*files, ncols=3, figsize=(17, 5), dpi=130, footer=footer) as (fig, axes):
             plot_isoflop_profiles(axes[0], runs, fits["isoflop"])

@@ -34,7 +34,7 @@ def fit_runs(runs: Runs, out_dir: Path, method: str = "both", predict_at: list[f
         predictions.append(row)
     result = {"n_runs": len(runs), "fits": fits, "diagnostics": diagnostics, "holdout": holdout, "predictions": predictions,
               "flops": flops, "parametric_plot": "each budget's curve is drawn at its own runs' (N, D)"}
-    plots = write_plots(runs, fits, out_dir, list(predict_at), diagnostics)
+    plots = write_plots(runs, fits, out_dir, list(predict_at), diagnostics, holdout)
     result["plots"] = [p.name for p in plots]
     (out_dir / "fit.json").write_text(json.dumps(result, indent=1))
     return result
