@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
 
@@ -87,32 +85,13 @@ def test_cli_prints_artifact_dir_last(lmforge_home, data):
     assert r.stderr.count("Starting temporary server") == 1 and r.stderr.count("Task run 'filter ") >= 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+def test_deployment_run_against_a_real_server(lmforge_home, data, prefect_server):
+    """`lmforge serve` against a real server; `prefect deployment run clean-data/default` runs it."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     bin_dir = Path(sys.executable).parent
-    server = subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    serve = None
+    serve = subprocess.Popen([str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("prefect server did not become healthy")
-        serve = subprocess.Popen([str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         params = json.dumps({"config": {"inputs": [str(data / "cc-en-jsonl")]}})
         for _ in range(60):  # wait until the deployment is registered
             r = subprocess.run([str(bin_dir / "prefect"), "deployment", "inspect", "clean-data/default"], env=env, capture_output=True)
@@ -126,13 +105,11 @@ def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
         finished = list((lmforge_home / "artifacts" / "clean-data").glob("*/manifest.json"))
         assert len(finished) == 1
     finally:
-        for p in (serve, server):
-            if p is not None:
-                p.terminate()
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        serve.terminate()
+        try:
+            serve.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            serve.kill()
 
 
 def test_serve_without_server_fails_fast(tmp_path):

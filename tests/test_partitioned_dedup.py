@@ -86,9 +86,9 @@ def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, parti
 
 
 @pytest.mark.slow
-def test_kill_9_mid_dedup_resumes_from_finished_partitions(tmp_path, data):
+def test_kill_9_mid_dedup_resumes_from_finished_partitions(tmp_path, data, prefect_server):
     _corpus(data, tmp_path / "in", files=6)
-    env_base = {**__import__("os").environ, "PREFECT_LOGGING_LEVEL": "INFO"}
+    env_base = {**__import__("os").environ, "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_API_URL": prefect_server}
     home = tmp_path / "home"
     cmd = [LMFORGE, "clean-data", str(tmp_path / "in")]
     env = {**env_base, "LMFORGE_HOME": str(home)}

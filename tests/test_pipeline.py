@@ -25,9 +25,11 @@ pytestmark = pytest.mark.slow
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
 
-def cli_env(home: Path) -> dict:
+def cli_env(home: Path, api: str | None = None) -> dict:
+    """The CLI's environment; `api`: the session's Prefect server (conftest.prefect_server),
+    for tests whose subject is not the temporary server a run starts by itself."""
     # the suite quiets Prefect to WARNING; these tests read the CLI's INFO lines
-    return {**os.environ, "LMFORGE_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO"}
+    return {**os.environ, "LMFORGE_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO", **({"PREFECT_API_URL": api} if api else {})}
 
 TINY_PRETRAIN = {"model": {"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64}, "batch_size": 8, "max_steps": 30,
                  "warmup_steps": 3, "eval_interval": 10, "eval_batches": 2, "checkpoint_interval": 5, "sample_max_tokens": 8}
@@ -88,18 +90,18 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
     assert out2["pretrain"] != out["pretrain"] and out2["scaling-sweep"] == out["scaling-sweep"]
 
 
-def _tokenize_artifact(data: Path, home: Path) -> str:
+def _tokenize_artifact(data: Path, home: Path, api: str) -> str:
     r = subprocess.run([LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "400"],
-                       capture_output=True, text=True, timeout=300, env=cli_env(home))
+                       capture_output=True, text=True, timeout=300, env=cli_env(home, api))
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip().splitlines()[-1]
 
 
-def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, data, tmp_path):
-    tok = _tokenize_artifact(data, lmforge_home)
+def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, data, tmp_path, prefect_server):
+    tok = _tokenize_artifact(data, lmforge_home, prefect_server)
     cfg = tmp_path / "pretrain.yaml"
     cfg.write_text(yaml.safe_dump({**TINY_PRETRAIN, "max_steps": 400, "checkpoint_interval": 10}))
-    env = cli_env(lmforge_home)
+    env = cli_env(lmforge_home, prefect_server)
     proc = subprocess.Popen([LMFORGE, "pretrain", tok, "-c", str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     work = lmforge_home / "work"
     deadline = time.time() + 240
@@ -126,11 +128,11 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
 
 
 @pytest.mark.parametrize("stage", ["clean-data", "tokenize"])
-def test_kill_9_mid_data_stage_then_rerun_completes(stage, lmforge_home, data, kill_mid_build):
+def test_kill_9_mid_data_stage_then_rerun_completes(stage, lmforge_home, data, kill_mid_build, prefect_server):
     src = str(data / "tinystories-train-lowercased")
     web = [str(data / "cc-en-jsonl"), str(data / "web-warc-samples")]
     cmd = {"clean-data": [LMFORGE, "clean-data", *web], "tokenize": [LMFORGE, "tokenize", "-i", src, "--vocab-size", "2000"]}[stage]
-    env = cli_env(lmforge_home)
+    env = cli_env(lmforge_home, prefect_server)
     kill_mid_build(cmd, env, lmforge_home, stage)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -151,18 +153,18 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mnt)], check=True)
 
 
-def test_full_disk_is_a_clear_error_and_publishes_nothing(small_disk, data):
+def test_full_disk_is_a_clear_error_and_publishes_nothing(small_disk, data, prefect_server):
     home = small_disk / "home"
     r = subprocess.run([LMFORGE, "tokenize", "-i", str(data / "tinystories-train-lowercased"), "--vocab-size", "300"],
-                       capture_output=True, text=True, timeout=300, env=cli_env(home))
+                       capture_output=True, text=True, timeout=300, env=cli_env(home, prefect_server))
     assert r.returncode != 0
     flat = " ".join(r.stderr.split())  # the console wraps long lines
     assert "error: tokenize/" in flat and "no space left on device writing" in flat and "nothing was published" in flat, flat[-1000:]
     assert not list(home.glob("artifacts/tokenize/*")) and not list(home.glob("artifacts/tmp/*"))
 
 
-def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data):
-    env = cli_env(lmforge_home)
+def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data, prefect_server):
+    env = cli_env(lmforge_home, prefect_server)
     cmd = [LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "500"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

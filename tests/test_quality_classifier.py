@@ -5,6 +5,7 @@ unchanged by the fastText switch, and HTML extraction modes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,11 +151,12 @@ def test_silu_is_public_and_exact():
 
 
 @pytest.mark.slow
-def test_quality_model_stage_caches_and_feeds_clean_data(data, tmp_path, lmforge_home):
+def test_quality_model_stage_caches_and_feeds_clean_data(data, tmp_path, lmforge_home, prefect_server):
     """CLI end to end: train (artifact with model, metrics, plot), rerun = cache hit, clean-data by key."""
     positives, negatives = _sources(data)
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
     args = [sys.executable, "-m", "flows.cli", "quality-model"] + [a for p in positives for a in ("-p", p)] + [a for n in negatives for a in ("-n", n)]
-    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     art = Path(first.stdout.strip().splitlines()[-1])
     assert {"model.bin", "metrics.json", "scores.png", "manifest.json"} <= {p.name for p in art.iterdir()}
@@ -163,13 +165,14 @@ def test_quality_model_stage_caches_and_feeds_clean_data(data, tmp_path, lmforge
     # the same settings through the registry's generic command: the same artifact, a cache hit
     own = tmp_path / "quality.yaml"
     own.write_text(json.dumps({"positives": positives, "negatives": negatives}))
-    second = subprocess.run([sys.executable, "-m", "flows.cli", "run", "quality-model", "-c", str(own)], capture_output=True, text=True, timeout=300)
+    second = subprocess.run([sys.executable, "-m", "flows.cli", "run", "quality-model", "-c", str(own)], capture_output=True, text=True, timeout=300,
+                            env=env)
     assert second.returncode == 0 and second.stdout.strip().splitlines()[-1] == str(art), second.stderr[-3000:]
     assert (art / "manifest.json").stat().st_mtime_ns == built  # a cache hit: nothing rebuilt
     cfg = tmp_path / "clean.yaml"
     cfg.write_text(json.dumps({"inputs": [str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")], "split_text_on_blank_lines": True,
                                "quality": {"min_words": 20}, "classifier": {"model": art.name, "keep": {"threshold": 0.5}}}))
-    clean = subprocess.run([sys.executable, "-m", "flows.cli", "clean-data", "-c", str(cfg)], capture_output=True, text=True, timeout=300)
+    clean = subprocess.run([sys.executable, "-m", "flows.cli", "clean-data", "-c", str(cfg)], capture_output=True, text=True, timeout=300, env=env)
     assert clean.returncode == 0, clean.stderr[-3000:]
     stats = json.loads((Path(clean.stdout.strip().splitlines()[-1]) / "stats.json").read_text())
     assert stats["quality_classifier"]["dropped_quality_low_score"] > 0 and stats["quality_classifier"]["docs_out"] > 0

@@ -142,7 +142,7 @@ def test_prompts_that_cannot_fit_fail_before_training(addition_model):
 
 
 @pytest.mark.slow
-def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_path, kill_mid_build):
+def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_path, kill_mid_build, prefect_server):
     import subprocess
     import sys
 
@@ -151,7 +151,7 @@ def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_
     cfg = tmp_path / "grpo.yaml"
     cfg.write_text(yaml.safe_dump({**SHORT_RUN, "max_steps": 2, "eval_examples": 20, "engine": "transformers"}))
     cmd = [str(Path(sys.executable).parent / "lmforge"), "grpo", "--checkpoint", str(addition_model), "-c", str(cfg)]
-    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home)}
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server}
     kill_mid_build(cmd, env, lmforge_home, "grpo")
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
