@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import sys
+import threading
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
@@ -57,10 +58,20 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def normalized_source_hash(path: Path) -> str:
-    """sha256 of the module's syntax tree without docstrings (comments never reach the tree)."""
-    tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
+# CPython 3.11's AST constructor is not safe to run in two threads at once (a sweep's
+# concurrent pretrain sub-flows fingerprinted together and one died with "SystemError: AST
+# constructor recursion depth mismatch"), so parsing is serialised.
+_PARSE_LOCK = threading.Lock()
+
+
+def module_facts(path: Path) -> tuple[str, set[str]]:
+    """(sha256 of the module's syntax tree without docstrings, the names it imports).
+    Comments never reach the tree, so they do not count."""
+    with _PARSE_LOCK:
+        tree = ast.parse(path.read_text(), str(path))
+        imported = _imported_names(tree)
+        digest = hashlib.sha256(ast.dump(_strip_docstrings(tree), include_attributes=False).encode()).hexdigest()[:16]
+    return digest, imported
 
 
 @lru_cache(maxsize=1)
@@ -85,8 +96,8 @@ def code_fingerprint(root_module: str, repo: Path = REPO_ROOT) -> dict[str, Any]
         path = module_path(name, repo)
         if path is None:
             continue
-        modules[name] = normalized_source_hash(path)
-        for imported in _imported_names(ast.parse(path.read_text(), str(path))):
+        modules[name], imports = module_facts(path)
+        for imported in imports:
             top = imported.split(".")[0]
             if top in LIBRARY_PACKAGES:
                 todo.append(imported)

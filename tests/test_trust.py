@@ -39,6 +39,16 @@ def test_code_fingerprint_follows_imports_and_ignores_comments_and_docstrings(tm
     assert code_fingerprint("flows.stage_x", tmp_path)["digest"] != fp["digest"]
 
 
+def test_fingerprints_taken_in_threads_at_once_agree():
+    """A sweep fingerprints its concurrent pretrain sub-flows from threads: CPython 3.11's AST
+    constructor once failed under that ("recursion depth mismatch"); parsing is serialised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        digests = set(pool.map(lambda _: code_fingerprint("flows.scaling_sweep")["digest"], range(32)))
+    assert digests == {code_fingerprint("flows.scaling_sweep")["digest"]}
+
+
 def test_real_stages_fingerprint_their_library_code_and_versions():
     fp = code_fingerprint("flows.pretrain")
     assert {"lm.model", "lm.train", "lm.optim"} <= set(fp["modules"]) and not any(m.startswith("filters") for m in fp["modules"])
