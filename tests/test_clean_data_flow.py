@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import free_port
 from filters.config import CleanConfig
 from flows.config import ConfigError, load_config
 
@@ -86,12 +88,27 @@ def test_cli_prints_artifact_dir_last(lmforge_home, data):
 
 
 @pytest.mark.slow
-def test_deployment_run_against_a_real_server(lmforge_home, data, prefect_server):
-    """`lmforge serve` against a real server; `prefect deployment run clean-data/default` runs it."""
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
+    # its own server and PREFECT_HOME, not the session's `prefect_server`: `lmforge serve` there
+    # once failed its flow run within a second in CI (cause not captured); isolated, it never has
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     bin_dir = Path(sys.executable).parent
-    serve = subprocess.Popen([str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = None
     try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("prefect server did not become healthy")
+        serve = subprocess.Popen([str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         params = json.dumps({"config": {"inputs": [str(data / "cc-en-jsonl")]}})
         for _ in range(60):  # wait until the deployment is registered
             r = subprocess.run([str(bin_dir / "prefect"), "deployment", "inspect", "clean-data/default"], env=env, capture_output=True)
@@ -105,11 +122,13 @@ def test_deployment_run_against_a_real_server(lmforge_home, data, prefect_server
         finished = list((lmforge_home / "artifacts" / "clean-data").glob("*/manifest.json"))
         assert len(finished) == 1
     finally:
-        serve.terminate()
-        try:
-            serve.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        for p in (serve, server):
+            if p is not None:
+                p.terminate()
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
 
 
 def test_serve_without_server_fails_fast(tmp_path):
