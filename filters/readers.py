@@ -27,6 +27,7 @@ READ = "read"
 # A single document larger than this is counted and skipped: no web page is 5 MB of
 # text, and one would dominate memory and the quadratic-ish quality rules.
 DEFAULT_MAX_DOC_CHARS = 5_000_000
+TEXT_FIELD = "text"  # the field (JSONL) or column (Parquet, HF datasets) that holds a document's text
 
 
 class InputError(ValueError):
@@ -189,7 +190,7 @@ def _guard_stream(flog: FileLog, gen: Iterator[Document]) -> Iterator[Document]:
 
 
 # --- formats ------------------------------------------------------------------------------
-def read_jsonl(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
+def read_jsonl(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
     with open_binary(path) as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
@@ -201,28 +202,28 @@ def read_jsonl(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS
             except json.JSONDecodeError as e:
                 flog.note("skipped_bad_json", where, e.msg)
                 continue
-            text = rec.get(text_key) if isinstance(rec, dict) else None
+            text = rec.get(TEXT_FIELD) if isinstance(rec, dict) else None
             if text is None:
-                flog.note("skipped_no_text", where, f"no {text_key!r} field")
+                flog.note("skipped_no_text", where, f"no {TEXT_FIELD!r} field")
                 continue
             doc_id = str(rec.get("id", f"{path.name}:{lineno}"))
-            meta = {k: v for k, v in rec.items() if k not in (text_key, "id", "source")}
+            meta = {k: v for k, v in rec.items() if k not in (TEXT_FIELD, "id", "source")}
             yield from _emit(Document(text, doc_id, str(rec.get("source", path.name)), meta), where, flog, max_chars)
 
 
-def read_parquet(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
+def read_parquet(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    if text_key not in pf.schema_arrow.names:
-        log.error("%s: no %r column (columns: %s); file skipped", path, text_key, pf.schema_arrow.names)
+    if TEXT_FIELD not in pf.schema_arrow.names:
+        log.error("%s: no %r column (columns: %s); file skipped", path, TEXT_FIELD, pf.schema_arrow.names)
         flog.stats.add(READ, files_no_text_column=1)
         return
     has_id = "id" in pf.schema_arrow.names
     row = 0
-    for batch in pf.iter_batches(batch_size=1024, columns=[text_key] + (["id"] if has_id else [])):
+    for batch in pf.iter_batches(batch_size=1024, columns=[TEXT_FIELD] + (["id"] if has_id else [])):
         cols = batch.to_pydict()
-        for i, text in enumerate(cols[text_key]):
+        for i, text in enumerate(cols[TEXT_FIELD]):
             row += 1
             if text is None:
                 flog.note("skipped_no_text", f"{path}:row {row}", "null text")
@@ -271,7 +272,7 @@ def read_warc(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS,
             yield from _emit(Document(text, rid or url, path.name, {"url": url}), where, flog, max_chars)
 
 
-def read_hf_dataset(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, text_key: str = "text") -> Iterator[Document]:
+def read_hf_dataset(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
     """A `datasets.Dataset.save_to_disk` folder: Arrow stream files listed in state.json."""
     import pyarrow as pa
 
@@ -282,11 +283,11 @@ def read_hf_dataset(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_
             reader = pa.ipc.open_stream(source)
             for batch in reader:
                 cols = batch.to_pydict()
-                if text_key not in cols:
-                    log.error("%s: no %r column; file skipped", path / entry["filename"], text_key)
+                if TEXT_FIELD not in cols:
+                    log.error("%s: no %r column; file skipped", path / entry["filename"], TEXT_FIELD)
                     flog.stats.add(READ, files_no_text_column=1)
                     break
-                for i, text in enumerate(cols[text_key]):
+                for i, text in enumerate(cols[TEXT_FIELD]):
                     row += 1
                     doc_id = str(cols["id"][i]) if "id" in cols else f"{path.name}:{row}"
                     yield from _emit(Document("" if text is None else text, doc_id, path.name), f"{path}:row {row}", flog, max_chars)
