@@ -7,7 +7,6 @@ is all cache hits, and changing one stage's config recomputes that stage and wha
 
 from __future__ import annotations
 
-
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict
 

@@ -19,6 +19,8 @@ class Shape:
     d_ff: int
     non_embedding_params: int
     params: int
+    flops_per_token: float  # exact training FLOPs per token (lm.accounting)
+    flops_per_token_6n: float  # 6 × non-embedding parameters
 
 
 def shape_for(target_non_embedding: float, vocab_size: int, context_length: int, aspect: int = 32, head_dim: int = 32) -> Shape:
@@ -43,7 +45,8 @@ def shape_for(target_non_embedding: float, vocab_size: int, context_length: int,
     assert best is not None
     c = best[1]
     counts = count(c)
-    return Shape(c.num_layers, c.d_model, c.num_heads, c.d_ff, counts.non_embedding_params, counts.params)
+    return Shape(c.num_layers, c.d_model, c.num_heads, c.d_ff, counts.non_embedding_params, counts.params, counts.flops_per_token,
+                 counts.flops_per_token_6n)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lm.train import PretrainConfig
 from scaling.adaptive import AdaptiveConfig
-from lm.accounting import count
-from lm.model import ModelConfig
 from scaling.grid import GridPoint, shape_for
 
 
@@ -67,9 +65,7 @@ class SweepConfig(BaseModel):
         `window=False` (adaptive additions) drops the tokens-per-parameter window: it is a
         prior on where the optimum lies, and an added run goes where the losses point."""
         shape = shape_for(size, vocab_size, self.train.context_length, self.aspect, self.head_dim)
-        counts = count(ModelConfig(vocab_size=vocab_size, context_length=self.train.context_length, d_model=shape.d_model,
-                                   num_layers=shape.num_layers, num_heads=shape.num_heads))
-        per_token = counts.flops_per_token if self.flops == "exact" else counts.flops_per_token_6n
+        per_token = shape.flops_per_token if self.flops == "exact" else shape.flops_per_token_6n
         per_step = self.train.tokens_per_step
         steps = int(compute / per_token) // per_step
         tokens, n = steps * per_step, shape.non_embedding_params
