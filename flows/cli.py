@@ -57,6 +57,17 @@ def _run(fn, *args, **kwargs):
         _fail(str(e))
 
 
+def _run_flow(flow, *args, **kwargs):
+    """Run a stage flow against the Prefect API this command should use (flows/api_server.py)."""
+    from flows.api_server import ServerError, prefect_api
+
+    try:
+        with prefect_api():
+            return _run(flow, *args, **kwargs)
+    except ServerError as e:
+        _fail(str(e))
+
+
 # --- stages --------------------------------------------------------------------------------
 @app.command("clean-data")
 def clean_data_cmd(
@@ -77,7 +88,7 @@ def clean_data_cmd(
         from flows.quality_model import resolve_classifier_model
 
         _run(resolve_classifier_model, cfg.classifier.model, ArtifactStore())
-    path = _run(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
+    path = _run_flow(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
     _print_summary("clean-data", path)
 
 
@@ -95,7 +106,7 @@ def quality_model_cmd(
     cfg = _load(QualityModelConfig, config, "quality-model", positives=positives or None, negatives=negatives or None)
     for sources in (cfg.positives, cfg.negatives):  # missing inputs fail here, before Prefect starts
         _run(resolve_sources, sources, ArtifactStore())
-    path = _run(quality_model, cfg, force)
+    path = _run_flow(quality_model, cfg, force)
     _print_summary("quality-model", path)
 
 
@@ -114,7 +125,7 @@ def tokenize_cmd(
     cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size)
     if clean_artifact:
         _run(ArtifactStore().find, clean_artifact)  # a missing key fails here, before Prefect starts
-    path = _run(tokenize, cfg, clean_artifact, force)
+    path = _run_flow(tokenize, cfg, clean_artifact, force)
     _print_summary("tokenize", path)
 
 
@@ -134,7 +145,7 @@ def pretrain_cmd(
     tok = _run(ArtifactStore().find, tokenize_artifact)  # before Prefect starts: key, device, data size
     _run(pick_device, cfg.device)
     _run(check_data_fits, cfg, tok.path)
-    path = _run(pretrain, tokenize_artifact, cfg, force)
+    path = _run_flow(pretrain, tokenize_artifact, cfg, force)
     for s in json.loads((Path(path) / "manifest.json").read_text())["summary"].get("samples", []):
         err.print(f"[bold]{s['prompt']}[/]{s['completion']}")
     _print_summary("pretrain", path)
@@ -163,7 +174,7 @@ def scaling_sweep_cmd(
 
             err.print(f"then up to {cfg.adaptive.max_rounds} adaptive rounds, per budget: " + "; ".join(RULES))
         return
-    path = _run(scaling_sweep, tokenize_artifact, cfg, False, force)
+    path = _run_flow(scaling_sweep, tokenize_artifact, cfg, False, force)
     err.print(f"plots: {Path(path) / 'isoflop.png'}, {Path(path) / 'parametric.png'}")
     _print_summary("scaling-sweep", path)
 
@@ -181,7 +192,7 @@ def grpo_cmd(
     from rl.grpo import GRPOSettings
 
     cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps)
-    path = _run(grpo, checkpoint, cfg, force)
+    path = _run_flow(grpo, checkpoint, cfg, force)
     _print_summary("grpo", path)
 
 
@@ -194,7 +205,7 @@ def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-d
     from filters.readers import expand_inputs
 
     _run(expand_inputs, cfg.clean_data.inputs)  # missing inputs fail here, before Prefect starts
-    out = _run(pipeline, cfg)
+    out = _run_flow(pipeline, cfg)
     _print_pipeline_summary(out)
     print(json.dumps(out))
 
@@ -230,7 +241,7 @@ def run_cmd(
         kwargs[name] = yaml.safe_load(value)
     if "force" in signature.parameters:
         kwargs["force"] = force
-    path = _run(flow, **kwargs)
+    path = _run_flow(flow, **kwargs)
     _print_summary(stage, path if isinstance(path, str) else json.dumps(path))
 
 
@@ -399,9 +410,54 @@ def verify_cmd(keys: list[str] = typer.Argument(None, help="artifact keys or pre
 
 
 # --- orchestration -------------------------------------------------------------------------
+server_app = typer.Typer(no_args_is_help=True, help="A reusable local Prefect server for this LMFORGE_HOME (stage commands use it when it is up).")
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start_cmd() -> None:
+    """Start `prefect server` in the background (pid, port and log under $LMFORGE_HOME/server); no-op when it runs."""
+    from flows.api_server import LocalServer, ServerError
+
+    server = LocalServer(ArtifactStore().home)
+    running = server.state()
+    try:
+        state = running or server.start()
+    except ServerError as e:
+        _fail(str(e))
+    err.print(f"prefect server {'already running' if running else 'started'} (pid {state['pid']}): UI {state['ui']}, log {state['log']}")
+    print(state["url"])
+
+
+@server_app.command("stop")
+def server_stop_cmd() -> None:
+    """Stop the server `lmforge server start` started."""
+    from flows.api_server import LocalServer
+
+    stopped = LocalServer(ArtifactStore().home).stop()
+    err.print("server stopped" if stopped else "no lmforge server running")
+
+
+@server_app.command("status")
+def server_status_cmd() -> None:
+    """Say whether the local server runs, its UI URL, and which server stage commands would use."""
+    from flows.api_server import LocalServer, user_api_url
+
+    server = LocalServer(ArtifactStore().home)
+    state, url = server.state(), user_api_url()
+    if url:
+        err.print(f"PREFECT_API_URL is set: stage commands use {url}")
+    if state is None:
+        err.print("not running: stage commands start a temporary server each (`lmforge server start` to reuse one)")
+        raise typer.Exit(1)
+    answering = server.url() is not None
+    err.print(f"running (pid {state['pid']}{'' if answering else ', not answering'}): UI {state['ui']}, API {state['url']}, log {state['log']}")
+    print(state["ui"])
+
+
 @app.command("serve")
 def serve_cmd() -> None:
-    """Serve every stage as a deployment named `default` (needs `prefect server start`)."""
+    """Serve every stage as a deployment named `default` (on PREFECT_API_URL, else `lmforge server start`'s server)."""
     from flows.serve import serve_all
 
     try:

@@ -11,7 +11,8 @@ server (ephemeral mode), process-pool workers, multiprocessing's resource tracke
   resumable state (pretrain checkpoints, finished partitions) stays in the work dir.
 - kill -9 of the CLI: no handler runs, so a small watchdog process, started first,
   polls the CLI; it remembers the CLI's descendants and, once the CLI is gone, kills
-  the ones still alive (matched by pid and start time, so a reused pid is never hit).
+  the ones still alive (matched by pid and start time, so a reused pid is never hit),
+  except those started to outlive it (`lmforge server start`'s server: DETACHED_ENV).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import psutil
 GRACE_S = 3.0
 POLL_S = 0.5
 INTERRUPTED = "interrupted: nothing published; rerun resumes"
+# set in the environment of a process meant to outlive the command that started it (`lmforge server start`)
+DETACHED_ENV = "LMFORGE_DETACHED"
 
 
 def route_library_logs() -> None:
@@ -144,8 +147,10 @@ def watch(parent_pid: int) -> None:
             break
         for c in children:
             try:
-                known.setdefault((c.pid, c.create_time()), c)
-            except psutil.NoSuchProcess:
+                key = (c.pid, c.create_time())
+                if key not in known and c.environ().get(DETACHED_ENV) != "1":
+                    known[key] = c
+            except psutil.Error:
                 pass
         time.sleep(POLL_S)
     # psutil.Process.is_running compares start times: a pid reused since is not ours

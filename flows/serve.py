@@ -10,24 +10,24 @@ route_library_logs()  # before Prefect reads its logging settings
 
 import httpx  # noqa: E402
 from prefect import serve  # noqa: E402
-from prefect.settings import PREFECT_API_URL  # noqa: E402
+from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 
+from flows.api_server import LocalServer, user_api_url  # noqa: E402
 from flows.deployments import default_deployments  # noqa: E402
+from flows.store import lmforge_home  # noqa: E402
+
+HOW = "start one with `lmforge server start` (or run `prefect server start` and set PREFECT_API_URL to its /api URL)"
 
 
 def check_server() -> str:
-    """Fail fast, with the fix, when no Prefect server is reachable."""
-    url = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")
-    how = (
-        "start one with `prefect server start --analytics-off` and point lmforge at it with "
-        "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`"
-    )
+    """The server to serve on (PREFECT_API_URL, else `lmforge server start`'s); fail fast, with the fix, when none answers."""
+    url = user_api_url() or LocalServer(lmforge_home()).url()
     if not url:
-        raise ConnectionError(f"no Prefect server configured (PREFECT_API_URL is unset): {how}")
+        raise ConnectionError(f"no Prefect server to serve on (PREFECT_API_URL is unset and `lmforge server` is not running): {HOW}")
     try:
         httpx.get(f"{url.rstrip('/')}/health", timeout=3).raise_for_status()
     except httpx.HTTPError as e:
-        raise ConnectionError(f"Prefect server at {url} is not reachable ({type(e).__name__}): {how}") from None
+        raise ConnectionError(f"Prefect server at {url} is not reachable ({type(e).__name__}): {HOW}") from None
     return url
 
 
@@ -35,4 +35,6 @@ def serve_all() -> None:
     url = check_server()
     deployments = default_deployments()
     print(f"serving {len(deployments)} deployments against {url}: " + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments), flush=True)
-    serve(*deployments)
+    os.environ["PREFECT_API_URL"] = url  # the runner's flow-run processes read the environment
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        serve(*deployments)

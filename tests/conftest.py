@@ -63,7 +63,7 @@ def prefect_server(tmp_path_factory):
     server = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a correctness bound, generous for a slow or busy machine
         while True:
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:

@@ -84,7 +84,7 @@ def test_cli_prints_artifact_dir_last(lmforge_home, data):
     out = Path(r.stdout.strip().splitlines()[-1])
     assert (out / "manifest.json").is_file() and "minhash_dedup" in r.stderr
     # no server: one temporary Prefect API for the run, shared by the worker processes
-    assert r.stderr.count("Starting temporary server") == 1 and r.stderr.count("Task run 'filter ") >= 2
+    assert r.stderr.count("starting a temporary Prefect server") == 1 and r.stderr.count("Task run 'filter ") >= 2
 
 
 @pytest.mark.slow
