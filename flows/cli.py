@@ -179,11 +179,41 @@ def scaling_sweep_cmd(
     _print_summary("scaling-sweep", path)
 
 
+TASK_HELP = "a built-in task (addition, gsm8k, math500: configs/tasks/) or a task file (YAML; README 'Tasks')"
+
+
+def _checkpoint_preflight(checkpoint: str, engine: str | None = None):
+    """Before any server starts: the key's kind (pretrain, sft or grpo, or an HF folder) and, for vLLM, the model's head size."""
+    from flows.checkpoints import check_vllm_head_dim, resolve_checkpoint
+
+    _, model_dir = _run(resolve_checkpoint, checkpoint)
+    if engine is not None:
+        _run(check_vllm_head_dim, model_dir, engine)
+
+
+@app.command("sft")
+def sft_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"),
+    task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML SFTSettings (or a pipeline file's post_training.sft)"),
+    max_steps: Optional[int] = typer.Option(None),
+    force: bool = typer.Option(False),
+) -> None:
+    """Supervised fine-tuning of a checkpoint on a task's train split (TRL SFTTrainer, loss on the completion only)."""
+    from flows.sft import sft
+    from rl.sft import SFTSettings
+
+    cfg = _load(SFTSettings, config, "sft", task=task, max_steps=max_steps)
+    _checkpoint_preflight(checkpoint)
+    path = _run_flow(sft, checkpoint, cfg, force)
+    _print_summary("sft", path)
+
+
 @app.command("grpo")
 def grpo_cmd(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="pretrain artifact key/dir, or a Hugging Face model folder"),
-    task: Optional[str] = typer.Option(None, "--task", help="addition | gsm8k | math500"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML GRPOSettings"),
+    checkpoint: str = typer.Option(..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"),
+    task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML GRPOSettings (or a pipeline file's post_training.grpo)"),
     max_steps: Optional[int] = typer.Option(None),
     force: bool = typer.Option(False),
 ) -> None:
@@ -192,8 +222,30 @@ def grpo_cmd(
     from rl.grpo import GRPOSettings
 
     cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps)
+    _checkpoint_preflight(checkpoint, cfg.engine)
     path = _run_flow(grpo, checkpoint, cfg, force)
     _print_summary("grpo", path)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoints: list[str] = typer.Option(..., "--checkpoint", help="repeat for several: artifact keys/dirs or Hugging Face model folders"),
+    task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML EvalSettings (or a pipeline file's post_training.evaluate)"),
+    samples: Optional[int] = typer.Option(None, help="sampled completions per prompt (pass@k up to k = samples)"),
+    limit: Optional[int] = typer.Option(None, help="the first N rows of the split"),
+    force: bool = typer.Option(False),
+) -> None:
+    """Evaluate checkpoints on a task: greedy accuracy, pass@k, every reward's mean, lengths; a comparison plot."""
+    from flows.evaluate import evaluate
+    from rl.evaluate import EvalSettings
+
+    cfg = _load(EvalSettings, config, "evaluate", task=task, samples=samples, limit=limit)
+    for c in checkpoints:
+        _checkpoint_preflight(c, cfg.engine)
+    path = _run_flow(evaluate, checkpoints, cfg, force)
+    err.print(f"plot: {Path(path) / 'comparison.png'}")
+    _print_summary("evaluate", path)
 
 
 @app.command("pipeline")

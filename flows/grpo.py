@@ -1,4 +1,4 @@
-"""The `grpo` flow: a checkpoint (pretrain artifact or HF folder) + task → a tuned checkpoint."""
+"""The `grpo` flow: a checkpoint (pretrain, sft or grpo artifact, or HF folder) + task → a tuned checkpoint."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.stage import run_stage
-from flows.store import ArtifactStore, StoreError
+from flows.checkpoints import resolve_checkpoint
 from rl.generation import resolve_engine
 from rl.grpo import GRPOSettings, run_grpo
 from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
@@ -22,33 +22,24 @@ def grpo_task(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     return run_grpo(model_dir, settings, out_dir)
 
 
-def resolve_checkpoint(checkpoint: str):
-    """A pretrain artifact (key or dir) → its HF export; else a Hugging Face model folder."""
-    try:
-        art = ArtifactStore().find(checkpoint)
-        return art, art.path / "hf"
-    except StoreError:
-        path = Path(checkpoint)
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{checkpoint!r} is neither an lmforge pretrain artifact nor a Hugging Face model folder") from None
-        return None, path
-
-
 @flow(name="grpo", log_prints=True)
 def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool = False) -> str:
     """GRPO-tune a checkpoint on a task with verifiable rewards; returns the artifact directory."""
     logger = get_run_logger()
     art, model_dir = resolve_checkpoint(checkpoint)
     settings = settings.model_copy(update={"engine": resolve_engine(settings.engine)})  # `auto` never enters the key
-    raw = [] if art else sorted(p for p in model_dir.iterdir() if p.is_file())
+    # the task's file, data and python rewards' source enter the key by content
+    raw = ([] if art else sorted(p for p in model_dir.iterdir() if p.is_file())) + settings.load_task().files()
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         result = grpo_task(model_dir, settings, out_dir)
-        plot_reward_curve(out_dir / "metrics.jsonl", out_dir / "reward.png", settings.task)
+        plot_reward_curve(out_dir / "metrics.jsonl", out_dir / "reward.png", settings.load_task().name)
         save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
         rows = [{"eval": f"{when} ({mode})", **{k: round(v, 4) if isinstance(v, float) else v for k, v in result[when][mode].items() if k != "examples"}}
                 for when in ("before", "after") for mode in ("greedy", "sampled")]
-        create_table_artifact(key="grpo-eval", table=rows, description=f"grpo on {settings.task}: held-out evaluation before/after")
+        create_table_artifact(key="grpo-eval", table=rows, description=f"grpo on {settings.load_task().name}: held-out evaluation before/after")
+        if "warning" in result:
+            logger.warning("%s", result["warning"])
         for r in rows:
             logger.info("%s: accuracy %.3f, mean reward %.3f", r["eval"], r["accuracy"], r["mean_reward"])
         return result

@@ -1,5 +1,5 @@
 """The `pipeline` flow: [quality-model →] clean-data → tokenize → pretrain, scaling-sweep off
-tokenize, and grpo.
+tokenize, and post-training on a task (sft → grpo → evaluate).
 
 Each stage is a sub-flow with its own cached artifact, so a rerun of a finished pipeline
 is all cache hits, and changing one stage's config recomputes that stage and what follows.
@@ -8,37 +8,57 @@ is all cache hits, and changing one stage's config recomputes that stage and wha
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from filters.config import CleanConfig
 from filters.quality_classifier import QualityModelConfig
 from flows.clean_data import clean_data
+from flows.evaluate import evaluate
 from flows.grpo import grpo
 from flows.pretrain import pretrain
 from flows.quality_model import quality_model
 from flows.runners import RunnerConfig
 from flows.scaling_sweep import scaling_sweep
+from flows.sft import sft
 from flows.store import ArtifactStore
 from flows.tokenization import tokenize
 from lm.corpus import TokenizeConfig
 from lm.model import ModelConfig
 from lm.train import PretrainConfig
+from rl.evaluate import EvalSettings
 from rl.grpo import GRPOSettings
+from rl.sft import SFTSettings
 from rl.tasks import get_task
 from scaling.sweep import SweepConfig
 
 
-class RLBranchConfig(BaseModel):
-    """GRPO after pretraining. `checkpoint`: tune that (artifact or HF folder); else the
-    task's own small model is pretrained first on the task's corpus (e.g. addition)."""
+class PostTrainingConfig(BaseModel):
+    """Post-training on one task: [pretrain the task's own small model →] sft → grpo → evaluate.
+
+    `checkpoint`: start from that (artifact or HF folder); else a small model is pretrained
+    on the task's generated corpus first (e.g. addition). `task` is every stage's task unless
+    a stage's section names its own. `evaluate` compares every checkpoint of the chain."""
 
     model_config = ConfigDict(extra="forbid")
 
-    settings: GRPOSettings = GRPOSettings()
+    task: str | dict[str, Any] = "addition"
     checkpoint: str | None = None
     tokenize: TokenizeConfig = TokenizeConfig(vocab_size=257, val_fraction=0.02)  # 257: bytes + EOT, character level
     pretrain: PretrainConfig = PretrainConfig(model=ModelConfig(d_model=128, num_layers=4, num_heads=4, context_length=32), batch_size=64, max_steps=800,
                                               warmup_steps=20, lr=3e-3, min_lr=3e-4, sample_prompts=["07+48=", "31+45="], sample_max_tokens=4)
+    sft: SFTSettings | None = None
+    grpo: GRPOSettings | None = None
+    evaluate: EvalSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _branch_task(cls, data: Any) -> Any:
+        """The branch's task goes into each stage section that does not name one (before they validate)."""
+        if isinstance(data, dict) and "task" in data:
+            data = {**data, **{k: {"task": data["task"], **data[k]} for k in ("sft", "grpo", "evaluate") if isinstance(data.get(k), dict)}}
+        return data
 
 
 class ScalingBranchConfig(BaseModel):
@@ -64,7 +84,7 @@ class PipelineConfig(BaseModel):
     tokenize: TokenizeConfig = TokenizeConfig()
     pretrain: PretrainConfig = PretrainConfig()
     scaling_sweep: ScalingBranchConfig | None = None  # optional branch off the clean corpus
-    grpo: RLBranchConfig | None = None
+    post_training: PostTrainingConfig | None = None
     runner: RunnerConfig = RunnerConfig()
 
 
@@ -85,22 +105,28 @@ def pipeline(config: PipelineConfig) -> dict:
         if branch.tokenize is not None:
             out["sweep-tokenize"] = tokenize(branch.tokenize, clean_artifact=out["clean-data"], runner=config.runner)
         out["scaling-sweep"] = scaling_sweep(out.get("sweep-tokenize", out["tokenize"]), branch.sweep)
-    if config.grpo is not None:
-        out.update(rl_branch(config.grpo))
+    if config.post_training is not None:
+        out.update(post_training_branch(config.post_training))
     for stage, path in out.items():
         logger.info("%s: %s", stage, path)
     return out
 
 
-def rl_branch(cfg: RLBranchConfig) -> dict[str, str]:
+def post_training_branch(cfg: PostTrainingConfig) -> dict[str, str]:
     out: dict[str, str] = {}
     checkpoint = cfg.checkpoint
     if checkpoint is None:
-        task = get_task(cfg.settings.task)
-        if task.write_pretraining_corpus is None:
-            raise ValueError(f"task {task.name!r} has no pretraining corpus: set grpo.checkpoint to a model to tune")
+        task = get_task(cfg.task)
         corpus = task.write_pretraining_corpus(ArtifactStore().home / "data" / f"{task.name}.txt")
         out["rl-tokenize"] = tokenize(cfg.tokenize.model_copy(update={"inputs": [str(corpus)]}))
         out["rl-pretrain"] = checkpoint = pretrain(out["rl-tokenize"], cfg.pretrain)
-    out["grpo"] = grpo(checkpoint, cfg.settings)
+    chain = [checkpoint]
+    if cfg.sft is not None:
+        out["sft"] = sft(chain[-1], cfg.sft)
+        chain.append(out["sft"])
+    if cfg.grpo is not None:
+        out["grpo"] = grpo(chain[-1], cfg.grpo)
+        chain.append(out["grpo"])
+    if cfg.evaluate is not None:
+        out["evaluate"] = evaluate(chain, cfg.evaluate)
     return out

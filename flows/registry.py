@@ -76,15 +76,40 @@ def _sweep_headline(path: Path) -> list[str]:
 
 def _grpo_headline(path: Path) -> list[str]:
     g = json.loads((path / "eval.json").read_text())
-    return [f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {g['before'][mode]['accuracy']:.3f} → "
-            f"{g['after'][mode]['accuracy']:.3f}, mean reward {g['before'][mode]['mean_reward']:.3f} → {g['after'][mode]['mean_reward']:.3f}"
-            for mode in ("greedy", "sampled")]
+    return ([f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {g['before'][mode]['accuracy']:.3f} → "
+             f"{g['after'][mode]['accuracy']:.3f}, mean reward {g['before'][mode]['mean_reward']:.3f} → {g['after'][mode]['mean_reward']:.3f}"
+             for mode in ("greedy", "sampled")]
+            + [f"{k}: {g['before']['sampled'][k]:.3f} → {g['after']['sampled'][k]:.3f}" for k in g["after"]["sampled"] if k.startswith("pass@")][-1:]
+            + ([f"WARNING: {g['warning']}"] if "warning" in g else []))
 
 
 def _grpo_rows(path: Path) -> list[dict]:
     result = json.loads((path / "eval.json").read_text())
     return [{"eval": f"{when} ({mode})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in result[when][mode].items() if k != "examples"}}
             for when in ("before", "after") for mode in ("greedy", "sampled")]
+
+
+def _sft_headline(path: Path) -> list[str]:
+    e = json.loads((path / "eval.json").read_text())
+    g, smp = e["after"]["greedy"], e["after"]["sampled"]
+    passes = ", ".join(f"{k} {v:.3f}" for k, v in smp.items() if k.startswith("pass@"))
+    return [f"{e['task']}: held-out loss {e['heldout_loss']:.3f}, greedy accuracy {g['accuracy']:.3f}" + (f", {passes}" if passes else "")]
+
+
+def _sft_rows(path: Path) -> list[dict]:
+    e = json.loads((path / "eval.json").read_text())
+    return [{"eval": f"after ({mode})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in m.items() if k != "examples"}}
+            for mode, m in e["after"].items()]
+
+
+def _evaluate_rows(path: Path) -> list[dict]:
+    return [{k: str(v) for k, v in row.items()} for row in _manifest_summary(path)["rows"]]
+
+
+def _evaluate_headline(path: Path) -> list[str]:
+    summary = _manifest_summary(path)
+    return [f"{summary['task']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k in ("checkpoint", "greedy accuracy") or k.startswith("pass@"))
+            for row in summary["rows"]] + [f"plot: {path / 'comparison.png'}"]
 
 
 @dataclass(frozen=True)
@@ -136,8 +161,12 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
               "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.", lambda: {"config": _demo_config()["scaling_sweep"]["sweep"]},
               _sweep_headline),
     # a pipeline file's `grpo:` section holds the settings under `settings:`
-    StageSpec("grpo", "flows.grpo", "grpo", ("grpo.settings", "grpo"), _grpo_rows,
+    StageSpec("grpo", "flows.grpo", "grpo", ("post_training.grpo", "grpo.settings", "grpo"), _grpo_rows,
               "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR.", headline=_grpo_headline),
+    StageSpec("sft", "flows.sft", "sft", ("post_training.sft", "sft"), _sft_rows,
+              "Supervised fine-tuning on a task: --param checkpoint=KEY_OR_HF_DIR.", headline=_sft_headline),
+    StageSpec("evaluate", "flows.evaluate", "evaluate", ("post_training.evaluate", "evaluate"), _evaluate_rows,
+              "Evaluate checkpoints on a task: --param checkpoints='[KEY, ...]'.", headline=_evaluate_headline),
     StageSpec("pipeline", "flows.pipeline", "pipeline", (), lambda path: [],
               "The whole demo pipeline.", lambda: {"config": _demo_config()}),
 ]}

@@ -217,9 +217,13 @@ class ArtifactStore:
         p = self.path(stage, key)
         return Artifact(stage, key, p) if (p / MANIFEST).is_file() else None
 
-    def find(self, key_or_path: str) -> Artifact:
-        """Resolve a key (or unique key prefix, or an artifact directory) to an intact artifact."""
+    def find(self, key_or_path: str, kinds: tuple[str, ...] = (), what: str = "it") -> Artifact:
+        """Resolve a key (or unique key prefix, or an artifact directory) to an intact artifact,
+        of one of the stages `kinds` when given (`what` names the parameter in the error)."""
         artifact = self.locate(key_or_path)
+        if kinds and artifact.stage not in kinds:
+            raise StoreError(f"{key_or_path} is a {artifact.stage} artifact; {what} takes a {', '.join(kinds[:-1])}"
+                             f"{' or ' if len(kinds) > 1 else ''}{kinds[-1]} artifact")
         problems = check(artifact)
         if problems:
             raise StoreError(f"artifact {artifact.stage}/{artifact.key} is damaged ({'; '.join(problems[:3])}): "
@@ -239,7 +243,7 @@ class ArtifactStore:
             return hits[0]
         if not hits:
             raise StoreError(f"no finished artifact matches {key_or_path!r} under {self.root}")
-        raise StoreError(f"{key_or_path!r} is ambiguous: {', '.join(a.key for a in hits)}")
+        raise StoreError(f"{key_or_path!r} is ambiguous: {', '.join(f'{a.stage}/{a.key}' for a in hits)}")
 
     def list(self) -> list[Artifact]:
         """Every artifact directory, damaged ones included (`check` tells them apart)."""

@@ -1,49 +1,115 @@
-"""Evaluation: batched generation over a held-out split → accuracy, reward, format rate, length.
+"""Evaluation of a loaded policy on a task's split: accuracy, pass@k, every reward's mean, lengths.
 
-Each evaluation samples greedily and at temperature 1 from one loaded policy: a `vllm.LLM`
-or a (model, left-padding tokenizer) pair, as `rl.generation` loads them. GRPO evaluates
-with the trainer's own engine before and after training (a vLLM engine start costs ~20 s
-on a CPU, more than the generation itself at these sizes). The result says which engine
-produced it.
+Greedy decoding gives the accuracy a checkpoint is compared by; sampling (temperature 1)
+gives `samples` completions per prompt, their mean accuracy, and pass@k by the unbiased
+estimator of Chen et al. (2021). A policy is a `vllm.LLM` or a (model, left-padding
+tokenizer) pair, as `rl.generation` loads them; GRPO evaluates with the trainer's own
+engine before and after training (a vLLM engine start costs ~20 s on a CPU). The result
+says which engine produced it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from math import comb
 from pathlib import Path
+from typing import Any, Literal
 
-from rl.generation import ENGINES, resolve_engine
-from rl.tasks import Task
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-MODES = {"greedy": 0.0, "sampled": 1.0}
+from lm.configfile import ConfigError
+from rl.generation import ENGINES, policy_tokenizer, resolve_engine
+from rl.tasks import SPLITS, Task, get_task
 
 
-def score(task: Task, rows: list[dict], completions: list[str], lengths: list[int]) -> dict:
-    prompts = [r["prompt"] for r in rows]
-    rewards = task.reward(prompts, completions, answer=[r["answer"] for r in rows])
-    n = len(rows)
-    return {
-        "n": n,
-        "accuracy": sum(r >= task.success_threshold for r in rewards) / n,
-        "mean_reward": sum(rewards) / n,
-        "format_rate": sum(r > 0 for r in rewards) / n,
+class EvalSettings(BaseModel):
+    """The `evaluate` stage: checkpoints × one task's split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str | dict[str, Any] = Field("addition", description="a built-in task name, a task file (YAML), or the task's mapping inline")
+    split: Literal[SPLITS] = "test"  # type: ignore[valid-type]
+    limit: int | None = Field(1000, ge=1, description="the first N rows of the split; None: all")
+    samples: int = Field(8, ge=1, description="sampled completions per prompt at temperature 1 (pass@k up to this k)")
+    max_completion_tokens: int | None = Field(None, ge=1, description="None: the task's")
+    engine: Literal["auto", "vllm", "transformers"] = "auto"
+    seed: int = 0
+    _task: Task | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalSettings:
+        try:
+            self.load_task()
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        resolve_engine(self.engine)
+        return self
+
+    def load_task(self) -> Task:
+        if self._task is None:
+            task = get_task(self.task)
+            if self.max_completion_tokens is not None:
+                task = replace(task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens}))
+            self._task = task
+        return self._task
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """P(at least one of k draws without replacement from n samples, c of them correct, is correct)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per prompt, not {n}")
+    return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def prompt_texts(task: Task, rows: list[dict], tokenizer) -> list[str]:
+    """Chat prompts through the model's chat template (generation prompt added); text prompts as they are."""
+    if rows and isinstance(rows[0]["prompt"], list):
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(f"task {task.name} has chat prompts but the model's tokenizer has no chat template")
+        return [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
+    return [r["prompt"] for r in rows]
+
+
+def score(task: Task, rows: list[dict], completions: list[str], lengths: list[int], samples: int = 1) -> dict:
+    """Metrics of `samples` completions per row (row-major): accuracy, per-reward means, pass@k for k ≤ samples."""
+    expanded = [r for r in rows for _ in range(samples)]
+    per = task.score([r["prompt"] for r in expanded], completions, expanded)
+    success = task.success
+    correct = [v >= success.at_least for v in per[success.reward]]
+    n = len(completions)
+    out = {
+        "n": len(rows),
+        "samples_per_prompt": samples,
+        "accuracy": sum(correct) / n,
+        "mean_reward": sum(per["total"]) / n,
+        **{f"reward/{name}": sum(v) / n for name, v in per.items() if name != "total"},
+        "format_rate": sum(v > 0 for v in per["total"]) / n,
         "mean_completion_tokens": sum(lengths) / n,
-        "examples": [{"prompt": p, "completion": c, "reward": r} for p, c, r in list(zip(prompts, completions, rewards))[:5]],
     }
+    if samples > 1:
+        per_row = [sum(correct[i * samples : (i + 1) * samples]) for i in range(len(rows))]
+        for k in sorted({1, 2, 4, 8, samples} - {s for s in (2, 4, 8) if s > samples}):
+            out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in per_row) / len(rows)
+    out["examples"] = [{"prompt": r["prompt"], "completion": c, "answer": r["answer"], "reward": t}
+                       for r, c, t in list(zip(expanded, completions, per["total"]))[: 5 * samples : samples]]
+    return out
 
 
-def evaluate(policy, engine: str, task: Task, split: str = "test", limit: int | None = None, seed: int = 0) -> dict[str, dict]:
+def evaluate(policy, engine: str, task: Task, split: str = "test", limit: int | None = None, seed: int = 0,
+             samples: int = 1) -> dict[str, dict]:
     """{"greedy": metrics, "sampled": metrics} of a loaded policy on the first `limit` rows of `split`."""
     generate = ENGINES[engine][1]
     rows = task.load(split)[:limit]
+    prompts = prompt_texts(task, rows, policy_tokenizer(policy, engine))
     results = {}
-    for mode, temperature in MODES.items():
-        completions, lengths = generate(policy, [r["prompt"] for r in rows], task.max_completion_tokens, temperature, seed)
-        results[mode] = {"engine": engine, "split": split, "temperature": temperature, **score(task, rows, completions, lengths)}
+    for mode, temperature, n in (("greedy", 0.0, 1), ("sampled", 1.0, samples)):
+        completions, lengths = generate(policy, prompts, task.max_completion_tokens, temperature, seed, n=n)
+        results[mode] = {"engine": engine, "split": split, "temperature": temperature, **score(task, rows, completions, lengths, n)}
     return results
 
 
 def evaluate_model_dir(model_dir: Path, task: Task, split: str = "test", limit: int | None = None, seed: int = 0,
-                       engine: str = "auto") -> dict[str, dict]:
+                       engine: str = "auto", samples: int = 1) -> dict[str, dict]:
     """Load a Hugging Face model folder with `engine` and evaluate it."""
     engine = resolve_engine(engine)
-    return evaluate(ENGINES[engine][0](Path(model_dir)), engine, task, split, limit, seed)
+    return evaluate(ENGINES[engine][0](Path(model_dir)), engine, task, split, limit, seed, samples)

@@ -38,12 +38,13 @@ def load_vllm(model_dir: Path, dtype: str | None = None):
 
 
 def generate_vllm(llm, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
-                  ignore_eos: bool = False) -> tuple[list[str], list[int]]:
+                  ignore_eos: bool = False, n: int = 1) -> tuple[list[str], list[int]]:
+    """`n` completions per prompt, prompt by prompt (p0's n, then p1's, ...)."""
     from vllm import SamplingParams
 
-    params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, seed=seed, ignore_eos=ignore_eos)
-    outs = llm.generate(prompts, params, use_tqdm=False)
-    return [o.outputs[0].text for o in outs], [len(o.outputs[0].token_ids) for o in outs]
+    params = SamplingParams(n=n, max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, seed=seed, ignore_eos=ignore_eos)
+    outs = [c for o in llm.generate(prompts, params, use_tqdm=False) for c in o.outputs]
+    return [c.text for c in outs], [len(c.token_ids) for c in outs]
 
 
 def load_transformers(model_dir: Path):
@@ -55,9 +56,10 @@ def load_transformers(model_dir: Path):
 
 
 def generate_transformers(model_and_tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
-                          ignore_eos: bool = False, batch_size: int = 256) -> tuple[list[str], list[int]]:
+                          ignore_eos: bool = False, n: int = 1, batch_size: int = 256) -> tuple[list[str], list[int]]:
     model, tok = model_and_tokenizer
     torch.manual_seed(seed)
+    prompts = [p for p in prompts for _ in range(n)]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
     texts, lengths = [], []
     for i in range(0, len(prompts), batch_size):
@@ -74,6 +76,11 @@ def generate_transformers(model_and_tokenizer, prompts: list[str], max_new_token
 
 
 ENGINES = {"vllm": (load_vllm, generate_vllm), "transformers": (load_transformers, generate_transformers)}
+
+
+def policy_tokenizer(policy, engine: str):
+    """The tokenizer of a loaded policy (for chat templates)."""
+    return policy.get_tokenizer() if engine == "vllm" else policy[1]
 
 
 def resolve_engine(engine: str) -> str:

@@ -10,23 +10,28 @@ vLLM (`use_vllm`, colocate mode) when vLLM is installed, else from transformers
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import sys
 import time
+from contextlib import redirect_stdout
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from rl.evaluate import evaluate
+from lm.configfile import ConfigError
+from rl.evaluate import evaluate, prompt_texts
 from rl.generation import resolve_engine
-from rl.tasks import get_task
+from rl.tasks import Task, get_task
 from rl.vllm_cpu import patch_trl_vllm_for_cpu, prepare_cpu_engine
 
 
 class GRPOSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: str = "addition"
+    task: str | dict[str, Any] = Field("addition", description="a built-in task name, a task file (YAML), or the task's mapping inline")
     group_size: int = Field(8, ge=2, description="completions sampled per prompt (G)")
     prompts_per_step: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
@@ -37,23 +42,39 @@ class GRPOSettings(BaseModel):
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
     epsilon: float = Field(0.2, gt=0, description="PPO-style clip range")
+    epsilon_high: float | None = Field(None, gt=0, description="upper clip bound (DAPO's clip-higher); None: epsilon")
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="advantage scaling: the group's std, the batch's, or none (Dr. GRPO)")
+    mask_truncated_completions: bool = Field(False, description="no loss on completions cut at max_completion_tokens")
+    num_iterations: int = Field(1, ge=1, description="policy updates per batch of rollouts (μ)")
     engine: Literal["auto", "vllm", "transformers"] = "auto"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     eval_examples: int = Field(1000, ge=1)
+    eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
+    _task: Task | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check(self) -> GRPOSettings:
-        get_task(self.task)  # unknown task names fail at load
-        limit = self.max_completion_tokens or get_task(self.task).max_completion_tokens
-        if limit < 2:
-            raise ValueError(f"max_completion_tokens={limit} truncates every answer: use at least 2")
+        try:
+            self.load_task()  # unknown tasks, bad task files and rewards that do not import fail at load
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if self.completion_tokens < 2:
+            raise ValueError(f"max_completion_tokens={self.completion_tokens} truncates every answer: use at least 2")
         resolve_engine(self.engine)  # 'vllm' without vLLM installed fails at load
         return self
 
+    def load_task(self) -> Task:
+        if self._task is None:
+            task = get_task(self.task)
+            if self.max_completion_tokens is not None:  # the stage's override is the task's limit everywhere, evaluation too
+                task = replace(task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens}))
+            self._task = task
+        return self._task
+
     @property
     def completion_tokens(self) -> int:
-        return self.max_completion_tokens or get_task(self.task).max_completion_tokens
+        return self.load_task().max_completion_tokens
 
     @property
     def use_vllm(self) -> bool:
@@ -82,6 +103,11 @@ def trl_config(s: GRPOSettings, out_dir: Path, max_model_len: int | None = None)
         beta=s.beta,
         loss_type=s.loss_type,
         epsilon=s.epsilon,
+        epsilon_high=s.epsilon_high,
+        scale_rewards=s.scale_rewards,
+        mask_truncated_completions=s.mask_truncated_completions,
+        num_iterations=s.num_iterations,
+        reward_weights=[r.weight for r in s.load_task().rewards],
         use_vllm=s.use_vllm,
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
@@ -104,26 +130,49 @@ def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callba
 
     if settings.use_vllm:
         patch_trl_vllm_for_cpu()
-    task = get_task(settings.task)
+    task = settings.load_task()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
     if settings.use_vllm:  # fail here, not deep inside vLLM's engine start
         prepare_cpu_engine(model.config.to_dict(), str(model_dir))
     train = task.load("train")
-    max_len = check_lengths(settings, [r["prompt"] for r in train], tokenizer, model.config.max_position_embeddings)
-    return GRPOTrainer(model=model, reward_funcs=task.reward, args=trl_config(settings, out_dir, max_len), train_dataset=Dataset.from_list(train),
-                       processing_class=tokenizer, callbacks=callbacks)
+    max_len = check_lengths(settings, prompt_texts(task, train, tokenizer), tokenizer, model.config.max_position_embeddings)
+    return GRPOTrainer(model=model, reward_funcs=[r.fn for r in task.rewards], args=trl_config(settings, out_dir, max_len),
+                       train_dataset=Dataset.from_list(train), processing_class=tokenizer, callbacks=callbacks)
 
 
 def check_lengths(settings: GRPOSettings, prompts: list[str], tokenizer, model_max_len: int) -> int:
     """Fail before training when a prompt or prompt + completion cannot fit; returns the context to give vLLM."""
     longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
     if longest > settings.max_prompt_tokens:
-        raise ValueError(f"the longest {settings.task} prompt is {longest} tokens, over max_prompt_tokens={settings.max_prompt_tokens}: raise it")
+        raise ValueError(f"the longest {settings.load_task().name} prompt is {longest} tokens, over max_prompt_tokens={settings.max_prompt_tokens}: raise it")
     if longest + settings.completion_tokens > model_max_len:
-        raise ValueError(f"the longest {settings.task} prompt ({longest} tokens) + max_completion_tokens ({settings.completion_tokens}) "
+        raise ValueError(f"the longest {settings.load_task().name} prompt ({longest} tokens) + max_completion_tokens ({settings.completion_tokens}) "
                          f"exceeds the model's context of {model_max_len}: lower max_completion_tokens or use a longer-context model")
     return min(settings.max_prompt_tokens + settings.completion_tokens, model_max_len)
+
+
+log = logging.getLogger("lmforge.rl.grpo")
+NO_SIGNAL = ("no learning signal: every completion in every group scored the same; check the prompt format and rewards, "
+             "or run `sft` first")
+
+
+class NoSignalWatch:
+    """Warn once, after the first steps, when no group had any reward variance (GRPO's advantages are all 0)."""
+
+    STEPS = 3
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.none_yet = True  # stays True while every logged step had frac_reward_zero_std == 1
+        self.warned = False
+
+    def observe(self, row: dict) -> None:
+        self.steps += 1
+        self.none_yet = self.none_yet and row.get("frac_reward_zero_std", 0.0) >= 1.0
+        if self.none_yet and self.steps >= self.STEPS and not self.warned:
+            log.warning("after %d steps: %s", self.steps, NO_SIGNAL)
+            self.warned = True
 
 
 def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
@@ -134,9 +183,10 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     """
     from transformers import AutoTokenizer, TrainerCallback
 
-    task = get_task(settings.task)
+    task = settings.load_task()
     engine = "vllm" if settings.use_vllm else "transformers"
     metrics_path = out_dir / "metrics.jsonl"
+    signal = NoSignalWatch()
 
     class MetricsFile(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -147,6 +197,7 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
                 now = time.time()
                 row = {"step": state.global_step, "engine": engine, "step_time_s": now - self.t, **logs}
                 self.t = now
+                signal.observe(row)
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
 
@@ -161,11 +212,13 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
 
     # under `accelerate launch` every rank trains; rank 0 alone evaluates and writes the results
     main_rank = trainer.accelerator.is_main_process
-    before = evaluate(policy(), engine, task, "test", settings.eval_examples, settings.seed) if main_rank else {}
+    run_eval = lambda: evaluate(policy(), engine, task, "test", settings.eval_examples, settings.seed, settings.eval_samples)  # noqa: E731
+    before = run_eval() if main_rank else {}
     t0 = time.time()
-    trainer.train()
+    with redirect_stdout(sys.stderr):  # TRL's per-step dicts: stdout holds the artifact path alone
+        trainer.train()
     train_s = time.time() - t0
-    after = evaluate(policy(), engine, task, "test", settings.eval_examples, settings.seed) if main_rank else {}
+    after = run_eval() if main_rank else {}
     trainer.save_model(str(out_dir / "hf"))
     shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
     if not main_rank:
@@ -175,7 +228,7 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
     result = {"task": task.name, "engine": engine, "train_seconds": round(train_s, 1), "steps": settings.max_steps,
-              "before": before, "after": after}
+              "before": before, "after": after, **({"warning": NO_SIGNAL} if signal.none_yet else {})}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return result
 

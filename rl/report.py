@@ -1,4 +1,4 @@
-"""GRPO outputs a person reads: the reward curve, and the tuned model in lmforge's format."""
+"""Post-training outputs a person reads: loss and reward curves, checkpoint comparisons, the tuned model in lmforge's format."""
 
 from __future__ import annotations
 
@@ -6,18 +6,44 @@ import json
 from pathlib import Path
 
 
-def plot_reward_curve(metrics_path: Path, out: Path, task: str) -> None:
+def plot_metric_curve(metrics_path: Path, out: Path, key: str, ylabel: str, title: str) -> None:
+    """One logged metric of `metrics.jsonl` against the step (an empty frame when nothing was logged)."""
     from lm.plotting import figure
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line] if metrics_path.exists() else []
+    rows = [r for r in rows if key in r]
     with figure(out) as (fig, ax):
         if rows:
-            ax.plot([r["step"] for r in rows], [r["reward"] for r in rows], label="mean reward of the rollouts")
-            ax.legend()
-        ax.set_xlabel("GRPO step")
-        ax.set_ylabel("reward, higher is better")
-        ax.set_title(f"GRPO on {task}")
+            ax.plot([r["step"] for r in rows], [r[key] for r in rows])
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.grid(alpha=0.3)
+
+
+def plot_reward_curve(metrics_path: Path, out: Path, task: str) -> None:
+    plot_metric_curve(metrics_path, out, "reward", "mean reward of the rollouts, higher is better", f"GRPO on {task}")
+
+
+def plot_checkpoint_comparison(results: list[dict], out: Path, task: str) -> None:
+    """Greedy accuracy and pass@k per checkpoint, side by side."""
+    import numpy as np
+
+    from lm.plotting import figure
+
+    metrics = ["accuracy"] + sorted({k for r in results for k in r["sampled"] if k.startswith("pass@")}, key=lambda k: int(k[5:]))
+    x = np.arange(len(results))
+    width = 0.8 / len(metrics)
+    with figure(out) as (fig, ax):
+        for i, m in enumerate(metrics):
+            values = [r["greedy"]["accuracy"] if m == "accuracy" else r["sampled"].get(m, 0.0) for r in results]
+            ax.bar(x + i * width, values, width, label="greedy accuracy" if m == "accuracy" else f"{m} (T=1)")
+        ax.set_xticks(x + width * (len(metrics) - 1) / 2, [r["name"] for r in results], rotation=15)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"held-out {task}, higher is better")
+        ax.set_title(f"{task}: checkpoints compared")
+        ax.legend()
+        ax.grid(alpha=0.3, axis="y")
 
 
 def save_as_lmforge_checkpoint(hf_dir: Path, out: Path) -> bool:

@@ -4,13 +4,23 @@
   0.1 for the format, +1 for a correct answer. Correctness uses `math-verify` when it is
   installed, else a normalised numeric / string match (thousands separators, units,
   `\\boxed{}`, LaTeX fractions).
-- `addition_reward`: the CPU task; +1 for the exact sum, +0.1 for a well-formed answer.
+
+A task file names its rewards by kind (`RewardSpec`); `build_reward` turns each into such a
+function, named as the task names it (TRL logs each reward under its function's name).
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lm.configfile import ConfigError
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 FORMAT_RE = re.compile(r"^\s*(?:<think>)?.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
@@ -83,12 +93,101 @@ def r1_zero_reward(prompts, completions, answer, **_) -> list[float]:
     return rewards
 
 
-def addition_reward(prompts, completions, answer, **_) -> list[float]:
-    """Exact fixed-width sum → 1.1; three digits but wrong → 0.1; anything else → 0."""
-    rewards = []
-    for completion, truth in zip(completions, answer):
-        text = _text(completion).strip()
-        digits = text[:3]
-        well_formed = len(digits) == 3 and digits.isdigit()
-        rewards.append((1.0 if digits == truth else 0.0) + (0.1 if well_formed else 0.0))
-    return rewards
+class RewardSpec(BaseModel):
+    """One reward of a task. Comparisons (exact, numeric, math, contains) read the answer out of
+    the completion with `extract` first (a regex: group 1, else the whole match; no match scores 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["exact", "numeric", "math", "regex", "contains", "length", "python"]
+    weight: float = 1.0
+    name: str | None = Field(None, description="how it is logged and named in `success`; default: the kind (python: the function)")
+    extract: str | None = Field(None, description="regex that reads the answer out of a completion")
+    pattern: str | None = Field(None, description="regex: the completion (stripped) must match it in full")
+    tolerance: float = Field(1e-6, ge=0, description="numeric: |predicted - answer| allowed")
+    max_chars: int | None = Field(None, ge=1, description="length: completions longer than this score -1")
+    soft_chars: int = Field(0, ge=0, description="length: the penalty ramps from 0 to -1 over this many characters before max_chars (DAPO)")
+    function: str | None = Field(None, description="python: 'module:function' with TRL's signature (prompts, completions, **columns)")
+
+    @model_validator(mode="after")
+    def _needs(self) -> RewardSpec:
+        need = {"regex": "pattern", "length": "max_chars", "python": "function"}.get(self.kind)
+        if need and getattr(self, need) is None:
+            raise ValueError(f"a {self.kind} reward needs `{need}`")
+        for regex in (self.extract, self.pattern):
+            if regex is not None:
+                try:
+                    re.compile(regex)
+                except re.error as e:
+                    raise ValueError(f"{regex!r} is not a valid regex: {e}") from None
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return self.function.rsplit(":", 1)[-1] if self.kind == "python" and self.function else self.kind
+
+
+def _extracted(text: str, extract: str | None) -> str | None:
+    if extract is None:
+        return text.strip()
+    m = re.search(extract, text, re.DOTALL)
+    if m is None:
+        return None
+    return (m.group(1) if m.groups() else m.group()).strip()
+
+
+def _numbers_close(predicted: str, truth: str, tolerance: float) -> bool:
+    a, b = _as_number(predicted), _as_number(truth)
+    return a is not None and b is not None and abs(float(a) - float(b)) <= tolerance
+
+
+def _import_function(spec: str) -> Callable:
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except Exception as e:  # noqa: BLE001  whatever the user's module raises on import, say which and what
+        raise ConfigError(f"python reward {spec!r} does not load: {type(e).__name__}: {e}") from None
+    if not callable(fn):
+        raise ConfigError(f"python reward {spec!r} is not a function")
+    return fn
+
+
+def build_reward(spec: RewardSpec, _all: list[RewardSpec] | None = None) -> Callable[..., list[float | None]]:
+    """The reward as TRL calls it: `(prompts, completions, answer=..., **columns) -> list[float | None]`."""
+    if spec.kind == "python":
+        fn = _import_function(spec.function or "")
+
+        def reward(prompts, completions, **columns):
+            return fn(prompts, completions, **columns)
+
+        reward.source_file = inspect.getsourcefile(fn)  # its code enters the stage's cache key
+    else:
+        compare = {
+            "exact": lambda pred, truth: pred == truth.strip(),
+            "numeric": lambda pred, truth: _numbers_close(pred, truth, spec.tolerance),
+            "math": answers_match,
+            "contains": lambda pred, truth: truth.strip() in pred,
+        }.get(spec.kind)
+
+        def reward(prompts, completions, answer=None, **_):
+            texts = [_text(c) for c in completions]
+            if spec.kind == "regex":
+                return [1.0 if re.fullmatch(spec.pattern or "", t.strip(), re.DOTALL) else 0.0 for t in texts]
+            if spec.kind == "length":
+                return [_overlong_penalty(len(t), spec.max_chars or 0, spec.soft_chars) for t in texts]
+            preds = [_extracted(t, spec.extract) for t in texts]
+            return [1.0 if p is not None and compare(p, str(a)) else 0.0 for p, a in zip(preds, answer or [])]
+
+    reward.__name__ = spec.label
+    return reward
+
+
+def _overlong_penalty(length: int, max_len: int, soft: int) -> float:
+    """DAPO's soft overlong punishment: 0 up to max_len - soft, then linearly down to -1 at max_len, -1 beyond."""
+    if length <= max_len - soft:
+        return 0.0
+    if length > max_len:
+        return -1.0
+    return (max_len - soft - length) / soft

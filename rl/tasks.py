@@ -1,81 +1,321 @@
-"""GRPO tasks: prompts + a verifiable reward + how to evaluate them.
+"""Tasks as data: one YAML file (or the same mapping inline) names the data, the prompt and the rewards.
 
-- `addition`: 2-digit addition as fixed-width text (`07+48=` → `055`). It is what a model
-  of ~1M parameters pretrained for a minute on CPU can learn, and improve on with RL: the
-  answer is checkable exactly, a pretrained model starts well above zero (so GRPO groups
-  have reward variance to learn from) and well below perfect. The task also provides its
-  pretraining corpus: every problem of the train split with its answer.
-- `gsm8k`, `math500`: the R1-Zero prompt (`<think> … </think> <answer> … </answer>`) for
-  real models (0.5–1.5B Hugging Face models on a GPU).
+```yaml
+name: my-task
+data: {train: train.jsonl, test: test.jsonl}   # or {path: all.jsonl, test_fraction: 0.1}, or {generator: addition}
+prompt: "Q: {question}\nA:"                    # str.format over the row's columns, or Jinja: "Q: {{ question }}"
+answer_field: answer
+rewards: [{kind: exact, weight: 1.0}]
+success: {reward: exact, at_least: 1.0}
+max_completion_tokens: 64
+```
+
+`--task` takes a built-in name (a file in `configs/tasks/`) or a path. Relative data paths
+resolve against the task file. Everything a file can get wrong is checked when the task is
+loaded, before any model is: missing files and columns (named, with the columns there), a
+`python` reward that does not import, a prompt template that does not render.
+
+The built-ins: `addition` (2-digit sums as fixed-width text, `07+48=` → `055`; the data is
+generated, and the task also writes the corpus a small model is pretrained on first),
+`gsm8k` and `math500` with the R1-Zero prompt for real models on a GPU.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal
 
-from lm.paths import data_root
-from rl.rewards import addition_reward, r1_zero_reward
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-R1_ZERO_PROMPT = (
-    "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
-    "The Assistant first thinks about the reasoning process in the mind and then provides the User with the answer. "
-    "The reasoning process is enclosed within <think> </think> and answer is enclosed within <answer> </answer> tags, "
-    "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>.\nUser: {question}\nAssistant: <think>"
-)
+from lm.configfile import ConfigError, read_yaml
+from lm.paths import REPO_ROOT
+from rl.rewards import RewardSpec, build_reward
+
+BUILTIN_DIR = REPO_ROOT / "configs" / "tasks"
+SPLITS = ("train", "test")
+
+
+class DataSpec(BaseModel):
+    """Where the rows come from: a train and/or test file, one file split by hash, or a generator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: str | None = None
+    test: str | None = None
+    path: str | None = None
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="with `path`: the share of rows (by a hash of the row) held out")
+    generator: Literal["addition"] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        sources = [bool(self.train or self.test), bool(self.path), bool(self.generator)]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of: train/test files, one `path` (+ test_fraction), or a `generator`")
+        return self
+
+
+class SuccessSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reward: str
+    at_least: float = 1.0
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    data: DataSpec
+    prompt: str | None = Field(None, description="a format string ({column}) or a Jinja template ({{ column }}) over a row")
+    messages: str | None = Field(None, description="instead of `prompt`: the column that holds chat messages")
+    answer_field: str = "answer"
+    completion: str | None = Field(None, description="what `sft` trains the model to write: a template over the row; default: the answer")
+    answer_pattern: str | None = Field(None, description="a regex on the answer field whose group 1 is the answer (GSM8K: '####\\s*(.+)')")
+    chat_template: bool = Field(False, description="wrap the prompt in the model's chat template (with `system`, if given)")
+    system: str | None = None
+    num_fewshot: int = Field(0, ge=0, description="solved train rows put before each prompt")
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(kind="exact")], min_length=1)
+    success: SuccessSpec | None = Field(None, description="what counts as correct; default: the first reward at >= 1.0")
+    max_completion_tokens: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give one of `prompt` (a template) or `messages` (a column of chat messages)")
+        names = [r.label for r in self.rewards]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reward names must differ (set `name:`): {names}")
+        if self.success is not None and self.success.reward not in names:
+            raise ValueError(f"success.reward {self.success.reward!r} is not one of the rewards {names}")
+        return self
 
 
 @dataclass(frozen=True)
-class Task:
+class Reward:
     name: str
-    load: Callable[[str], list[dict]]  # split ("train" | "val" | "test") → [{"prompt", "answer"}]
-    reward: Callable[..., list[float]]
-    max_completion_tokens: int
-    success_threshold: float  # reward at or above which a completion counts as correct
-    write_pretraining_corpus: Callable[[Path], Path] | None = None  # for tasks a small LM must first learn
+    weight: float
+    fn: Callable[..., list[float | None]]
 
 
-# --- addition --------------------------------------------------------------------------------------
+@dataclass
+class Task:
+    """A loaded task: rows per split (`prompt`, `answer`, the row's other columns), rewards, success rule."""
+
+    spec: TaskSpec
+    base: Path  # relative data paths resolve here
+    source: Path | None = None  # the task file, when it came from one
+    _rows: dict[str, list[dict]] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def max_completion_tokens(self) -> int:
+        return self.spec.max_completion_tokens
+
+    @cached_property
+    def rewards(self) -> list[Reward]:
+        return [Reward(r.label, r.weight, build_reward(r, self.spec.rewards)) for r in self.spec.rewards]
+
+    @property
+    def success(self) -> SuccessSpec:
+        return self.spec.success or SuccessSpec(reward=self.rewards[0].name, at_least=1.0)
+
+    def score(self, prompts: list, completions: list[str], rows: list[dict]) -> dict[str, list[float]]:
+        """Every reward per completion, and their weighted sum under "total" (None counts as 0)."""
+        columns = {k: [r.get(k) for r in rows] for k in rows[0]} if rows else {}
+        columns.pop("prompt", None)
+        per = {r.name: [float(v or 0.0) for v in r.fn(prompts, completions, **columns)] for r in self.rewards}
+        per["total"] = [sum(r.weight * per[r.name][i] for r in self.rewards) for i in range(len(completions))]
+        return per
+
+    def completion(self, row: dict) -> str:
+        """The completion `sft` trains on for a loaded row."""
+        return row["target"]
+
+    def load(self, split: str) -> list[dict]:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        if split not in self._rows:
+            self._rows.update(self._load_splits())
+        rows = self._rows[split]
+        if not rows:
+            raise ConfigError(f"task {self.name}: the {split} split has no rows (data: {self.spec.data.model_dump(exclude_none=True)})")
+        return rows
+
+    def files(self) -> list[Path]:
+        """Every file whose content shapes this task: its file, its data, its python rewards' source."""
+        d = self.spec.data
+        data = [self._path(p) for p in (d.train, d.test, d.path) if p]
+        data_files = [f for p in data for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])]
+        code = [Path(f) for r in self.rewards if (f := getattr(r.fn, "source_file", None))]
+        return ([self.source] if self.source else []) + data_files + code
+
+    def write_pretraining_corpus(self, path: Path) -> Path:
+        """For generated tasks a small LM must first learn: each train problem with its answer, one block each."""
+        if self.spec.data.generator is None:
+            raise ConfigError(f"task {self.name} has no generated data to pretrain on: give the pipeline a checkpoint to tune")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "\n\n".join(r["prompt"] + r["answer"] for r in self.load("train")) + "\n"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        return path
+
+    # --- loading -------------------------------------------------------------------------------
+    def _path(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def _load_splits(self) -> dict[str, list[dict]]:
+        d = self.spec.data
+        if d.generator == "addition":
+            problems = addition_problems()
+            raw = {s: problems[s] for s in SPLITS}
+        elif d.path:
+            rows = read_rows(self._path(d.path))
+            test = [r for r in rows if _hash_fraction(r) < d.test_fraction]
+            raw = {"train": [r for r in rows if _hash_fraction(r) >= d.test_fraction], "test": test}
+        else:
+            raw = {s: read_rows(self._path(p)) if (p := getattr(d, s)) else [] for s in SPLITS}
+        where = {s: str(self._path(getattr(d, s) or d.path)) for s in SPLITS if getattr(d, s) or d.path} if not d.generator else {}
+        shots = [self._render(r, where.get("train", "train"), i, []) for i, r in enumerate(raw["train"][: self.spec.num_fewshot])]
+        out = {}
+        for split, rows in raw.items():
+            skip = self.spec.num_fewshot if split == "train" else 0  # the shots are not also problems
+            out[split] = [self._render(r, where.get(split, split), i, shots) for i, r in enumerate(rows) if i >= skip]
+        return out
+
+    def _render(self, row: dict, where: str, index: int, shots: list[dict]) -> dict:
+        s = self.spec
+        if s.answer_field not in row:
+            raise ConfigError(f"{where}: row {index} has no column {s.answer_field!r} (answer_field); its columns: {', '.join(row)}")
+        answer = str(row[s.answer_field])
+        if s.answer_pattern:
+            m = re.search(s.answer_pattern, answer, re.DOTALL)
+            if not m:
+                raise ConfigError(f"{where}: row {index}: answer {answer[:60]!r} does not match answer_pattern {s.answer_pattern!r}")
+            answer = (m.group(1) if m.groups() else m.group()).strip()
+        if s.messages is not None:
+            if s.messages not in row:
+                raise ConfigError(f"{where}: row {index} has no column {s.messages!r} (messages); its columns: {', '.join(row)}")
+            prompt: Any = [m for m in row[s.messages] if m.get("role") != "assistant"]
+        else:
+            text = "".join(shot["prompt"] + " " + shot["answer"] + "\n\n" for shot in shots) + render_template(s.prompt or "", row, where, index)
+            prompt = ([{"role": "system", "content": s.system}] if s.system else []) + [{"role": "user", "content": text}] if s.chat_template else text
+        target = render_template(s.completion, row, where, index) if s.completion else answer
+        return {**row, "prompt": prompt, "answer": answer, "target": target}
+
+
+def render_template(template: str, row: dict, where: str, index: int) -> str:
+    """`{{ column }}` templates through Jinja (as lm-evaluation-harness's doc_to_text), `{column}` ones through str.format."""
+    try:
+        if "{{" in template or "{%" in template:
+            import jinja2
+
+            return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template).render(**row)
+        return template.format(**row)
+    except (KeyError, ImportError) as e:
+        raise ConfigError(f"{where}: row {index}: the prompt names column {e}, which the row does not have; its columns: {', '.join(row)}") from None
+    except Exception as e:  # jinja2's UndefinedError / TemplateSyntaxError, format's IndexError/ValueError
+        raise ConfigError(f"{where}: row {index}: the prompt template does not render: {e}; its columns: {', '.join(row)}") from None
+
+
+def _hash_fraction(row: dict) -> float:
+    digest = hashlib.sha1(json.dumps(row, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a JSONL, Parquet or CSV file, or of a `datasets` save_to_disk folder."""
+    if not path.exists():
+        raise ConfigError(f"task data {path} does not exist")
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        try:
+            return list(load_from_disk(str(path)))
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"task data {path}: not a `datasets` save_to_disk folder ({e})") from None
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix in (".jsonl", ".jsonl.gz", ".json"):
+        import gzip
+
+        opener = gzip.open if path.suffix == ".gz" else open
+        rows = []
+        with opener(path, "rt", encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{path}:{i}: not a JSON object ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise ConfigError(f"{path}:{i}: expected a JSON object per line, found a {type(row).__name__}")
+                rows.append(row)
+        return rows
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if suffix == ".csv":
+        import pandas as pd
+
+        return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+    raise ConfigError(f"task data {path}: unsupported format (JSONL, Parquet, CSV or a `datasets` folder)")
+
+
+# --- addition ---------------------------------------------------------------------------------------
 def addition_problems(seed: int = 0) -> dict[str, list[dict]]:
-    """All 10,000 pairs (a, b) in [0, 100)², shuffled and split 8,000 / 1,000 / 1,000."""
+    """All 10,000 pairs (a, b) in [0, 100)², shuffled and split 8,000 / 1,000 / 1,000 (train / val / test)."""
     pairs = [(a, b) for a in range(100) for b in range(100)]
     random.Random(seed).shuffle(pairs)
     rows = [{"prompt": f"{a:02d}+{b:02d}=", "answer": f"{a + b:03d}"} for a, b in pairs]
     return {"train": rows[:8000], "val": rows[8000:9000], "test": rows[9000:]}
 
 
-def write_addition_corpus(path: Path) -> Path:
-    """The pretraining text: each train problem with its answer, one document per block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n\n".join(r["prompt"] + r["answer"] for r in addition_problems()["train"]) + "\n"
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+# --- loading a task ---------------------------------------------------------------------------------
+def builtin_tasks() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-# --- math with the R1-Zero prompt ------------------------------------------------------------------
-def _gsm8k(split: str) -> list[dict]:
-    name = "train" if split == "train" else "test"
-    rows = [json.loads(line) for line in (data_root() / "gsm8k" / f"{name}.jsonl").read_text().splitlines() if line]
-    return [{"prompt": R1_ZERO_PROMPT.format(question=r["question"]), "answer": r["answer"].split("####")[-1].strip().replace(",", "")} for r in rows]
+def task_source(task: str | dict) -> Path | None:
+    """The file a task reference names (a built-in's file in configs/tasks/, or a path); None for an inline mapping."""
+    if isinstance(task, dict):
+        return None
+    if (BUILTIN_DIR / f"{task}.yaml").is_file() and "/" not in task:
+        return BUILTIN_DIR / f"{task}.yaml"
+    path = Path(task).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"task file {task} does not exist")
+        return path
+    raise ConfigError(f"unknown task {task!r}: give a task file (.yaml) or a built-in name ({', '.join(builtin_tasks())})")
 
 
-def _math500(split: str) -> list[dict]:
-    rows = [json.loads(line) for line in (data_root() / "math500" / "test.jsonl").read_text().splitlines() if line]
-    return [{"prompt": R1_ZERO_PROMPT.format(question=r["problem"]), "answer": r["answer"]} for r in rows]
-
-
-TASKS: dict[str, Task] = {
-    "addition": Task("addition", lambda split: addition_problems()[split], addition_reward, 4, 1.0, write_addition_corpus),
-    "gsm8k": Task("gsm8k", _gsm8k, r1_zero_reward, 512, 1.0),
-    "math500": Task("math500", _math500, r1_zero_reward, 1024, 1.0),
-}
-
-
-def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]
+def get_task(task: str | dict | Task, base: Path | None = None) -> Task:
+    """A task from a built-in name, a YAML path, or an inline mapping (relative paths against `base`)."""
+    if isinstance(task, Task):
+        return task
+    source = task_source(task)
+    data = read_yaml(source) if source else dict(task)  # type: ignore[arg-type]
+    where = str(source) if source else "the inline task"
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(root)'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{where}: invalid task: {problems}") from None
+    loaded = Task(spec, source.parent.resolve() if source else (base or Path.cwd()), source.resolve() if source else None)
+    try:
+        loaded.rewards  # noqa: B018  a python reward that does not import fails here
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return loaded

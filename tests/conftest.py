@@ -128,3 +128,27 @@ def token_dir(tmp_path_factory, data) -> Path:
     Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out / "tokenizer")
     encode_corpus([src], out / "tokenizer", out, val_fraction=0.05, workers=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def addition_model(tmp_path_factory) -> Path:
+    """A tiny character-level model pretrained briefly on the addition corpus, exported to HF."""
+    from lm.bpe import train_bpe
+    from lm.corpus import encode_corpus
+    from lm.hf_export import export_hf
+    from lm.tokenizer import Tokenizer
+    from lm.checkpoint import load_model
+    from lm.train import PretrainConfig, train
+    from rl.tasks import get_task
+
+    w = tmp_path_factory.mktemp("addition")
+    corpus = get_task("addition").write_pretraining_corpus(w / "addition.txt")
+    vocab, merges = train_bpe(corpus, 257, ["<|endoftext|>"], progress=False)
+    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(w / "tok")
+    (w / "arr").mkdir()
+    encode_corpus([corpus], w / "tok", w / "arr", 0.02, 1)
+    # head_dim 32: the smallest vLLM's CPU attention kernels support
+    cfg = PretrainConfig(model={"d_model": 64, "num_layers": 2, "num_heads": 2, "context_length": 32}, batch_size=32, max_steps=60, warmup_steps=5,
+                         lr=3e-3, eval_batches=2, eval_interval=60)
+    train(cfg, w / "arr", w / "run", progress=False)
+    return export_hf(load_model(w / "run" / "checkpoint"), w / "tok", w / "hf")

@@ -11,7 +11,7 @@ import torch
 from pydantic import ValidationError
 
 from rl.grpo import GRPOSettings, build_trainer, run_grpo
-from rl.rewards import addition_reward, answers_match, extract_answer, r1_zero_reward
+from rl.rewards import answers_match, extract_answer, r1_zero_reward
 from rl.tasks import addition_problems, get_task
 from rl.vllm_cpu import prepare_cpu_engine
 
@@ -48,8 +48,10 @@ def test_addition_task_and_reward():
     assert [len(splits[s]) for s in ("train", "val", "test")] == [8000, 1000, 1000]
     assert not {r["prompt"] for r in splits["train"]} & {r["prompt"] for r in splits["test"]}
     assert splits["train"][0]["answer"] == f"{sum(map(int, splits['train'][0]['prompt'][:-1].split('+'))):03d}"
-    rewards = addition_reward(["07+48="] * 4, ["055", "054", "55", "0x5"], answer=["055"] * 4)
-    assert rewards == pytest.approx([1.1, 0.1, 0.0, 0.0])
+    task = get_task("addition")  # configs/tasks/addition.yaml: exact sum (1.0) + three digits first (0.1)
+    rows = [{"prompt": "07+48=", "answer": "055"}] * 5
+    rewards = task.score([r["prompt"] for r in rows], ["055", "054", "55", "0x5", " 055\n\n1"], rows)
+    assert rewards["total"] == pytest.approx([1.1, 0.1, 0.0, 0.0, 1.1]) and rewards["exact"] == [1.0, 0, 0, 0, 1.0]
 
 
 def test_grpo_settings_are_validated_at_load():
@@ -61,35 +63,13 @@ def test_grpo_settings_are_validated_at_load():
         GRPOSettings(group_size=1)
 
 
-@pytest.fixture(scope="module")
-def addition_model(tmp_path_factory) -> Path:
-    """A tiny character-level model pretrained briefly on the addition corpus, exported to HF."""
-    from lm.bpe import train_bpe
-    from lm.corpus import encode_corpus
-    from lm.hf_export import export_hf
-    from lm.tokenizer import Tokenizer
-    from lm.checkpoint import load_model
-    from lm.train import PretrainConfig, train
-    from rl.tasks import write_addition_corpus
-
-    w = tmp_path_factory.mktemp("addition")
-    corpus = write_addition_corpus(w / "addition.txt")
-    vocab, merges = train_bpe(corpus, 257, ["<|endoftext|>"], progress=False)
-    Tokenizer(vocab, merges, ["<|endoftext|>"]).save(w / "tok")
-    (w / "arr").mkdir()
-    encode_corpus([corpus], w / "tok", w / "arr", 0.02, 1)
-    # head_dim 32: the smallest vLLM's CPU attention kernels support
-    cfg = PretrainConfig(model={"d_model": 64, "num_layers": 2, "num_heads": 2, "context_length": 32}, batch_size=32, max_steps=60, warmup_steps=5,
-                         lr=3e-3, eval_batches=2, eval_interval=60)
-    train(cfg, w / "arr", w / "run", progress=False)
-    return export_hf(load_model(w / "run" / "checkpoint"), w / "tok", w / "hf")
-
-
 def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> None:
     from safetensors.torch import load_file
 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3] and all("reward" in r for r in rows)
+    # each reward of the task file logged on its own, and whether any group had reward variance
+    assert all({"rewards/exact/mean", "rewards/format/mean", "frac_reward_zero_std"} <= set(r) for r in rows)
     # the rollouts (and both evaluations) came from the engine asked for
     assert {r["engine"] for r in rows} == {result["engine"]} == {engine}
     assert {result[when][mode]["engine"] for when in ("before", "after") for mode in ("greedy", "sampled")} == {engine}

@@ -1,0 +1,46 @@
+"""The `sft` flow: a checkpoint (pretrain, sft or grpo artifact, or HF folder) + task → a fine-tuned checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from flows.checkpoints import resolve_checkpoint
+from flows.stage import run_stage
+from rl.generation import resolve_engine
+from rl.report import plot_metric_curve, save_as_lmforge_checkpoint
+from rl.sft import SFTSettings, run_sft
+
+STAGE = "sft"
+
+
+@task(name="sft-train")
+def sft_task(model_dir: Path, settings: SFTSettings, out_dir: Path) -> dict:
+    """Run TRL's SFTTrainer, then evaluate held-out loss and accuracy."""
+    return run_sft(model_dir, settings, out_dir)
+
+
+@flow(name="sft", log_prints=True)
+def sft(checkpoint: str, settings: SFTSettings = SFTSettings(), force: bool = False) -> str:
+    """Supervised fine-tuning of a checkpoint on a task's train split; returns the artifact directory."""
+    logger = get_run_logger()
+    art, model_dir = resolve_checkpoint(checkpoint)
+    settings = settings.model_copy(update={"engine": resolve_engine(settings.engine)})  # `auto` never enters the key
+    # the task's file, data and python rewards' source enter the key by content
+    raw = ([] if art else sorted(p for p in model_dir.iterdir() if p.is_file())) + settings.load_task().files()
+
+    def build(out_dir: Path, work_dir: Path) -> dict:
+        result = sft_task(model_dir, settings, out_dir)
+        plot_metric_curve(out_dir / "metrics.jsonl", out_dir / "loss.png", "loss", "training loss (completion tokens), lower is better",
+                          f"SFT on {settings.load_task().name}")
+        save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
+        rows = [{"eval": f"after ({mode})", **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items() if k != "examples"}}
+                for mode, m in result["after"].items()]
+        create_table_artifact(key="sft-eval", table=rows, description=f"sft on {settings.load_task().name}: held-out evaluation")
+        logger.info("held-out loss %.4f; greedy accuracy %.3f", result["heldout_loss"], result["after"]["greedy"]["accuracy"])
+        return {k: v for k, v in result.items() if k != "after"} | {"greedy_accuracy": result["after"]["greedy"]["accuracy"]}
+
+    artifact = run_stage(STAGE, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
+    return str(artifact.path)

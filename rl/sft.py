@@ -1,0 +1,165 @@
+"""Supervised fine-tuning of a checkpoint on a task's train split, with TRL's `SFTTrainer`.
+
+Each train row becomes a prompt-completion pair: the task's prompt and its `completion`
+template (default: the answer). The loss is on the completion tokens only (TRL's
+`completion_only_loss`; for chat rows the assistant turn), so the model learns to answer,
+not to reproduce prompts. After training: the held-out loss on the test split and the
+task's held-out accuracy through `rl.evaluate`, the same code the `evaluate` stage runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from contextlib import redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from lm.configfile import ConfigError
+from rl.evaluate import evaluate_model_dir, prompt_texts
+from rl.generation import resolve_engine
+from rl.tasks import Task, get_task
+
+
+class SFTSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str | dict[str, Any] = Field("addition", description="a built-in task name, a task file (YAML), or the task's mapping inline")
+    learning_rate: float = Field(1e-4, gt=0)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    max_steps: int = Field(200, ge=1)
+    batch_size: int = Field(32, ge=1)
+    max_length: int | None = Field(None, ge=2, description="tokens per example (prompt + completion); None: the model's context")
+    packing: bool = Field(False, description="pack several examples into each max_length sequence (BFD packing, no cross-attention)")
+    weight_decay: float = Field(0.0, ge=0)
+    max_completion_tokens: int | None = Field(None, ge=1, description="evaluation's generation limit; None: the task's")
+    eval_examples: int = Field(500, ge=1)
+    eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
+    engine: Literal["auto", "vllm", "transformers"] = "auto"
+    seed: int = 0
+    _task: Task | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self) -> SFTSettings:
+        try:
+            self.load_task()
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        resolve_engine(self.engine)
+        return self
+
+    def load_task(self) -> Task:
+        if self._task is None:
+            task = get_task(self.task)
+            if self.max_completion_tokens is not None:
+                task = replace(task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens}))
+            self._task = task
+        return self._task
+
+
+def sft_rows(task: Task, split: str) -> list[dict]:
+    """Prompt-completion rows in TRL's format (conversational when the task's prompts are chat messages)."""
+    rows = []
+    for r in task.load(split):
+        completion = task.completion(r)
+        chat = isinstance(r["prompt"], list)
+        rows.append({"prompt": r["prompt"], "completion": [{"role": "assistant", "content": completion}] if chat else completion})
+    return rows
+
+
+def trl_config(s: SFTSettings, out_dir: Path, max_length: int):
+    import torch
+    from trl import SFTConfig
+
+    on_gpu = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(out_dir / "trl"),
+        per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=s.batch_size,
+        learning_rate=s.learning_rate,
+        lr_scheduler_type=s.lr_scheduler,
+        warmup_steps=int(s.warmup_ratio * s.max_steps),
+        weight_decay=s.weight_decay,
+        max_steps=s.max_steps,
+        max_length=max_length,
+        packing=s.packing,
+        completion_only_loss=True,
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        seed=s.seed,
+        logging_steps=max(1, s.max_steps // 50),
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def check_lengths(task: Task, tokenizer, max_length: int, context: int) -> None:
+    """Before training: an example cut at max_length would lose its answer (or all of it); say which and what to change."""
+    rows = task.load("train")
+    prompts = prompt_texts(task, rows, tokenizer)
+    lengths = [len(p) + len(c) + 1 for p, c in zip(tokenizer(prompts)["input_ids"], tokenizer([task.completion(r) for r in rows])["input_ids"])]
+    over = [i for i, n in enumerate(lengths) if n > max_length]
+    if over:
+        longest = max(over, key=lambda i: lengths[i])
+        raise ValueError(f"{len(over)} of {len(rows)} {task.name} train rows are longer than max_length={max_length} tokens "
+                         f"(the longest, row {longest}: {lengths[longest]}): raise max_length (the model's context is {context}) "
+                         "or shorten the prompt")
+
+
+def build_trainer(model_dir: Path, settings: SFTSettings, out_dir: Path, callbacks: list | None = None):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    task = settings.load_task()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
+    max_length = settings.max_length or model.config.max_position_embeddings
+    check_lengths(task, tokenizer, max_length, model.config.max_position_embeddings)
+    train, test = sft_rows(task, "train"), sft_rows(task, "test")[: settings.eval_examples]
+    return SFTTrainer(model=model, args=trl_config(settings, out_dir, max_length), train_dataset=Dataset.from_list(train),
+                      eval_dataset=Dataset.from_list(test), processing_class=tokenizer, callbacks=callbacks)
+
+
+def run_sft(model_dir: Path, settings: SFTSettings, out_dir: Path) -> dict:
+    """Train, then measure held-out loss and accuracy; writes `hf/`, `metrics.jsonl`, `eval.json`."""
+    from transformers import TrainerCallback
+
+    task = settings.load_task()
+    metrics_path = out_dir / "metrics.jsonl"
+
+    class MetricsFile(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and state.is_world_process_zero:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    trainer = build_trainer(model_dir, settings, out_dir, [MetricsFile()])
+    t0 = time.time()
+    with redirect_stdout(sys.stderr):  # the trainer's per-step dicts: stdout holds the artifact path alone
+        trainer.train()
+        train_s = time.time() - t0
+        heldout = trainer.evaluate()
+    trainer.save_model(str(out_dir / "hf"))
+    trainer.processing_class.save_pretrained(out_dir / "hf")
+    generation_config = Path(model_dir) / "generation_config.json"
+    if generation_config.exists():  # keep eos/pad ids for later generate() calls
+        (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
+    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
+    (out_dir / "hf" / "training_args.bin").unlink(missing_ok=True)  # a pickle of TRL's settings: not part of a model folder
+    logged = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    trained_tokens = int(logged[-1].get("num_tokens", 0)) if logged else None
+    after = evaluate_model_dir(out_dir / "hf", task, "test", settings.eval_examples, settings.seed, settings.engine, settings.eval_samples)
+    result = {"task": task.name, "train_seconds": round(train_s, 1), "steps": settings.max_steps, "tokens_seen": trained_tokens,
+              "heldout_loss": heldout.get("eval_loss"), "after": after}
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,205 @@
+"""Post-training on a task of the user's own: tasks as data, sft, evaluate, and the chain through the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from math import comb
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lm.configfile import ConfigError
+from rl.evaluate import pass_at_k
+from rl.tasks import addition_problems, get_task
+
+LMFORGE = str(Path(sys.executable).parent / "lmforge")
+
+
+def write_task(tmp: Path, rows: int = 400, **overrides) -> Path:
+    """A task of the user's own: its data (JSONL, its own column names), a python reward in a module beside it, one YAML file."""
+    problems = addition_problems()
+    data = tmp / "data"
+    data.mkdir(exist_ok=True)
+    for split, n in (("train", rows), ("test", 40)):
+        with open(data / f"{split}.jsonl", "w") as f:
+            for p in problems[split][:n]:
+                f.write(json.dumps({"question": p["prompt"], "sum": p["answer"]}) + "\n")
+    (tmp / "my_rewards.py").write_text(
+        "def starts_with_digit(prompts, completions, **columns):\n"
+        "    assert 'sum' in columns and 'question' in columns  # the row's columns reach the reward\n"
+        "    return [1.0 if c[:1].isdigit() else 0.0 for c in completions]\n")
+    task = {"name": "my-sums", "data": {"train": "data/train.jsonl", "test": "data/test.jsonl"}, "prompt": "{{ question }}",
+            "answer_field": "sum", "max_completion_tokens": 4,
+            "rewards": [{"kind": "exact", "extract": r"^\s*(\d{3})", "weight": 1.0},
+                        {"kind": "python", "function": "my_rewards:starts_with_digit", "weight": 0.5, "name": "digit"}],
+            "success": {"reward": "exact", "at_least": 1.0}, **overrides}
+    path = tmp / "task.yaml"
+    path.write_text(yaml.safe_dump(task))
+    return path
+
+
+@pytest.fixture
+def user_task(tmp_path, monkeypatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return write_task(tmp_path)
+
+
+def test_pass_at_k_matches_brute_force():
+    for n, c, k in [(1, 0, 1), (1, 1, 1), (4, 1, 1), (4, 2, 2), (5, 3, 2), (8, 1, 8), (8, 0, 3), (6, 5, 4)]:
+        outcomes = [True] * c + [False] * (n - c)
+        draws = list(itertools.combinations(range(n), k))
+        brute = sum(any(outcomes[i] for i in d) for d in draws) / len(draws)
+        assert pass_at_k(n, c, k) == pytest.approx(brute) and comb(n, k) == len(draws)
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        pass_at_k(2, 1, 3)
+
+
+def test_a_task_file_loads_its_data_prompt_and_weighted_rewards(user_task):
+    task = get_task(str(user_task))
+    rows = task.load("test")
+    assert len(rows) == 40 and rows[0]["prompt"] == rows[0]["question"] and rows[0]["answer"] == rows[0]["sum"]
+    scores = task.score([r["prompt"] for r in rows[:3]], [rows[0]["sum"], "x", "999"], rows[:3])
+    assert scores["exact"][:2] == [1.0, 0.0] and scores["digit"] == [1.0, 0.0, 1.0]
+    assert scores["total"][:2] == pytest.approx([1.5, 0.0])
+    # the key holds the task file, its data and the python reward's source
+    assert {p.name for p in task.files()} == {"task.yaml", "train.jsonl", "test.jsonl", "my_rewards.py"}
+
+
+def test_one_path_is_split_by_row_hash_and_fewshot_examples_come_from_train(tmp_path):
+    rows = [{"q": f"{i}+1=", "a": str(i + 1)} for i in range(200)]
+    (tmp_path / "all.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = get_task({"name": "t", "data": {"path": str(tmp_path / "all.jsonl"), "test_fraction": 0.25}, "prompt": "{q}",
+                     "answer_field": "a", "num_fewshot": 2})
+    train, test = task.load("train"), task.load("test")
+    assert 25 < len(test) < 75 and len(train) + len(test) == 200 - 2  # the two shots are not also problems
+    assert not {r["q"] for r in train} & {r["q"] for r in test}
+    assert test[0]["prompt"].count("\n\n") == 2 and test[0]["prompt"].endswith(test[0]["q"])
+
+
+BAD_TASKS = [
+    ({"data": {"train": "data/nope.jsonl", "test": "data/test.jsonl"}}, "nope.jsonl does not exist"),
+    ({"answer_field": "total"}, "no column 'total' (answer_field); its columns: question, sum"),
+    ({"prompt": "{{ problem }}"}, "the prompt template does not render"),
+    ({"prompt": "{problem}"}, "the prompt names column 'problem'"),
+    ({"rewards": [{"kind": "python", "function": "no_such_module:f", "name": "exact"}]}, "python reward 'no_such_module:f' does not load: ModuleNotFoundError"),
+    ({"rewards": [{"kind": "regex", "name": "exact"}]}, "a regex reward needs `pattern`"),
+    ({"success": {"reward": "nope"}}, "success.reward 'nope' is not one of the rewards"),
+    ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD_TASKS, ids=[m[:30] for _, m in BAD_TASKS])
+def test_every_bad_task_file_is_one_error_naming_the_problem(tmp_path, monkeypatch, change, message):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_task(tmp_path, rows=10, **change)
+    with pytest.raises(ConfigError) as e:
+        task = get_task(str(path))
+        task.load("train")
+        task.load("test")
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sft_loss_is_on_the_completion_only(addition_model, tmp_path):
+    """The collated labels mask every prompt token: only the answer (and EOS) is learned."""
+    from rl.sft import SFTSettings, build_trainer
+
+    trainer = build_trainer(addition_model, SFTSettings(task="addition", max_steps=1, batch_size=4), tmp_path)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    tok = trainer.processing_class
+    for ids, labels, row in zip(batch["input_ids"], batch["labels"], get_task("addition").load("train")[:4]):
+        learned = [int(i) for i, label in zip(ids, labels) if label != -100]
+        prompt_len = len(tok(row["prompt"])["input_ids"])
+        assert (labels[:prompt_len] == -100).all()  # fails if a prompt token contributes to the loss
+        assert tok.decode(learned).startswith(row["answer"])
+
+
+def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path):
+    """An instruct-style task on a tiny Llama built locally: the prompt is wrapped by the tokenizer's template."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from rl.evaluate import prompt_texts
+    from rl.sft import SFTSettings, build_trainer
+
+    model = tmp_path / "chat-model"
+    shutil.copytree(addition_model, model)
+    tok = AutoTokenizer.from_pretrained(model)
+    # short role tags: the model's context is 32 characters
+    tok.chat_template = "{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}a:{% endif %}"
+    tok.save_pretrained(model)
+    spec = {"name": "chat-sums", "data": {"generator": "addition"}, "prompt": "{prompt}", "chat_template": True, "system": "Add.",
+            "max_completion_tokens": 4}
+    task = get_task(spec)
+    rows = task.load("test")[:2]
+    assert rows[0]["prompt"] == [{"role": "system", "content": "Add."}, {"role": "user", "content": addition_problems()["test"][0]["prompt"]}]
+    text = prompt_texts(task, rows, tok)[0]
+    assert text == f"s:Add.\nu:{rows[0]['prompt'][1]['content']}\na:"
+    trainer = build_trainer(model, SFTSettings(task=spec, max_steps=1, batch_size=2), tmp_path / "out")
+    first = trainer.train_dataset[0]
+    learned = [i for i, label in zip(first["input_ids"], first["labels"]) if label != -100]
+    assert trainer.processing_class.decode(learned).startswith(task.load("train")[0]["answer"])
+
+
+def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    r = subprocess.run([LMFORGE, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Traceback" not in r.stderr
+    return r
+
+
+@pytest.mark.slow
+def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(addition_model, user_task, tmp_path, lmforge_home, prefect_server):
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server,
+           "PYTHONPATH": f"{user_task.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    common = {"engine": "transformers", "eval_examples": 20, "eval_samples": 2}
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump({**common, "batch_size": 16, "learning_rate": 1e-3}))
+    (tmp_path / "grpo.yaml").write_text(yaml.safe_dump({**common, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3}))
+    task = str(user_task)
+    sft = _cli(["sft", "--checkpoint", str(addition_model), "--task", task, "--max-steps", "4", "-c", str(tmp_path / "sft.yaml")], env)
+    sft_dir = Path(sft.stdout.strip().splitlines()[-1])
+    assert sft.stdout.strip().splitlines() == [str(sft_dir)]  # stdout: the artifact path alone
+    assert {"hf", "checkpoint", "metrics.jsonl", "loss.png", "eval.json", "manifest.json"} <= {p.name for p in sft_dir.iterdir()}
+    sft_eval = json.loads((sft_dir / "eval.json").read_text())
+    assert sft_eval["task"] == "my-sums" and {"reward/exact", "reward/digit", "pass@1", "pass@2"} <= set(sft_eval["after"]["sampled"])
+    again = _cli(["sft", "--checkpoint", str(addition_model), "--task", task, "--max-steps", "4", "-c", str(tmp_path / "sft.yaml")], env)
+    assert again.stdout.strip().splitlines()[-1] == str(sft_dir) and "cache hit" in again.stderr
+
+    grpo = _cli(["grpo", "--checkpoint", sft_dir.name, "--task", task, "--max-steps", "2", "-c", str(tmp_path / "grpo.yaml")], env)
+    grpo_dir = Path(grpo.stdout.strip().splitlines()[-1])
+    assert grpo.stdout.strip().splitlines() == [str(grpo_dir)]  # TRL's step logs went to stderr
+    steps = [json.loads(line) for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all({"rewards/exact/mean", "rewards/digit/mean"} <= set(s) for s in steps)
+    manifest = json.loads((grpo_dir / "manifest.json").read_text())
+    assert manifest["inputs"] == [{"stage": "sft", "key": sft_dir.name}]  # lineage: grpo ← sft
+
+    evaluate = _cli(["evaluate", "--checkpoint", sft_dir.name, "--checkpoint", grpo_dir.name, "--task", task, "--limit", "20",
+                     "--samples", "2"], env)
+    eval_dir = Path(evaluate.stdout.strip().splitlines()[-1])
+    result = json.loads((eval_dir / "eval.json").read_text())
+    assert [c["name"] for c in result["checkpoints"]] == [f"sft/{sft_dir.name}", f"grpo/{grpo_dir.name}"]
+    assert all(c["greedy"]["n"] == 20 and "pass@2" in c["sampled"] for c in result["checkpoints"])
+    assert (eval_dir / "comparison.png").stat().st_size > 0
+
+    # editing the python reward is a new key (its source is in the key), not a stale hit
+    reward = user_task.parent / "my_rewards.py"
+    reward.write_text(reward.read_text().replace("1.0 if", "2.0 if"))
+    edited = _cli(["sft", "--checkpoint", str(addition_model), "--task", task, "--max-steps", "4", "-c", str(tmp_path / "sft.yaml")], env)
+    assert edited.stdout.strip().splitlines()[-1] != str(sft_dir)
+
+
+@pytest.mark.slow
+def test_a_wrong_key_for_checkpoint_is_one_line_before_any_server(tmp_path, lmforge_home, data, prefect_server):
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server}
+    tok = _cli(["tokenize", "--input", str(data / "tinystories-val-sample"), "--vocab-size", "300"], env)
+    key = Path(tok.stdout.strip().splitlines()[-1]).name
+    env.pop("PREFECT_API_URL")  # no server: the check must come before one would start
+    for stage in ("sft", "grpo"):
+        r = subprocess.run([LMFORGE, stage, "--checkpoint", key[:8]], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and "temporary Prefect server" not in r.stderr
+        assert f"{key[:8]} is a tokenize artifact; --checkpoint takes a pretrain, sft or grpo artifact" in r.stderr, r.stderr
