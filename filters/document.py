@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+NOT_COUNTED = "—"
+
+
 @dataclass(slots=True)
 class Document:
     text: str
@@ -44,7 +47,8 @@ class Stats:
         return s
 
     def table_rows(self) -> list[dict[str, Any]]:
-        """One row per step: in, out, dropped, and the drop reasons."""
+        """One row per step: in, out, dropped, and the drop reasons. A count a step does not keep
+        (the reader has no bytes in; dedup steps count documents, not bytes) shows as "—", never as 0."""
         rows = []
         for step, c in self.steps.items():
             reasons = {k.removeprefix("dropped_"): v for k, v in c.items() if k.startswith("dropped_")}
@@ -52,10 +56,7 @@ class Stats:
             rows.append(
                 {
                     "step": step,
-                    "docs_in": c.get("docs_in", 0),
-                    "docs_out": c.get("docs_out", 0),
-                    "bytes_in": c.get("bytes_in", 0),
-                    "bytes_out": c.get("bytes_out", 0),
+                    **{k: c[k] if k in c else NOT_COUNTED for k in ("docs_in", "docs_out", "bytes_in", "bytes_out")},
                     "dropped": ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())),
                     "other": ", ".join(f"{k}={v}" for k, v in sorted(other.items())),
                 }

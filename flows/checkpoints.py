@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flows.registry import KEY_PARAMETERS
 from flows.store import Artifact, ArtifactStore, StoreError
 
-CHECKPOINT_STAGES = ("pretrain", "sft", "grpo")
+CHECKPOINT_STAGES = KEY_PARAMETERS["checkpoint"]
 WHAT = "--checkpoint"
 
 

@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.config import ConfigError, load_config
@@ -32,7 +33,8 @@ err = Console(stderr=True, width=max(Console(stderr=True).width, 160))
 
 
 def _fail(msg: str) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
+    # one line however long (no wrapping), and the message's own brackets are text, not markup
+    err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
 
 
@@ -57,6 +59,29 @@ def _run(fn, *args, **kwargs):
         _fail(str(e))
 
 
+def _key_preflight(params: dict) -> None:
+    """Every artifact-key parameter resolved and checked by kind before Prefect starts (flows/registry.KEY_PARAMETERS)."""
+    from flows.checkpoints import resolve_checkpoint
+    from flows.registry import KEY_PARAMETERS
+
+    for name, value in params.items():
+        if name not in KEY_PARAMETERS or value is None:
+            continue
+        for key in value if isinstance(value, list) else [value]:
+            if name.startswith("checkpoint"):
+                _run(resolve_checkpoint, str(key))
+            else:
+                _run(ArtifactStore().find, str(key), KEY_PARAMETERS[name], f"--param {name}")
+
+
+def _inputs_preflight(inputs: list[str]) -> None:
+    """Before Prefect starts: paths, directories and every file's first bytes (filters/preflight.py)."""
+    from filters.preflight import preflight_inputs
+
+    for warning in _run(preflight_inputs, inputs):
+        err.print(f"[yellow]warning:[/] {warning}")
+
+
 def _run_flow(flow, *args, **kwargs):
     """Run a stage flow against the Prefect API this command should use (flows/api_server.py)."""
     from flows.api_server import ServerError, prefect_api
@@ -79,11 +104,10 @@ def clean_data_cmd(
     """Clean raw documents into deduplicated Parquet shards."""
     from filters.config import CleanConfig
     from flows.clean_data import clean_data
-    from filters.readers import expand_inputs
     from flows.runners import RunnerConfig
 
     cfg = _load(CleanConfig, config, "clean-data", inputs=inputs or None)
-    _run(expand_inputs, cfg.inputs)  # missing inputs fail here, before Prefect starts
+    _inputs_preflight(cfg.inputs)
     if cfg.classifier is not None:
         from flows.quality_model import resolve_classifier_model
 
@@ -116,15 +140,27 @@ def tokenize_cmd(
     inputs: list[str] = typer.Option(None, "--input", "-i", help="text/JSONL/Parquet files instead of an artifact"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML TokenizeConfig"),
     vocab_size: Optional[int] = typer.Option(None),
+    val_fraction: Optional[float] = typer.Option(None, help="share of documents held out in val.bin (at least one is)"),
     force: bool = typer.Option(False),
 ) -> None:
     """Train a BPE tokenizer on a corpus and encode it into train.bin / val.bin."""
-    from flows.tokenization import tokenize
-    from lm.corpus import TokenizeConfig
+    from itertools import islice
 
-    cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size)
+    from filters.readers import expand_inputs
+    from flows.tokenization import tokenize
+    from lm.corpus import TokenizeConfig, iter_texts
+
+    cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size, val_fraction=val_fraction)
     if clean_artifact:
-        _run(ArtifactStore().find, clean_artifact)  # a missing key fails here, before Prefect starts
+        _run(ArtifactStore().find, clean_artifact, ("clean-data",), "tokenize's CLEAN_ARTIFACT")  # before Prefect starts
+    elif not cfg.inputs:
+        _fail("tokenize needs a clean-data artifact key (CLEAN_ARTIFACT) or --input FILES")
+    else:
+        _inputs_preflight(cfg.inputs)
+        found = sum(1 for _ in islice(iter_texts(_run(expand_inputs, cfg.inputs)), 2))
+        if found < 2:
+            _fail(f"{', '.join(cfg.inputs)}: {found} document{'s' if found != 1 else ''}; tokenize needs at least 2 "
+                  "(one is held out for validation: --val-fraction)")
     path = _run_flow(tokenize, cfg, clean_artifact, force)
     _print_summary("tokenize", path)
 
@@ -142,7 +178,7 @@ def pretrain_cmd(
     from lm.train import PretrainConfig, check_data_fits, pick_device
 
     cfg = _load(PretrainConfig, config, "pretrain", max_steps=max_steps, device=device)
-    tok = _run(ArtifactStore().find, tokenize_artifact)  # before Prefect starts: key, device, data size
+    tok = _run(ArtifactStore().find, tokenize_artifact, ("tokenize",), "pretrain's TOKENIZE_ARTIFACT")  # before Prefect starts: key, device, data size
     _run(pick_device, cfg.device)
     _run(check_data_fits, cfg, tok.path)
     path = _run_flow(pretrain, tokenize_artifact, cfg, force)
@@ -164,7 +200,7 @@ def scaling_sweep_cmd(
     from scaling.sweep import SweepConfig
 
     cfg = _load(SweepConfig, config, "scaling-sweep")
-    tok = _run(ArtifactStore().find, tokenize_artifact)
+    tok = _run(ArtifactStore().find, tokenize_artifact, ("tokenize",), "scaling-sweep's TOKENIZE_ARTIFACT")
     if dry_run:  # no Prefect needed to look at a grid
         vocab = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
         points = cfg.grid(vocab)
@@ -254,9 +290,7 @@ def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-d
     from flows.pipeline import PipelineConfig, pipeline
 
     cfg = _load(PipelineConfig, config, "pipeline")
-    from filters.readers import expand_inputs
-
-    _run(expand_inputs, cfg.clean_data.inputs)  # missing inputs fail here, before Prefect starts
+    _inputs_preflight(cfg.clean_data.inputs)
     out = _run_flow(pipeline, cfg)
     _print_pipeline_summary(out)
     print(json.dumps(out))
@@ -293,6 +327,10 @@ def run_cmd(
         kwargs[name] = yaml.safe_load(value)
     if "force" in signature.parameters:
         kwargs["force"] = force
+    missing = [n for n, p in signature.parameters.items() if p.default is inspect.Parameter.empty and n not in kwargs]
+    if missing:
+        _fail(f"lmforge run {stage}: missing {', '.join(f'--param {n}=VALUE' for n in missing)} ({STAGES[stage].description})")
+    _key_preflight(kwargs)
     path = _run_flow(flow, **kwargs)
     _print_summary(stage, path if isinstance(path, str) else json.dumps(path))
 
@@ -351,18 +389,21 @@ def _print_summary(stage: str, path: str) -> None:
 
 
 # --- artifacts -----------------------------------------------------------------------------
-def _status(artifact) -> str:
-    """ok | damaged: … | stale: what changed in the code or libraries since it was built."""
+def _status(artifact, store: ArtifactStore) -> str:
+    """damaged: … | files present (sizes match); verified … or not | stale: what changed in the code since it was built.
+
+    The quick check reads sizes, not bytes: whether the bytes were checked is said, not implied."""
     from flows.fingerprint import code_fingerprint
 
     problems = check(artifact)
     if problems:
         return "damaged: " + "; ".join(problems[:3])
+    verified = store.verified_status(artifact)
     recorded = (read_manifest(artifact.path) or {}).get("code")
     if not recorded:
-        return "stale: built before code-aware keys"
+        return f"stale: built before code-aware keys; {verified}"
     changes = differences({"code": recorded}, {"code": code_fingerprint(recorded["root"])})
-    return "stale: " + "; ".join(changes[:3]) if changes else "ok"
+    return ("stale: " + "; ".join(changes[:3]) + "; " if changes else "sizes ok; ") + verified
 
 
 @app.command("ls")
@@ -382,7 +423,7 @@ def ls_cmd(stage: Optional[str] = typer.Argument(None, help="only this stage")) 
                 "created": m.get("created", ""),
                 "size": f"{size / 1e6:.1f} MB",
                 "inputs": ", ".join(f"{i['stage']}/{i['key']}" for i in m.get("inputs", [])) or "raw files",
-                "status": _status(a),
+                "status": _status(a, store),
             }
         )
     if not rows:
@@ -401,7 +442,7 @@ def show_cmd(key: str = typer.Argument(..., help="artifact key, unique prefix, o
         _fail(str(e))
     m = read_manifest(artifact.path) or {}
     print(json.dumps({k: v for k, v in m.items() if k not in ("files", "code")}, indent=2))
-    print(f"\nstatus: {_status(artifact)}")
+    print(f"\nstatus: {_status(artifact, store)}")
     print("\nlineage:")
     for depth, a in enumerate(store.lineage(artifact)):
         raw = (read_manifest(a.path) or {}).get("raw_inputs", [])
@@ -413,38 +454,58 @@ def show_cmd(key: str = typer.Argument(..., help="artifact key, unique prefix, o
 
 @app.command("gc")
 def gc_cmd(
-    keep: list[str] = typer.Argument(None, help="keys to keep (with their lineage); default: the newest artifact of each stage"),
-    dry_run: bool = typer.Option(False, "--dry-run"),
+    keep: list[str] = typer.Argument(None, help="keys to keep (with their lineage); default: the newest artifact of every branch"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be removed"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="remove without asking"),
 ) -> None:
-    """Remove damaged artifacts, artifacts no kept one depends on, and temp dirs of dead runs.
+    """Remove damaged artifacts, artifacts nothing kept depends on, and temp dirs of dead runs.
 
-    Anything a running stage holds (its inputs, its build) is skipped: stages hold file locks.
+    With no keys, every branch is kept: the newest intact artifact of each distinct config of
+    each stage, with everything its lineage reaches; what goes is older builds of a config
+    (earlier code or inputs) and damaged artifacts. It lists what it would remove and the
+    space freed, and asks first. Anything a running stage holds is skipped (file locks).
     """
     store = ArtifactStore()
     all_artifacts = store.list()
     intact = {a for a in all_artifacts if not check(a)}
-    if keep:
-        roots = [_run(store.find, k) for k in keep]
+    roots = [_run(store.find, k) for k in keep] if keep else _branch_heads(intact)
+    live = {a.key for r in roots for a in store.lineage(r)}
+    doomed = [(a, "damaged" if a not in intact else "unreferenced") for a in all_artifacts if not (a.key in live and a in intact)]
+    if not doomed:
+        err.print(f"nothing to remove: {len(all_artifacts)} artifacts, every one kept")
     else:
-        newest: dict[str, object] = {}
-        for a in sorted(intact, key=lambda a: ((read_manifest(a.path) or {}).get("created", ""), a.key)):
-            newest[a.stage] = a
-        roots = list(newest.values())  # type: ignore[arg-type]
-    live = {a.key for r in roots for a in store.lineage(r)}  # type: ignore[arg-type]
-    for a in all_artifacts:
-        if a.key in live and a in intact:
-            continue
-        why = "damaged" if a not in intact else "unreferenced"
+        freed = sum(_size(a) for a, _ in doomed)
+        for a, why in doomed:
+            err.print(f"{'would remove' if dry_run or not yes else 'removing'} {a.stage}/{a.key} ({why}, {_size(a) / 1e6:.1f} MB)")
+        err.print(f"{len(doomed)} of {len(all_artifacts)} artifacts, {freed / 1e6:.1f} MB")
         if dry_run:
-            err.print(f"would remove {a.stage}/{a.key} ({why})")
-        elif store.remove(a):
-            err.print(f"removed {a.stage}/{a.key} ({why})")
-        else:
-            err.print(f"kept {a.stage}/{a.key}: in use by a running stage")
+            return
+        if not yes and not typer.confirm("remove them?", default=False, err=True):
+            err.print("nothing removed")
+            raise typer.Exit(1)
+        for a, why in doomed:
+            if not store.remove(a):
+                err.print(f"kept {a.stage}/{a.key}: in use by a running stage")
     if not dry_run:
         n = store.clean_tmp()
         if n:
             err.print(f"removed {n} temp dirs of runs that are no longer running")
+
+
+def _branch_heads(intact: set) -> list:
+    """The newest intact artifact of each (stage, config): one per branch."""
+    newest: dict[tuple[str, str], tuple[str, object]] = {}
+    for a in intact:
+        m = read_manifest(a.path) or {}
+        branch = (a.stage, json.dumps(m.get("config_key", m.get("config")), sort_keys=True))
+        stamp = (m.get("created", ""), a.key)
+        if branch not in newest or stamp > newest[branch][0]:
+            newest[branch] = (stamp, a)  # type: ignore[assignment]
+    return [a for _, a in newest.values()]
+
+
+def _size(artifact) -> int:
+    return sum(f.stat().st_size for f in artifact.path.rglob("*") if f.is_file())
 
 
 @app.command("verify")
@@ -455,6 +516,7 @@ def verify_cmd(keys: list[str] = typer.Argument(None, help="artifact keys or pre
     bad = 0
     for a in artifacts:
         problems = check(a, deep=True)
+        store.record_verified(a, not problems)
         bad += bool(problems)
         err.print(f"{a.stage}/{a.key}: " + ("[green]ok[/]" if not problems else "[red]damaged[/]: " + "; ".join(problems)))
     if bad:

@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.registry import KEY_PARAMETERS
 from flows.stage import run_stage
 from flows.store import ArtifactStore
 from lm.report import write_pretrain_report
@@ -25,7 +26,7 @@ def train_task(config: PretrainConfig, data_dir: Path, work_dir: Path) -> dict:
 def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), force: bool = False) -> str:
     """Pretrain a TransformerLM on a tokenize artifact; returns the artifact directory."""
     logger = get_run_logger()
-    tok_art = ArtifactStore().find(tokenize_artifact)
+    tok_art = ArtifactStore().find(tokenize_artifact, KEY_PARAMETERS["tokenize_artifact"], "tokenize_artifact")
     config = resolve_auto(config)  # no `auto` enters the key
     check_data_fits(config, tok_art.path)
 

@@ -112,6 +112,17 @@ def _evaluate_headline(path: Path) -> list[str]:
             for row in summary["rows"]] + [f"plot: {path / 'comparison.png'}"]
 
 
+# Flow parameters that take artifact keys, and the stages whose artifacts each accepts (the CLI,
+# `lmforge run`, the pipeline and deployments' flows all check keys against this); `checkpoint`
+# also takes a Hugging Face model folder (flows/checkpoints.py).
+KEY_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "clean_artifact": ("clean-data",),
+    "tokenize_artifact": ("tokenize",),
+    "checkpoint": ("pretrain", "sft", "grpo"),
+    "checkpoints": ("pretrain", "sft", "grpo"),
+}
+
+
 @dataclass(frozen=True)
 class StageSpec:
     name: str  # the artifact folder, the Prefect flow name, the CLI subcommand

@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.pretrain import pretrain
+from flows.registry import KEY_PARAMETERS
 from flows.stage import run_stage
 from flows.store import ArtifactStore
 from lm.train import resolve_auto
@@ -39,7 +40,7 @@ def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig) -> 
 def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = False, force: bool = False) -> str:
     """Train a (budget × size) grid, fit IsoFLOP and parametric laws; returns the artifact dir."""
     logger = get_run_logger()
-    tok = ArtifactStore().find(tokenize_artifact)
+    tok = ArtifactStore().find(tokenize_artifact, KEY_PARAMETERS["tokenize_artifact"], "tokenize_artifact")
     config = config.model_copy(update={"train": resolve_auto(config.train)})  # no `auto` enters a key
     meta = json.loads((tok.path / "meta.json").read_text())
     points = config.grid(meta["vocab_size"])

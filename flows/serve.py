@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+from contextlib import suppress
 
-from flows.processes import route_library_logs
+from flows.processes import route_library_logs, set_stop_message, stop_descendants
 
 route_library_logs()  # before Prefect reads its logging settings
 
 import httpx  # noqa: E402
 from prefect import serve  # noqa: E402
-from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
+from prefect.context import refresh_global_settings_context  # noqa: E402
 
-from flows.api_server import LocalServer, user_api_url  # noqa: E402
+from flows.api_server import LocalServer, healthy, user_api_url  # noqa: E402
 from flows.deployments import default_deployments  # noqa: E402
 from flows.store import lmforge_home  # noqa: E402
 
+API_POLL_S = 2.0
+API_MISSES = 3  # health checks failed in a row before serve gives up (~6 s)
 HOW = "start one with `lmforge server start` (or run `prefect server start` and set PREFECT_API_URL to its /api URL)"
 
 
@@ -32,9 +38,40 @@ def check_server() -> str:
 
 
 def serve_all() -> None:
+    """Serve until stopped. The runner runs in a thread, so its own SIGTERM handler (a graceful
+    shutdown that reports to the API, and hangs for minutes when the API is gone) is never
+    installed: the CLI's handler prints `server stopped` and stops the flow runs in seconds.
+    If the API stops answering, serve says so in one line and exits (status 1): restart it
+    once the server is back."""
     url = check_server()
     deployments = default_deployments()
     print(f"serving {len(deployments)} deployments against {url}: " + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments), flush=True)
     os.environ["PREFECT_API_URL"] = url  # the runner's flow-run processes read the environment
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        serve(*deployments)
+    refresh_global_settings_context()
+    set_stop_message("server stopped")
+    _warnings_without_tracebacks()
+    runner = threading.Thread(target=lambda: serve(*deployments), name="prefect-serve", daemon=True)
+    runner.start()
+    misses = 0
+    while runner.is_alive():
+        time.sleep(API_POLL_S)
+        misses = 0 if healthy(url) else misses + 1
+        if misses >= API_MISSES:
+            with suppress(OSError):
+                os.write(2, f"the Prefect API at {url} stopped answering: serve exits (start the server again, then `lmforge serve`)\n".encode())
+            stop_descendants()
+            os._exit(1)  # Prefect's exit hooks would report to the API that is gone
+
+
+def _warnings_without_tracebacks() -> None:
+    """Prefect's runner logs a lost API connection as a warning with a traceback (its websocket, its
+    polls); in serve's terminal the warning's line is what helps, the stack is noise."""
+
+    def strip(record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+    for logger in (logging.getLogger(), logging.getLogger("prefect")):
+        for handler in logger.handlers:
+            handler.addFilter(strip)

@@ -363,6 +363,29 @@ class ArtifactStore:
                 shutil.rmtree(artifact.path, ignore_errors=True)
             return got
 
+    # --- verification records ---------------------------------------------------------------
+    def _verified_file(self, artifact: Artifact) -> Path:
+        return self.home / "verified" / f"{artifact.stage}-{artifact.key}.json"
+
+    def record_verified(self, artifact: Artifact, ok: bool) -> None:
+        """`lmforge verify`'s result (every sha256 checked), read back by `verified_status`."""
+        path = self._verified_file(artifact)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"at": time.time(), "ok": ok}))
+
+    def verified_status(self, artifact: Artifact) -> str:
+        """When every byte was last checked, and whether anything was written since."""
+        hint = f"lmforge verify {artifact.key}"
+        try:
+            record = json.loads(self._verified_file(artifact).read_text())
+        except (OSError, ValueError):
+            return f"not verified since built: {hint}"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record["at"]))
+        if not record.get("ok"):
+            return f"failed verification {when}"
+        newest = max((f.stat().st_mtime for f in artifact.path.rglob("*") if f.is_file()), default=0.0)
+        return f"verified {when}" if newest <= record["at"] else f"files written since verified {when}: {hint}"
+
     def clean_tmp(self) -> int:
         """Remove temp dirs of builds that are no longer running (killed or crashed)."""
         tmp_root, n = self.root / "tmp", 0

@@ -15,6 +15,7 @@ from prefect.artifacts import create_table_artifact
 
 from filters.readers import expand_inputs
 from flows.runners import RunnerConfig, make_task_runner
+from flows.registry import KEY_PARAMETERS
 from flows.stage import run_stage
 from flows.store import Artifact, ArtifactStore
 from lm.bpe import train_bpe_with_summary
@@ -51,7 +52,7 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
              runner: RunnerConfig | None = None) -> str:
     """Train a BPE tokenizer and write train.bin/val.bin; returns the artifact directory."""
     logger = get_run_logger()
-    clean = ArtifactStore().find(clean_artifact) if clean_artifact else None
+    clean = ArtifactStore().find(clean_artifact, KEY_PARAMETERS["clean_artifact"], "clean_artifact") if clean_artifact else None
     files = corpus_files(clean, config)
 
     def build(out_dir: Path, work_dir: Path) -> dict:

@@ -68,9 +68,13 @@ def write_training_sample(paths: list[Path], out: Path, byte_cap: int, separator
     return written
 
 
+def split_hash(doc_id: str) -> float:
+    """A document's place in [0, 1): below val_fraction it is held out."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little") / 2**64
+
+
 def is_validation(doc_id: str, val_fraction: float) -> bool:
-    h = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little")
-    return h / 2**64 < val_fraction
+    return split_hash(doc_id) < val_fraction
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -107,6 +111,8 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
     dtype = token_dtype(tok.vocab_size)
     eot = tok.special_ids[ENDOFTEXT]
     counts = {"documents": 0, "train_tokens": 0, "val_tokens": 0, "val_documents": 0, "val_bytes": 0}
+    # the train document with the lowest split hash: held out after all if the corpus has no other
+    lowest = {"hash": 2.0, "offset": 0, "tokens": 0, "bytes": 0}
     batches = islice(_batches(iter_texts([part.path]), part.batch_docs), part.part, None, part.num_parts)
     with open(f"{part.out_prefix}.train.bin", "wb") as ftrain, open(f"{part.out_prefix}.val.bin", "wb") as fval:
         for batch in batches:
@@ -122,6 +128,9 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
                     counts["val_documents"] += 1
                     counts["val_bytes"] += len(text.encode("utf-8"))
                 else:
+                    if (h := split_hash(doc_id)) < lowest["hash"]:
+                        lowest = {"hash": h, "offset": counts["train_tokens"] + len(train), "tokens": len(ids) + 1,
+                                  "bytes": len(text.encode("utf-8"))}
                     train.extend(ids)
                     train.append(eot)
             np.array(train, dtype=dtype).tofile(ftrain)
@@ -129,7 +138,7 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
             counts["documents"] += len(batch)
             counts["train_tokens"] += len(train)
             counts["val_tokens"] += len(val)
-    return counts
+    return {**counts, "lowest_train_doc": lowest}
 
 
 def _batches(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -140,19 +149,28 @@ def _batches(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[st
 def merge_parts(parts: list[EncodePart], part_counts: list[dict], tokenizer_dir: Path, out_dir: Path, val_fraction: float) -> dict:
     """Concatenate the parts, in order, into `train.bin` / `val.bin` and write `meta.json`."""
     tok = Tokenizer.from_dir(tokenizer_dir)
-    total = {k: sum(c[k] for c in part_counts) for k in part_counts[0]} if part_counts else {}
-    for split in ("train", "val"):
-        with open(out_dir / f"{split}.bin", "wb") as out:
-            for part in parts:
+    total = {k: sum(c[k] for c in part_counts) for k in part_counts[0] if k != "lowest_train_doc"} if part_counts else {}
+    # a small corpus whose hashes put no document below val_fraction: hold out the one lowest-hashed
+    moved = None
+    if not total.get("val_documents") and total.get("documents", 0) >= 2:
+        i = min(range(len(parts)), key=lambda j: part_counts[j]["lowest_train_doc"]["hash"])
+        moved = (i, part_counts[i]["lowest_train_doc"])
+        total["val_documents"], total["val_tokens"], total["val_bytes"] = 1, moved[1]["tokens"], moved[1]["bytes"]
+        total["train_tokens"] -= moved[1]["tokens"]
+    itemsize = token_dtype(tok.vocab_size).itemsize
+    with open(out_dir / "train.bin", "wb") as train_out, open(out_dir / "val.bin", "wb") as val_out:
+        for i, part in enumerate(parts):
+            for split, out in (("train", train_out), ("val", val_out)):
                 piece = Path(f"{part.out_prefix}.{split}.bin")
                 with open(piece, "rb") as f:
+                    if moved is not None and moved[0] == i and split == "train":
+                        start, length = moved[1]["offset"] * itemsize, moved[1]["tokens"] * itemsize
+                        out.write(f.read(start))
+                        val_out.write(f.read(length))
                     shutil.copyfileobj(f, out, 16 << 20)
                 piece.unlink()
     if not total.get("val_tokens") or not total.get("train_tokens"):
-        raise ValueError(
-            f"{total.get('documents', 0)} documents gave {total.get('train_tokens', 0)} train and {total.get('val_tokens', 0)} val tokens: "
-            "raise val_fraction (or lower it) or give the corpus more documents"
-        )
+        raise ValueError(f"{total.get('documents', 0)} documents cannot be split into train and validation: tokenize needs at least 2")
     meta = {
         "dtype": token_dtype(tok.vocab_size).name,
         "vocab_size": tok.vocab_size,

@@ -155,7 +155,7 @@ def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(addition_model, user_task, tmp_path, lmforge_home, prefect_server):
-    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server,
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server, "PREFECT_LOGGING_LEVEL": "INFO",
            "PYTHONPATH": f"{user_task.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     common = {"engine": "transformers", "eval_examples": 20, "eval_samples": 2}
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump({**common, "batch_size": 16, "learning_rate": 1e-3}))

@@ -55,8 +55,19 @@ def test_a_server_that_does_not_answer_in_time_is_one_line_with_the_fix(tmp_path
     assert "did not answer within 1 s" in err, err
     assert "lmforge server start" in err and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in err
     assert "Traceback" not in err
-    # the half-started server was stopped: nothing of this command is left running
-    assert not [c for c in psutil.Process().children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
+    # the half-started server was stopped: no API server of this LMFORGE_HOME is left running
+    assert not _servers_of(tmp_path / "home")
+
+
+def _servers_of(home: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if "prefect.server.api.server:create_app" in " ".join(p.cmdline()) and p.environ().get("LMFORGE_HOME") == str(home):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
 
 
 def test_local_server_is_reused_by_commands_and_survives_them(tmp_path, data):
@@ -128,3 +139,37 @@ def test_two_stage_commands_succeed_beside_two_cpu_burning_processes(tmp_path, d
     finally:
         for h in hogs:
             h.kill()
+
+
+def _start_serve(env: dict) -> subprocess.Popen:
+    serve = subprocess.Popen([LMFORGE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert serve.stdout is not None
+    line = serve.stdout.readline()  # "serving N deployments against URL: ..."
+    assert line.startswith("serving "), (line, serve.poll())
+    time.sleep(5)  # the runner registers the deployments and polls
+    assert serve.poll() is None
+    return serve
+
+
+def test_serve_stops_in_seconds_with_one_line_whether_or_not_its_api_is_there(tmp_path):
+    """With the API up, SIGTERM: `server stopped`. With the API stopped first: serve says so and exits, and a
+    SIGTERM after that finds nothing left to hang on."""
+    env = _env(tmp_path / "home", tmp_path / "prefect")
+    run = lambda *args: subprocess.run([LMFORGE, "server", *args], env=env, capture_output=True, text=True, timeout=400)  # noqa: E731
+    assert run("start").returncode == 0
+    try:
+        serve = _start_serve(env)
+        t0 = time.time()
+        os.killpg(serve.pid, signal.SIGTERM)
+        _, err = serve.communicate(timeout=60)
+        assert serve.returncode == 128 + signal.SIGTERM and time.time() - t0 < 30
+        assert [line for line in err.splitlines() if line.strip()][-1] == "server stopped" and "Traceback" not in err, err[-3000:]
+
+        serve = _start_serve(env)
+        run("stop")  # the API goes away under a running serve (a closed terminal, a restart)
+        t0 = time.time()
+        _, err = serve.communicate(timeout=120)
+        assert serve.returncode == 1 and time.time() - t0 < 60
+        assert "stopped answering: serve exits" in err and "Traceback" not in err and "ConnectError" not in err, err[-3000:]
+    finally:
+        run("stop")

@@ -113,7 +113,9 @@ def test_ls_show_gc_verify_survive_a_corrupt_manifest(prefect_harness, tmp_path,
     assert r.exit_code == 1 and "ok" in r.output and "damaged" in r.output
     with pytest.raises(StoreError, match="damaged"):
         ArtifactStore(tmp_path).find(bad.name)
-    r = runner.invoke(app, ["gc"])
+    r = runner.invoke(app, ["gc"], input="n\n")  # gc asks first: no removes nothing
+    assert r.exit_code == 1 and "would remove" in r.output and "nothing removed" in r.output and bad.exists()
+    r = runner.invoke(app, ["gc", "--yes"])
     assert r.exit_code == 0, r.output
     assert not bad.exists() and good.is_dir()
 
@@ -205,3 +207,27 @@ def test_devices_are_checked_at_load_and_against_the_machine():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA devices"):
             pick_device("cuda")
+
+
+@pytest.mark.slow
+def test_gc_with_no_keys_keeps_every_branch(prefect_harness, tmp_path, monkeypatch, data):
+    """Two tokenizers and a model on each: all four are branches' heads or their lineage, and stay."""
+    from flows.cli import app
+    from flows.pretrain import pretrain
+    from flows.tokenization import tokenize
+    from lm.corpus import TokenizeConfig
+    from lm.train import PretrainConfig
+
+    monkeypatch.setenv("LMFORGE_HOME", str(tmp_path))
+    tiny = PretrainConfig(model={"d_model": 32, "num_layers": 1, "num_heads": 1, "context_length": 16}, batch_size=2, max_steps=2,
+                          eval_interval=2, eval_batches=1, checkpoint_interval=2, sample_prompts=[])
+    kept = []
+    for vocab in (260, 270):
+        tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=vocab, val_fraction=0.05))
+        kept += [Path(tok), Path(pretrain(tok, tiny))]
+    r = CliRunner().invoke(app, ["gc", "--yes"])
+    assert r.exit_code == 0 and "nothing to remove" in r.output, r.output
+    assert all(p.is_dir() for p in kept)
+    (kept[0] / "meta.json").write_text("{}")  # a damaged artifact goes, even one a kept model's lineage reaches
+    r = CliRunner().invoke(app, ["gc", "--dry-run"])
+    assert r.exit_code == 0 and f"would remove tokenize/{kept[0].name} (damaged" in r.output and kept[0].is_dir()

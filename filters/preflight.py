@@ -1,0 +1,94 @@
+"""Inputs checked before any work starts: what can be known from paths and the first bytes of each file.
+
+A stage command runs this before Prefect starts: a missing path, an empty directory, a
+directory with no supported file, or inputs of which not one file is readable fail with
+one line naming the path as the user gave it. A file that is bad beside good ones is a
+warning here and is counted by the stage (a mixed directory keeps every good document).
+What needs the whole file (a truncated stream, a bad record at line 10,000) stays the
+readers' job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from filters.readers import TEXT_FIELD, InputError, detect_format, expand_inputs
+
+SNIFF_BYTES = 64 * 1024
+MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".zstd": b"\x28\xb5\x2f\xfd"}
+SUPPORTED = "JSONL(.gz/.zst), Parquet, text, WARC/WET or a Hugging Face dataset folder"
+
+
+def sniff(path: Path) -> str | None:
+    """What is wrong with a file, judged from its first bytes; None when it looks readable."""
+    fmt = detect_format(path)
+    if fmt == "hf_dataset":
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not head:
+        return "is empty"
+    suffix = path.suffix.lower()
+    if suffix in MAGIC:
+        return None if head.startswith(MAGIC[suffix]) else f"is not {suffix[1:]}-compressed data (its first bytes: {head[:8].hex(' ')})"
+    if fmt == "parquet":
+        return None if head.startswith(b"PAR1") else "is not a Parquet file (no PAR1 header)"
+    if fmt == "warc":
+        return None if head.lstrip().startswith(b"WARC/") else "is not a WARC/WET file (no WARC/ header)"
+    if b"\x00" in head or not _utf8(head, complete=len(head) < SNIFF_BYTES):
+        return f"holds binary data, not {'JSON lines' if fmt == 'jsonl' else 'text'}"
+    if fmt == "jsonl":
+        return _first_record_problem(head)
+    return None
+
+
+def _utf8(head: bytes, complete: bool) -> bool:
+    # a read cut inside a multi-byte character is not an error: allow up to 3 dangling bytes
+    for cut in (0,) if complete else (0, 1, 2, 3):
+        try:
+            head[: len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
+
+
+def _first_record_problem(head: bytes) -> str | None:
+    lines = head.decode("utf-8", errors="replace").splitlines()
+    first = next(((i, line) for i, line in enumerate(lines[:-1] or lines, 1) if line.strip()), None)
+    if first is None:
+        return None
+    number, line = first
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        return f"line {number} is not JSON ({e.msg})"
+    if not isinstance(record, dict):
+        return f"line {number} is a JSON {type(record).__name__}, not an object with a {TEXT_FIELD!r} field"
+    if TEXT_FIELD not in record:
+        return f"line {number} has no {TEXT_FIELD!r} field (its fields: {', '.join(record) or 'none'})"
+    return None
+
+
+def preflight_inputs(patterns: list[str]) -> list[str]:
+    """Raise InputError (one line) when the inputs hold nothing readable; return one warning per bad file beside good ones."""
+    for pattern in patterns:
+        p = Path(pattern)
+        if p.is_dir() and not (p / "state.json").is_file():
+            entries = [q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")]
+            if not entries:
+                raise InputError(f"{pattern}: an empty directory: give files or directories that hold {SUPPORTED}")
+    unsupported: list[Path] = []
+    files = expand_inputs(patterns, unsupported)
+    if not files:
+        found = ", ".join(q.name for q in unsupported[:5])
+        raise InputError(f"{', '.join(patterns)}: no supported input file ({SUPPORTED}); found only: {found}")
+    problems = {f: problem for f in files if (problem := sniff(f)) is not None}
+    if len(problems) == len(files):
+        shown = "; ".join(f"{f} {why}" for f, why in list(problems.items())[:3])
+        raise InputError(f"nothing readable in the inputs: {shown}" + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
+    return [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()]
