@@ -1,8 +1,10 @@
-"""The `lmforge` command line: one subcommand per stage, plus serve / ls / show / gc.
+"""The `lmforge` command line: one subcommand per stage, plus server / serve / ls / show / verify / gc.
 
-Stage commands run the flow locally (ephemeral Prefect, no server needed), print a
-summary to stderr, and print the artifact directory as the last line of stdout so that
-scripts can do `dir=$(lmforge clean-data ... | tail -1)`.
+Stage commands check their inputs and keys first (one line and exit 2 on a mistake, before
+any Prefect server starts), run the flow against the Prefect API `flows/api_server.py`
+picks (yours, `lmforge server start`'s, or a temporary one), print a summary to stderr, and
+print the artifact directory as the last line of stdout so that scripts can do
+`dir=$(lmforge clean-data ... | tail -1)`.
 """
 
 from __future__ import annotations
@@ -493,14 +495,26 @@ def gc_cmd(
 
 
 def _branch_heads(intact: set) -> list:
-    """The newest intact artifact of each (stage, config): one per branch."""
-    newest: dict[tuple[str, str], tuple[str, object]] = {}
+    """The newest intact artifact of each branch. A branch is a stage with one config on input
+    branches: the same model config on another tokenizer is another branch; a rebuild after a
+    code change, or of changed raw files at the same paths, is the same branch, newer."""
+    manifests = {a.key: read_manifest(a.path) or {} for a in intact}
+    memo: dict[str, str] = {}
+
+    def branch(key: str, stage: str) -> str:
+        if key not in memo:
+            m = manifests.get(key, {})
+            upstream = sorted(branch(i["key"], i["stage"]) for i in m.get("inputs", []))
+            raw = sorted(r.get("path", "") for r in m.get("raw_inputs", []))
+            memo[key] = json.dumps([stage, m.get("config_key", m.get("config")), raw, upstream], sort_keys=True)
+        return memo[key]
+
+    newest: dict[str, tuple[tuple[str, str], object]] = {}
     for a in intact:
-        m = read_manifest(a.path) or {}
-        branch = (a.stage, json.dumps(m.get("config_key", m.get("config")), sort_keys=True))
-        stamp = (m.get("created", ""), a.key)
-        if branch not in newest or stamp > newest[branch][0]:
-            newest[branch] = (stamp, a)  # type: ignore[assignment]
+        stamp = (manifests[a.key].get("created", ""), a.key)
+        b = branch(a.key, a.stage)
+        if b not in newest or stamp > newest[b][0]:
+            newest[b] = (stamp, a)
     return [a for _, a in newest.values()]
 
 

@@ -47,6 +47,8 @@ def plot_loss_curve(metrics: list[dict], path: Path, title: str = "pretraining")
 
 
 def sample_generations(model: TransformerLM, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int, seed: int = 0) -> list[dict]:
+    if not prompts:  # `sample_prompts: []` turns samples off
+        return []
     ids = [tokenizer.encode(p) for p in prompts]
     budget = min(max_new_tokens, model.config.context_length - max(map(len, ids)))
     eos = tokenizer.special_ids.get(ENDOFTEXT)

@@ -10,48 +10,24 @@ says which engine produced it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from math import comb
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field
 
-from lm.configfile import ConfigError
 from rl.generation import ENGINES, policy_tokenizer, resolve_engine
-from rl.tasks import SPLITS, Task, get_task
+from rl.settings import TaskSettings
+from rl.tasks import SPLITS, Task
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(TaskSettings):
     """The `evaluate` stage: checkpoints × one task's split."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    task: str | dict[str, Any] = Field("addition", description="a built-in task name, a task file (YAML), or the task's mapping inline")
     split: Literal[SPLITS] = "test"  # type: ignore[valid-type]
     limit: int | None = Field(1000, ge=1, description="the first N rows of the split; None: all")
     samples: int = Field(8, ge=1, description="sampled completions per prompt at temperature 1 (pass@k up to this k)")
-    max_completion_tokens: int | None = Field(None, ge=1, description="None: the task's")
-    engine: Literal["auto", "vllm", "transformers"] = "auto"
     seed: int = 0
-    _task: Task | None = PrivateAttr(None)
-
-    @model_validator(mode="after")
-    def _check(self) -> EvalSettings:
-        try:
-            self.load_task()
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        resolve_engine(self.engine)
-        return self
-
-    def load_task(self) -> Task:
-        if self._task is None:
-            task = get_task(self.task)
-            if self.max_completion_tokens is not None:
-                task = replace(task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens}))
-            self._task = task
-        return self._task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -15,29 +15,23 @@ import shutil
 import sys
 import time
 from contextlib import redirect_stdout
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
-from lm.configfile import ConfigError
 from rl.evaluate import evaluate, prompt_texts
 from rl.generation import resolve_engine
-from rl.tasks import Task, get_task
+from rl.settings import TaskSettings
 from rl.vllm_cpu import patch_trl_vllm_for_cpu, prepare_cpu_engine
 
 
-class GRPOSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    task: str | dict[str, Any] = Field("addition", description="a built-in task name, a task file (YAML), or the task's mapping inline")
+class GRPOSettings(TaskSettings):
     group_size: int = Field(8, ge=2, description="completions sampled per prompt (G)")
     prompts_per_step: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
     max_steps: int = Field(200, ge=1)
     max_prompt_tokens: int = Field(256, ge=1, description="longest prompt allowed; with the completion limit it sizes vLLM's context")
-    max_completion_tokens: int | None = Field(None, ge=1, description="None: the task's default")
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
@@ -46,31 +40,16 @@ class GRPOSettings(BaseModel):
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="advantage scaling: the group's std, the batch's, or none (Dr. GRPO)")
     mask_truncated_completions: bool = Field(False, description="no loss on completions cut at max_completion_tokens")
     num_iterations: int = Field(1, ge=1, description="policy updates per batch of rollouts (μ)")
-    engine: Literal["auto", "vllm", "transformers"] = "auto"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     eval_examples: int = Field(1000, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
-    _task: Task | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check(self) -> GRPOSettings:
-        try:
-            self.load_task()  # unknown tasks, bad task files and rewards that do not import fail at load
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
         if self.completion_tokens < 2:
             raise ValueError(f"max_completion_tokens={self.completion_tokens} truncates every answer: use at least 2")
-        resolve_engine(self.engine)  # 'vllm' without vLLM installed fails at load
         return self
-
-    def load_task(self) -> Task:
-        if self._task is None:
-            task = get_task(self.task)
-            if self.max_completion_tokens is not None:  # the stage's override is the task's limit everywhere, evaluation too
-                task = replace(task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens}))
-            self._task = task
-        return self._task
 
     @property
     def completion_tokens(self) -> int:

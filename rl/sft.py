@@ -14,22 +14,17 @@ import shutil
 import sys
 import time
 from contextlib import redirect_stdout
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field
 
-from lm.configfile import ConfigError
 from rl.evaluate import evaluate_model_dir, prompt_texts
-from rl.generation import resolve_engine
-from rl.tasks import Task, get_task
+from rl.settings import TaskSettings
+from rl.tasks import Task
 
 
-class SFTSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    task: str | dict[str, Any] = Field("addition", description="a built-in task name, a task file (YAML), or the task's mapping inline")
+class SFTSettings(TaskSettings):
     learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -38,29 +33,9 @@ class SFTSettings(BaseModel):
     max_length: int | None = Field(None, ge=2, description="tokens per example (prompt + completion); None: the model's context")
     packing: bool = Field(False, description="pack several examples into each max_length sequence (BFD packing, no cross-attention)")
     weight_decay: float = Field(0.0, ge=0)
-    max_completion_tokens: int | None = Field(None, ge=1, description="evaluation's generation limit; None: the task's")
     eval_examples: int = Field(500, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
-    engine: Literal["auto", "vllm", "transformers"] = "auto"
     seed: int = 0
-    _task: Task | None = PrivateAttr(None)
-
-    @model_validator(mode="after")
-    def _check(self) -> SFTSettings:
-        try:
-            self.load_task()
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        resolve_engine(self.engine)
-        return self
-
-    def load_task(self) -> Task:
-        if self._task is None:
-            task = get_task(self.task)
-            if self.max_completion_tokens is not None:
-                task = replace(task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens}))
-            self._task = task
-        return self._task
 
 
 def sft_rows(task: Task, split: str) -> list[dict]:

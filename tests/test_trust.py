@@ -231,3 +231,28 @@ def test_gc_with_no_keys_keeps_every_branch(prefect_harness, tmp_path, monkeypat
     (kept[0] / "meta.json").write_text("{}")  # a damaged artifact goes, even one a kept model's lineage reaches
     r = CliRunner().invoke(app, ["gc", "--dry-run"])
     assert r.exit_code == 0 and f"would remove tokenize/{kept[0].name} (damaged" in r.output and kept[0].is_dir()
+
+
+def test_gc_removes_an_older_build_of_a_branch_and_nothing_a_branch_reaches(tmp_path, monkeypatch):
+    """A tokenizer rebuilt (same config, newer code): the old build goes; both tokenizer configs and a model on each stay."""
+    import time
+
+    from flows.cli import app
+
+    monkeypatch.setenv("LMFORGE_HOME", str(tmp_path))
+    store = ArtifactStore(tmp_path)
+
+    def publish(stage: str, key: str, config: dict, inputs: list[str] = ()) -> None:
+        with store.building(stage, key, {"config_key": config, "inputs": [{"stage": "toy-tok", "key": k} for k in inputs],
+                                         "raw_inputs": [{"path": "/data/corpus.txt"}]}) as out:
+            (out / "f").write_text(key)
+
+    publish("toy-tok", "old1", {"vocab": 1})
+    time.sleep(1.1)  # manifests' created times are to the second
+    publish("toy-tok", "new1", {"vocab": 1})
+    publish("toy-tok", "tok2", {"vocab": 2})
+    publish("toy-lm", "lm-on-new1", {"d": 8}, ["new1"])
+    publish("toy-lm", "lm-on-tok2", {"d": 8}, ["tok2"])  # the same model config on another tokenizer: another branch
+    r = CliRunner().invoke(app, ["gc", "--yes"])
+    assert r.exit_code == 0 and "removing toy-tok/old1 (unreferenced" in r.output and "1 of 5 artifacts" in r.output, r.output
+    assert sorted(a.key for a in store.list()) == ["lm-on-new1", "lm-on-tok2", "new1", "tok2"]
