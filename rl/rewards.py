@@ -154,7 +154,7 @@ def _import_function(spec: str) -> Callable:
     return fn
 
 
-def build_reward(spec: RewardSpec, _all: list[RewardSpec] | None = None) -> Callable[..., list[float | None]]:
+def build_reward(spec: RewardSpec) -> Callable[..., list[float | None]]:
     """The reward as TRL calls it: `(prompts, completions, answer=..., **columns) -> list[float | None]`."""
     if spec.kind == "python":
         fn = _import_function(spec.function or "")

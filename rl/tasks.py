@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lm.configfile import ConfigError, read_yaml
 from lm.paths import REPO_ROOT
+from rl.lm_eval_task import from_lm_eval, is_lm_eval_task
 from rl.rewards import RewardSpec, build_reward
 
 BUILTIN_DIR = REPO_ROOT / "configs" / "tasks"
@@ -77,6 +78,8 @@ class TaskSpec(BaseModel):
     messages: str | None = Field(None, description="instead of `prompt`: the column that holds chat messages")
     answer_field: str = "answer"
     completion: str | None = Field(None, description="what `sft` trains the model to write: a template over the row; default: the answer")
+    answer_template: str | None = Field(None, description="instead of answer_field: a template over the row (lm-eval's doc_to_target)")
+    stop: list[str] = Field(default_factory=list, description="completions are cut at the first of these before scoring (lm-eval's `until`)")
     answer_pattern: str | None = Field(None, description="a regex on the answer field whose group 1 is the answer (GSM8K: '####\\s*(.+)')")
     chat_template: bool = Field(False, description="wrap the prompt in the model's chat template (with `system`, if given)")
     system: str | None = None
@@ -123,7 +126,7 @@ class Task:
 
     @cached_property
     def rewards(self) -> list[Reward]:
-        return [Reward(r.label, r.weight, build_reward(r, self.spec.rewards)) for r in self.spec.rewards]
+        return [Reward(r.label, r.weight, cut_at_stops(build_reward(r), self.spec.stop)) for r in self.spec.rewards]
 
     @property
     def success(self) -> SuccessSpec:
@@ -186,32 +189,63 @@ class Task:
         else:
             raw = {s: read_rows(self._path(p)) if (p := getattr(d, s)) else [] for s in SPLITS}
         where = {s: str(self._path(getattr(d, s) or d.path)) for s in SPLITS if getattr(d, s) or d.path} if not d.generator else {}
-        shots = [self._render(r, where.get("train", "train"), i, []) for i, r in enumerate(raw["train"][: self.spec.num_fewshot])]
+        train_where = where.get("train", "train")
+        shots = [(render_template(self.spec.prompt or "", r, train_where, i), self._answer(r, train_where, i))
+                 for i, r in enumerate(raw["train"][: self.spec.num_fewshot])]
         out = {}
         for split, rows in raw.items():
             skip = self.spec.num_fewshot if split == "train" else 0  # the shots are not also problems
             out[split] = [self._render(r, where.get(split, split), i, shots) for i, r in enumerate(rows) if i >= skip]
         return out
 
-    def _render(self, row: dict, where: str, index: int, shots: list[dict]) -> dict:
+    def _answer(self, row: dict, where: str, index: int) -> str:
         s = self.spec
-        if s.answer_field not in row:
+        if s.answer_template is not None:
+            answer = render_template(s.answer_template, row, where, index)
+        elif s.answer_field not in row:
             raise ConfigError(f"{where}: row {index} has no column {s.answer_field!r} (answer_field); its columns: {', '.join(row)}")
-        answer = str(row[s.answer_field])
+        else:
+            answer = str(row[s.answer_field])
         if s.answer_pattern:
             m = re.search(s.answer_pattern, answer, re.DOTALL)
             if not m:
                 raise ConfigError(f"{where}: row {index}: answer {answer[:60]!r} does not match answer_pattern {s.answer_pattern!r}")
             answer = (m.group(1) if m.groups() else m.group()).strip()
+        return answer
+
+    def _render(self, row: dict, where: str, index: int, shots: list[tuple[str, str]]) -> dict:
+        """A row with its prompt (text, or chat messages), gold answer and SFT target. `shots`: (prompt text, answer) pairs."""
+        s = self.spec
+        answer = self._answer(row, where, index)
         if s.messages is not None:
             if s.messages not in row:
                 raise ConfigError(f"{where}: row {index} has no column {s.messages!r} (messages); its columns: {', '.join(row)}")
             prompt: Any = [m for m in row[s.messages] if m.get("role") != "assistant"]
         else:
-            text = "".join(shot["prompt"] + " " + shot["answer"] + "\n\n" for shot in shots) + render_template(s.prompt or "", row, where, index)
+            text = "".join(f"{q} {a}\n\n" for q, a in shots) + render_template(s.prompt or "", row, where, index)
             prompt = ([{"role": "system", "content": s.system}] if s.system else []) + [{"role": "user", "content": text}] if s.chat_template else text
         target = render_template(s.completion, row, where, index) if s.completion else answer
         return {**row, "prompt": prompt, "answer": answer, "target": target}
+
+
+def cut_at_stops(reward: Callable[..., list[float | None]], stops: list[str]) -> Callable[..., list[float | None]]:
+    """The reward, scoring each completion up to its first stop string (as lm-eval's `until` ends a generation)."""
+    if not stops:
+        return reward
+
+    def cut(text):
+        if not isinstance(text, str):
+            return text
+        ends = [i for i in (text.find(s) for s in stops) if i >= 0]
+        return text[: min(ends)] if ends else text
+
+    def scored(prompts, completions, **columns):
+        return reward(prompts, [cut(c) for c in completions], **columns)
+
+    scored.__name__ = reward.__name__
+    if hasattr(reward, "source_file"):
+        scored.source_file = reward.source_file  # type: ignore[attr-defined]
+    return scored
 
 
 def render_template(template: str, row: dict, where: str, index: int) -> str:
@@ -308,6 +342,8 @@ def get_task(task: str | dict | Task, base: Path | None = None) -> Task:
     source = task_source(task)
     data = read_yaml(source) if source else dict(task)  # type: ignore[arg-type]
     where = str(source) if source else "the inline task"
+    if is_lm_eval_task(data):
+        data = from_lm_eval(data, where)
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as e:

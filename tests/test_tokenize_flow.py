@@ -32,3 +32,20 @@ def test_tokenize_flow_writes_arrays_that_decode_back(prefect_harness, lmforge_h
     assert sorted(text.split("<|endoftext|>")[:-1]) == sorted(blocks)
     assert 2.5 < meta["val_bytes_per_token"] < 6
     assert Path(tokenize(cfg)) == out  # cache hit
+
+
+def test_a_small_corpus_always_holds_out_one_document(prefect_harness, lmforge_home, tmp_path, data):
+    """Three real TinyStories documents and a val_fraction none of their hashes falls under: one is held out anyway,
+    whole, and train + val still hold every document once."""
+    from flows.tokenization import tokenize
+
+    stories = (data / "tinystories-val-sample" / "tinystories_val.txt").read_text().split("\n\n")[:3]
+    src = tmp_path / "three.jsonl"
+    src.write_text("".join(json.dumps({"id": f"s{i}", "text": t.strip()}) + "\n" for i, t in enumerate(stories)))
+    out = Path(tokenize(TokenizeConfig(inputs=[str(src)], vocab_size=300, val_fraction=1e-9, workers=2)))
+    meta = json.loads((out / "meta.json").read_text())
+    tok = Tokenizer.from_dir(out / "tokenizer")
+    val = tok.decode(np.fromfile(out / "val.bin", dtype=np.uint16).tolist()).split("<|endoftext|>")[:-1]
+    train = tok.decode(np.fromfile(out / "train.bin", dtype=np.uint16).tolist()).split("<|endoftext|>")[:-1]
+    assert meta["documents"] == 3 and len(val) == 1 and len(train) == 2
+    assert sorted(val + train) == sorted(t.strip() for t in stories)
