@@ -1,6 +1,14 @@
 """lmforge's BPE trainer and tokenizer vs Hugging Face `tokenizers` and tiktoken.
 
     .venv/bin/python -m benchmarks.tokenization [--vocab-size 10000]
+    .venv/bin/python -m benchmarks.tokenization --scale-mb 100 --vocab-size 32000 [--python-merges]
+
+Scale mode (issue #25): the shared data's real text (multilingual included) repeated with 3%
+of its words mutated in each copy, so the distinct pretokens keep growing as web text's do,
+up to --scale-mb; then lmforge (compiled core), HF `tokenizers` and nanochat's `rustbpe`
+(`pip install rustbpe` to include it; GPT-2's split pattern) train the same vocabulary, each
+in its own process: wall, peak RSS, and lmforge's merges against the Python fallback
+(--python-merges: slow at scale) or, always, the reference on a 1 MB prefix.
 
 Training: wall time and peak memory (each trainer in its own process), same corpus, same
 vocab size and special token. Encoding: MB/s single process on the same vocabulary, plus
@@ -21,10 +29,37 @@ SPECIAL = "<|endoftext|>"
 
 
 def _train_ours(path: str, vocab_size: int, q) -> None:
-    from lm.bpe import train_bpe
+    from lm.bpe import train_bpe_with_summary
 
-    secs, (vocab, merges) = timed(train_bpe, path, vocab_size, [SPECIAL], workers=2, progress=False)
-    q.put({"seconds": secs, "peak_mb": peak_rss_mb(), "summary": train_bpe.last_summary, "merges": [(a.hex(), b.hex()) for a, b in merges]})
+    secs, (vocab, merges, summary) = timed(train_bpe_with_summary, path, vocab_size, [SPECIAL], workers=2, progress=False)
+    q.put({"seconds": secs, "peak_mb": peak_rss_mb(), "summary": summary, "merges": [(a.hex(), b.hex()) for a, b in merges]})
+
+
+def _train_ours_python(path: str, vocab_size: int, q) -> None:
+    from lm import bpe
+
+    bpe._bpe_core = None  # the fallback loop, as on a machine without a compiler
+    _train_ours(path, vocab_size, q)
+
+
+def _train_rustbpe(path: str, vocab_size: int, q) -> None:
+    import rustbpe
+
+    from lm.bpe import GPT2_PATTERN
+
+    def docs():
+        with open(path, encoding="utf-8") as f:
+            buf = ""
+            for line in f:
+                buf += line
+                while SPECIAL in buf:
+                    doc, buf = buf.split(SPECIAL, 1)
+                    yield doc
+            yield buf
+
+    tok = rustbpe.Tokenizer()
+    secs, _ = timed(tok.train_from_iterator, docs(), vocab_size - 1, pattern=GPT2_PATTERN)  # its vocab has no special token
+    q.put({"seconds": secs, "peak_mb": peak_rss_mb()})
 
 
 def _train_hf(path: str, vocab_size: int, q) -> None:
@@ -47,10 +82,80 @@ def in_process(target, *args) -> dict:
     return out
 
 
+def scale_corpus(out: Path, target_mb: float, mutate: float = 0.03, seed: int = 0) -> None:
+    """Real text (English and the language-ID samples' other languages), copied until target_mb,
+    each copy with `mutate` of its words changed by one letter: new distinct pretokens keep coming."""
+    import glob
+    import random
+
+    from lm.paths import data_root
+
+    rng = random.Random(seed)
+    d = data_root()
+    docs = []
+    for pattern in ["tinystories-*/*", "nltk-gutenberg/*", "wikitext-2-tokenized/*", "udhr2-langid/*", "lingua-langid-testdata/**/*"]:
+        for f in sorted(glob.glob(str(d / pattern), recursive=True)):
+            if Path(f).is_file():
+                docs.extend(b for b in Path(f).read_bytes().decode("utf-8", errors="replace").split("\n\n") if b.strip())
+    letters = "abcdefghijklmnopqrstuvwxyzéöçñ"
+    written = 0
+    with open(out, "w", encoding="utf-8") as f:
+        while written < target_mb * 1e6:
+            for doc in docs:
+                words = doc.split(" ")
+                for i in rng.sample(range(len(words)), k=int(len(words) * mutate)):
+                    w = words[i]
+                    if w:
+                        j = rng.randrange(len(w))
+                        words[i] = w[:j] + rng.choice(letters) + w[j + 1:]
+                chunk = " ".join(words) + SPECIAL
+                f.write(chunk)
+                written += len(chunk.encode("utf-8"))
+                if written >= target_mb * 1e6:
+                    break
+
+
+def scale(args) -> None:
+    tmp = Path(tempfile.mkdtemp())
+    corpus = tmp / "scale.txt"
+    scale_corpus(corpus, args.scale_mb)
+    print(f"scale corpus: {corpus.stat().st_size / 1e6:.0f} MB, vocab {args.vocab_size:,}")
+    results = {"lmforge": in_process(_train_ours, str(corpus), args.vocab_size), "HF tokenizers": in_process(_train_hf, str(corpus), args.vocab_size)}
+    try:
+        import rustbpe  # noqa: F401
+
+        results["rustbpe"] = in_process(_train_rustbpe, str(corpus), args.vocab_size)
+    except ImportError:
+        print("rustbpe not installed (`pip install rustbpe`): left out")
+    if args.python_merges:
+        results["lmforge, Python merge loop"] = in_process(_train_ours_python, str(corpus), args.vocab_size)
+    s = results["lmforge"]["summary"]
+    for name, r in results.items():
+        extra = f" (pretokenize {s['pretokenize_s']:.1f} s, merges {s['merge_s']:.1f} s, {s['distinct_pretokens']:,} distinct pretokens)" if name == "lmforge" else ""
+        print(f"{name}: {r['seconds']:.1f} s, peak RSS {r['peak_mb'] / 1e3:.2f} GB{extra}")
+    for peer in ("HF tokenizers", "rustbpe"):
+        if peer in results:
+            print(f"lmforge / {peer}: wall {results['lmforge']['seconds'] / results[peer]['seconds']:.2f}x, "
+                  f"peak RSS {results['lmforge']['peak_mb'] / results[peer]['peak_mb']:.2f}x")
+    if args.python_merges:
+        print(f"merges identical to the Python loop: {results['lmforge']['merges'] == results['lmforge, Python merge loop']['merges']}")
+    prefix = tmp / "prefix.txt"
+    prefix.write_bytes(corpus.read_bytes()[:1_000_000].decode("utf-8", errors="ignore").encode())
+    from lm.bpe import train_bpe, train_bpe_reference
+
+    same = train_bpe(prefix, 600, [SPECIAL], workers=1, progress=False) == train_bpe_reference(prefix.read_text(), 600, [SPECIAL])
+    print(f"merges identical to the reference on a 1 MB prefix (vocab 600): {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vocab-size", type=int, default=10_000)
+    ap.add_argument("--scale-mb", type=float, help="scale mode: a mutated-copies corpus of this size (issue #25)")
+    ap.add_argument("--python-merges", action="store_true", help="scale mode: also train with the Python merge loop and compare")
     args = ap.parse_args()
+    if args.scale_mb:
+        scale(args)
+        return
     tmp = Path(tempfile.mkdtemp())
     corpus = tmp / "corpus.txt"
     docs = assemble_corpus(corpus)

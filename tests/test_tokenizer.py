@@ -38,6 +38,28 @@ def test_fast_trainer_equals_reference(data, fixture, size):
     assert fast == ref
 
 
+@pytest.mark.parametrize("fixture,size", [("corpus.en", 1000), ("tinystories_sample.txt", 800)])
+def test_compiled_core_and_python_fallback_give_identical_merges(data, fixture, size):
+    from lm import bpe
+
+    if bpe._bpe_core is None:
+        pytest.fail("the compiled BPE core was not built (make setup builds it with g++)")
+    counts = bpe.pretokenize_file(data / "cs336-a1-fixtures" / fixture, SPECIAL, workers=1)
+    compiled = bpe.merge_pretokens(counts, size, SPECIAL, progress=False, compiled=True)
+    python = bpe.merge_pretokens(counts, size, SPECIAL, progress=False, compiled=False)
+    assert compiled == python and len(compiled[1]) == size - 257
+
+
+def test_compiled_core_breaks_ties_and_overlaps_as_the_specification(data):
+    """Equal counts everywhere, repeated bytes ("aaaa": overlapping pairs), non-ASCII bytes above 0x7f."""
+    from lm import bpe
+
+    text = "aaaa ab ba st ts öö ää aaaa é" * 3
+    counts = bpe.count_pretokens(text, [])
+    ref = train_bpe_reference(text, 256 + 12, [])
+    assert bpe.merge_pretokens(counts, 256 + 12, [], progress=False, compiled=True) == ref
+
+
 def test_vocab_layout_and_specials_never_merged(data):
     vocab, merges = train_bpe(data / "cs336-a1-fixtures" / "tinystories_sample.txt", 300, SPECIAL, progress=False)
     assert len(vocab) == 300 and [vocab[i] for i in range(256)] == [bytes([i]) for i in range(256)]
