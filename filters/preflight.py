@@ -11,9 +11,11 @@ readers' job.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from filters.readers import TEXT_FIELD, InputError, detect_format, expand_inputs
+from filters.readers import log as readers_log
 
 SNIFF_BYTES = 64 * 1024
 MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".zstd": b"\x28\xb5\x2f\xfd"}
@@ -83,7 +85,13 @@ def preflight_inputs(patterns: list[str]) -> list[str]:
             if not entries:
                 raise InputError(f"{pattern}: an empty directory: give files or directories that hold {SUPPORTED}")
     unsupported: list[Path] = []
-    files = expand_inputs(patterns, unsupported)
+    # expand_inputs logs skipped files for the stage's run log; here they are one warning line below
+    previous = readers_log.level
+    readers_log.setLevel(logging.ERROR)
+    try:
+        files = expand_inputs(patterns, unsupported)
+    finally:
+        readers_log.setLevel(previous)
     if not files:
         found = ", ".join(q.name for q in unsupported[:5])
         raise InputError(f"{', '.join(patterns)}: no supported input file ({SUPPORTED}); found only: {found}")
@@ -91,4 +99,5 @@ def preflight_inputs(patterns: list[str]) -> list[str]:
     if len(problems) == len(files):
         shown = "; ".join(f"{f} {why}" for f, why in list(problems.items())[:3])
         raise InputError(f"nothing readable in the inputs: {shown}" + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
-    return [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()]
+    skipped = [f"{len(unsupported)} files of other formats will be skipped and counted: {', '.join(q.name for q in unsupported[:5])}"]
+    return [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()] + (skipped if unsupported else [])

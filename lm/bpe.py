@@ -25,7 +25,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import regex
@@ -54,7 +54,7 @@ def count_pretokens(text: str, special_tokens: Iterable[str]) -> Counter[bytes]:
     pieces = split.split(text) if split else [text]
     counts: Counter[str] = Counter()
     for piece in pieces:
-        counts.update(m.group() for m in PRETOKEN_RE.finditer(piece))
+        counts.update(PRETOKEN_RE.findall(piece))  # findall: no match objects (~15% faster than finditer)
     return Counter({k.encode("utf-8"): v for k, v in counts.items()})
 
 
@@ -92,12 +92,18 @@ def _count_chunk(args: tuple[str, int, int, list[str]]) -> Counter[bytes]:
     return count_pretokens(text, special_tokens)
 
 
+CHUNK_BYTES = 16 << 20  # a worker holds one chunk's text and counts at a time: memory is bounded by this, not the file
+
+
 def pretokenize_file(path: Path, special_tokens: list[str], workers: int | None = None, chunks_per_worker: int = 4) -> Counter[bytes]:
+    """Distinct pretokens of a file, counted in chunks of at most ~CHUNK_BYTES on `workers` processes
+    and merged as they finish: peak memory is the distinct pretokens plus one chunk per worker."""
     workers = workers or os.cpu_count() or 1
     # chunks cut at a special token when there is one; else at newlines (a pretoken may
     # span "\n\n", so a newline cut can split one whitespace pretoken: harmless for counts)
     split_token = special_tokens[0].encode() if special_tokens else b"\n"
-    bounds = find_chunk_boundaries(Path(path), workers * chunks_per_worker, split_token)
+    n_chunks = max(workers * chunks_per_worker, -(-Path(path).stat().st_size // CHUNK_BYTES))
+    bounds = find_chunk_boundaries(Path(path), n_chunks, split_token)
     jobs = [(str(path), a, b, special_tokens) for a, b in zip(bounds[:-1], bounds[1:])]
     total: Counter[bytes] = Counter()
     if workers == 1 or len(jobs) == 1:
@@ -105,8 +111,15 @@ def pretokenize_file(path: Path, special_tokens: list[str], workers: int | None 
             total.update(_count_chunk(job))
         return total
     with ProcessPoolExecutor(workers) as pool:
-        for counts in pool.map(_count_chunk, jobs):
-            total.update(counts)
+        pending = set()
+        for job in jobs:  # at most 2 chunks per worker in flight: finished counts are merged, not queued
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    total.update(fut.result())
+            pending.add(pool.submit(_count_chunk, job))
+        for fut in pending:
+            total.update(fut.result())
     return total
 
 

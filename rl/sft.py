@@ -31,7 +31,8 @@ class SFTSettings(TaskSettings):
     max_steps: int = Field(200, ge=1)
     batch_size: int = Field(32, ge=1)
     max_length: int | None = Field(None, ge=2, description="tokens per example (prompt + completion); None: the model's context")
-    packing: bool = Field(False, description="pack several examples into each max_length sequence (BFD packing, no cross-attention)")
+    packing: bool = Field(False, description="pack examples into max_length rows (TRL's BFD packing, padding-free, position ids restart "
+                                             "per example; examples stay apart only with an attention that reads them, e.g. flash_attention_2)")
     weight_decay: float = Field(0.0, ge=0)
     eval_examples: int = Field(500, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
