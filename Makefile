@@ -48,7 +48,7 @@ test-fast: setup
 
 # a busy machine: two stage commands beside two CPU-burning processes (also part of `make test`)
 test-loaded: setup
-	$(BIN)/python -m pytest -q -p no:randomly tests/test_server.py -k cpu_burning
+	$(BIN)/python -m pytest -q tests/test_server.py -k cpu_burning
 
 clean:
 	rm -rf $(VENV) .lmforge
