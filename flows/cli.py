@@ -293,6 +293,8 @@ def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-d
 
     cfg = _load(PipelineConfig, config, "pipeline")
     _inputs_preflight(cfg.clean_data.inputs)
+    if cfg.post_training is not None and cfg.post_training.checkpoint is not None:
+        _checkpoint_preflight(cfg.post_training.checkpoint)
     out = _run_flow(pipeline, cfg)
     _print_pipeline_summary(out)
     print(json.dumps(out))

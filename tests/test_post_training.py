@@ -253,3 +253,20 @@ def test_lm_eval_fields_that_cannot_be_honoured_are_named(tmp_path, data, change
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         get_task(str(path)).load("test")
+
+
+def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
+    """The watch behind GRPO's "no learning signal" warning and the artifact's mark."""
+    import logging
+
+    from rl.grpo import NO_SIGNAL, NoSignalWatch
+
+    silent = NoSignalWatch()
+    with caplog.at_level(logging.WARNING, logger="lmforge.rl.grpo"):
+        for step in range(5):
+            silent.observe({"step": step, "frac_reward_zero_std": 1.0})
+    assert silent.none_yet and [r.message for r in caplog.records].count(f"after 3 steps: {NO_SIGNAL}") == 1
+    learning = NoSignalWatch()
+    for frac in (1.0, 0.75, 1.0, 1.0):
+        learning.observe({"frac_reward_zero_std": frac})
+    assert not learning.none_yet and not learning.warned
