@@ -17,11 +17,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <queue>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -70,7 +70,7 @@ struct Trainer {
     for (const auto& [pair, count] : pair_counts) heap.push({count, pair});
 
     std::vector<Pair> merges;
-    std::unordered_set<Pair> changed;
+    std::vector<Pair> changed, old_pairs, new_pairs;
     std::vector<uint32_t> merged;
     while (merges.size() < n_merges && !heap.empty()) {
       HeapItem top = heap.top();
@@ -100,23 +100,37 @@ struct Trainer {
           if (i + 1 < word.size() && word[i] == a && word[i + 1] == b) { merged.push_back(new_id); i += 2; }
           else { merged.push_back(word[i]); i += 1; }
         }
+        // only the pairs whose count in this word changed are touched: the word's pairs before and
+        // after, sorted, diffed (words are a few tokens long; most of their pairs are unaffected)
         const int64_t freq = freqs[w];
-        for (size_t i = 0; i + 1 < word.size(); ++i) {
-          Pair p = make_pair_key(word[i], word[i + 1]);
-          pair_counts[p] -= freq;
-          changed.insert(p);
-        }
+        old_pairs.clear();
+        new_pairs.clear();
+        for (size_t i = 0; i + 1 < word.size(); ++i) old_pairs.push_back(make_pair_key(word[i], word[i + 1]));
         for (size_t i = 0; i + 1 < merged.size(); ++i) {
           Pair p = make_pair_key(merged[i], merged[i + 1]);
-          pair_counts[p] += freq;
-          changed.insert(p);
+          new_pairs.push_back(p);
           if (merged[i] == new_id || merged[i + 1] == new_id) pair_words[p].push_back(w);  // pairs new to this word
+        }
+        std::sort(old_pairs.begin(), old_pairs.end());
+        std::sort(new_pairs.begin(), new_pairs.end());
+        size_t i = 0, j = 0;
+        while (i < old_pairs.size() || j < new_pairs.size()) {
+          Pair p = (j == new_pairs.size() || (i < old_pairs.size() && old_pairs[i] < new_pairs[j])) ? old_pairs[i] : new_pairs[j];
+          int64_t delta = 0;
+          for (; i < old_pairs.size() && old_pairs[i] == p; ++i) delta -= 1;
+          for (; j < new_pairs.size() && new_pairs[j] == p; ++j) delta += 1;
+          if (delta != 0) {
+            pair_counts[p] += delta * freq;
+            changed.push_back(p);
+          }
         }
         word.swap(merged);
       }
       pair_counts.erase(top.pair);
-      changed.erase(top.pair);
+      std::sort(changed.begin(), changed.end());
+      changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
       for (Pair p : changed) {
+        if (p == top.pair) continue;
         auto c = pair_counts.find(p);
         if (c == pair_counts.end()) continue;
         if (c->second > 0) heap.push({c->second, p});
