@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from rl.sft import tokens_seen
+
 
 def demo_shaped_model(work: Path) -> Path:
     from lm.bpe import train_bpe
@@ -55,11 +57,7 @@ def plain_trl_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[f
                          train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(model_dir))
     t0 = time.perf_counter()
     trainer.train()
-    return time.perf_counter() - t0, int(trainer.state.num_input_tokens_seen or 0) or _logged_tokens(trainer)
-
-
-def _logged_tokens(trainer) -> int:
-    return int(max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0))
+    return time.perf_counter() - t0, tokens_seen(trainer)
 
 
 def our_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[float, int, float]:
@@ -79,7 +77,7 @@ def our_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[float, 
     t0 = time.perf_counter()
     trainer.evaluate()
     evaluate_model_dir(out / "hf", settings.load_task(), "test", 500, 0, "transformers", 1)
-    return train_s, _logged_tokens(trainer), time.perf_counter() - t0
+    return train_s, tokens_seen(trainer), time.perf_counter() - t0
 
 
 def evaluate_speed(model_dir: Path, engine: str, prompts: int, samples: int) -> tuple[float, float]:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from filters.readers import TEXT_FIELD, InputError, detect_format, expand_inputs
+from filters.document import Stats
+from filters.readers import TEXT_FIELD, InputError, detect_format, expand_inputs, read_documents
 from filters.readers import log as readers_log
 
 SNIFF_BYTES = 64 * 1024
@@ -76,22 +79,17 @@ def _first_record_problem(head: bytes) -> str | None:
     return None
 
 
-def preflight_inputs(patterns: list[str]) -> list[str]:
-    """Raise InputError (one line) when the inputs hold nothing readable; return one warning per bad file beside good ones."""
+def preflight_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
+    """The input files, and one warning per bad file beside good ones; InputError (one line) when the
+    inputs hold nothing readable."""
     for pattern in patterns:
         p = Path(pattern)
         if p.is_dir() and not (p / "state.json").is_file():
-            entries = [q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")]
-            if not entries:
+            if not any(q.is_file() and not q.name.startswith(".") for q in p.rglob("*")):  # stops at the first file
                 raise InputError(f"{pattern}: an empty directory: give files or directories that hold {SUPPORTED}")
     unsupported: list[Path] = []
-    # expand_inputs logs skipped files for the stage's run log; here they are one warning line below
-    previous = readers_log.level
-    readers_log.setLevel(logging.ERROR)
-    try:
+    with _readers_quiet():
         files = expand_inputs(patterns, unsupported)
-    finally:
-        readers_log.setLevel(previous)
     if not files:
         found = ", ".join(q.name for q in unsupported[:5])
         raise InputError(f"{', '.join(patterns)}: no supported input file ({SUPPORTED}); found only: {found}")
@@ -99,5 +97,31 @@ def preflight_inputs(patterns: list[str]) -> list[str]:
     if len(problems) == len(files):
         shown = "; ".join(f"{f} {why}" for f, why in list(problems.items())[:3])
         raise InputError(f"nothing readable in the inputs: {shown}" + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
-    skipped = [f"{len(unsupported)} files of other formats will be skipped and counted: {', '.join(q.name for q in unsupported[:5])}"]
-    return [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()] + (skipped if unsupported else [])
+    warnings = [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()]
+    if unsupported:
+        warnings.append(f"{len(unsupported)} files of other formats will be skipped and counted: {', '.join(q.name for q in unsupported[:5])}")
+    return files, warnings
+
+
+def count_documents(files: list[Path], at_most: int, split_text_on_blank_lines: bool = True) -> int:
+    """Documents in `files`, reading no further than the `at_most`-th (as the tokenize stage reads them)."""
+    found, stats = 0, Stats()
+    with _readers_quiet():
+        for f in files:
+            for _ in read_documents(f, stats, split_blank_lines=split_text_on_blank_lines):
+                found += 1
+                if found >= at_most:
+                    return found
+    return found
+
+
+@contextmanager
+def _readers_quiet() -> Iterator[None]:
+    """The readers log skipped files and bad records for a stage's run log; before any run, the
+    preflight says what matters in its own lines (and Prefect's API log handler has no run to log to)."""
+    previous = readers_log.level
+    readers_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        readers_log.setLevel(previous)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flows.registry import KEY_PARAMETERS
-from flows.store import Artifact, ArtifactStore, StoreError
+from flows.store import Artifact, ArtifactStore, NoSuchArtifact, StoreError, kinds_text
 
 CHECKPOINT_STAGES = KEY_PARAMETERS["checkpoint"]
 WHAT = "--checkpoint"
@@ -18,11 +18,9 @@ def resolve_checkpoint(checkpoint: str, store: ArtifactStore | None = None) -> t
         return None, path
     try:
         art = (store or ArtifactStore()).find(checkpoint, CHECKPOINT_STAGES, WHAT)
-    except StoreError as e:
-        if "no finished artifact matches" in str(e):
-            raise StoreError(f"{checkpoint!r} is neither an lmforge artifact ({WHAT} takes a pretrain, sft or grpo artifact) "
-                             "nor a Hugging Face model folder (a directory with config.json)") from None
-        raise
+    except NoSuchArtifact:
+        raise StoreError(f"{checkpoint!r} is neither an lmforge artifact ({WHAT} takes {kinds_text(CHECKPOINT_STAGES)}) "
+                         "nor a Hugging Face model folder (a directory with config.json)") from None
     hf = art.path / "hf"
     if not (hf / "config.json").is_file():
         raise StoreError(f"{art.stage}/{art.key} has no Hugging Face export (hf/config.json): rebuild it with --force")

@@ -76,12 +76,14 @@ def _key_preflight(params: dict) -> None:
                 _run(ArtifactStore().find, str(key), KEY_PARAMETERS[name], f"--param {name}")
 
 
-def _inputs_preflight(inputs: list[str]) -> None:
-    """Before Prefect starts: paths, directories and every file's first bytes (filters/preflight.py)."""
+def _inputs_preflight(inputs: list[str]) -> list[Path]:
+    """Before Prefect starts: paths, directories and every file's first bytes (filters/preflight.py); the input files."""
     from filters.preflight import preflight_inputs
 
-    for warning in _run(preflight_inputs, inputs):
+    files, warnings = _run(preflight_inputs, inputs)
+    for warning in warnings:
         err.print(f"[yellow]warning:[/] {warning}")
+    return files
 
 
 def _run_flow(flow, *args, **kwargs):
@@ -146,11 +148,9 @@ def tokenize_cmd(
     force: bool = typer.Option(False),
 ) -> None:
     """Train a BPE tokenizer on a corpus and encode it into train.bin / val.bin."""
-    from itertools import islice
-
-    from filters.readers import expand_inputs
+    from filters.preflight import count_documents
     from flows.tokenization import tokenize
-    from lm.corpus import TokenizeConfig, iter_texts
+    from lm.corpus import TokenizeConfig
 
     cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size, val_fraction=val_fraction)
     if clean_artifact:
@@ -158,8 +158,7 @@ def tokenize_cmd(
     elif not cfg.inputs:
         _fail("tokenize needs a clean-data artifact key (CLEAN_ARTIFACT) or --input FILES")
     else:
-        _inputs_preflight(cfg.inputs)
-        found = sum(1 for _ in islice(iter_texts(_run(expand_inputs, cfg.inputs)), 2))
+        found = _run(count_documents, _inputs_preflight(cfg.inputs), 2)
         if found < 2:
             _fail(f"{', '.join(cfg.inputs)}: {found} document{'s' if found != 1 else ''}; tokenize needs at least 2 "
                   "(one is held out for validation: --val-fraction)")
@@ -472,16 +471,16 @@ def gc_cmd(
     store = ArtifactStore()
     all_artifacts = store.list()
     intact = {a for a in all_artifacts if not check(a)}
-    roots = [_run(store.find, k) for k in keep] if keep else _branch_heads(intact)
+    roots = [_run(store.find, k) for k in keep] if keep else store.branch_heads(intact)
     live = {a.key for r in roots for a in store.lineage(r)}
     doomed = [(a, "damaged" if a not in intact else "unreferenced") for a in all_artifacts if not (a.key in live and a in intact)]
     if not doomed:
         err.print(f"nothing to remove: {len(all_artifacts)} artifacts, every one kept")
     else:
-        freed = sum(_size(a) for a, _ in doomed)
+        sizes = {a.key: store.disk_bytes(a) for a, _ in doomed}
         for a, why in doomed:
-            err.print(f"{'would remove' if dry_run or not yes else 'removing'} {a.stage}/{a.key} ({why}, {_size(a) / 1e6:.1f} MB)")
-        err.print(f"{len(doomed)} of {len(all_artifacts)} artifacts, {freed / 1e6:.1f} MB")
+            err.print(f"{'would remove' if dry_run or not yes else 'removing'} {a.stage}/{a.key} ({why}, {sizes[a.key] / 1e6:.1f} MB)")
+        err.print(f"{len(doomed)} of {len(all_artifacts)} artifacts, {sum(sizes.values()) / 1e6:.1f} MB")
         if dry_run:
             return
         if not yes and not typer.confirm("remove them?", default=False, err=True):
@@ -494,34 +493,6 @@ def gc_cmd(
         n = store.clean_tmp()
         if n:
             err.print(f"removed {n} temp dirs of runs that are no longer running")
-
-
-def _branch_heads(intact: set) -> list:
-    """The newest intact artifact of each branch. A branch is a stage with one config on input
-    branches: the same model config on another tokenizer is another branch; a rebuild after a
-    code change, or of changed raw files at the same paths, is the same branch, newer."""
-    manifests = {a.key: read_manifest(a.path) or {} for a in intact}
-    memo: dict[str, str] = {}
-
-    def branch(key: str, stage: str) -> str:
-        if key not in memo:
-            m = manifests.get(key, {})
-            upstream = sorted(branch(i["key"], i["stage"]) for i in m.get("inputs", []))
-            raw = sorted(r.get("path", "") for r in m.get("raw_inputs", []))
-            memo[key] = json.dumps([stage, m.get("config_key", m.get("config")), raw, upstream], sort_keys=True)
-        return memo[key]
-
-    newest: dict[str, tuple[tuple[str, str], object]] = {}
-    for a in intact:
-        stamp = (manifests[a.key].get("created", ""), a.key)
-        b = branch(a.key, a.stage)
-        if b not in newest or stamp > newest[b][0]:
-            newest[b] = (stamp, a)
-    return [a for _, a in newest.values()]
-
-
-def _size(artifact) -> int:
-    return sum(f.stat().st_size for f in artifact.path.rglob("*") if f.is_file())
 
 
 @app.command("verify")

@@ -17,27 +17,14 @@ from flows.checkpoints import resolve_checkpoint
 from flows.stage import run_stage
 from rl.evaluate import EvalSettings, evaluate_model_dir
 from rl.generation import resolve_engine
-from rl.report import plot_checkpoint_comparison
+from rl.report import comparison_rows, plot_checkpoint_comparison
 
 STAGE = "evaluate"
 
 
 @task(name="evaluate-checkpoint")
 def evaluate_task(model_dir: Path, settings: EvalSettings) -> dict:
-    s = settings
-    return evaluate_model_dir(model_dir, s.load_task(), s.split, s.limit, s.seed, s.engine, s.samples)
-
-
-def table_rows(results: list[dict]) -> list[dict]:
-    rows = []
-    for r in results:
-        g, smp = r["greedy"], r["sampled"]
-        rows.append({"checkpoint": r["name"], "greedy accuracy": round(g["accuracy"], 4),
-                     **{k: round(v, 4) for k, v in smp.items() if k.startswith("pass@")},
-                     "mean reward": round(g["mean_reward"], 4),
-                     **{k: round(v, 4) for k, v in g.items() if k.startswith("reward/")},
-                     "format rate": round(g["format_rate"], 4), "completion tokens": round(g["mean_completion_tokens"], 1)})
-    return rows
+    return evaluate_model_dir(model_dir, settings.load_task(), settings.split, settings.limit, settings.seed, settings.engine, settings.samples)
 
 
 @flow(name="evaluate", log_prints=True)
@@ -54,11 +41,11 @@ def evaluate(checkpoints: list[str], settings: EvalSettings = EvalSettings(), fo
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         results = []
-        for ref, (art, model_dir) in zip(checkpoints, resolved):
+        for art, model_dir in resolved:
             name = f"{art.stage}/{art.key}" if art else str(model_dir)
             results.append({"name": name, **evaluate_task(model_dir, settings)})
             logger.info("%s: greedy accuracy %.3f, mean reward %.3f", name, results[-1]["greedy"]["accuracy"], results[-1]["greedy"]["mean_reward"])
-        rows = table_rows(results)
+        rows = comparison_rows(results)
         (out_dir / "eval.json").write_text(json.dumps({"task": task_name, "split": settings.split, "engine": settings.engine,
                                                        "checkpoints": results}, indent=2))
         plot_checkpoint_comparison(results, out_dir / "comparison.png", task_name)

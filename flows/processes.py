@@ -74,7 +74,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         # straight to fd 2: the signal may have landed inside a write to sys.stderr (a log
         # line), whose buffer lock then makes a second write raise "reentrant call"
         with suppress(OSError):
-            os.write(2, f"\n{_stop_message[0]}\n".encode())
+            os.write(2, f"\n{_stop_message}\n".encode())
         stop_descendants()
     finally:  # whatever happened above, this process stops: the signal is ignored from now on
         # os._exit: Prefect's exit hooks would report to the server that just died, one traceback each
@@ -98,12 +98,13 @@ def sigint_ignored() -> Iterator[None]:
 
 
 _handled: list[int] = []  # the signals this process stops on (set by the CLI)
-_stop_message = [INTERRUPTED]  # the one line a stop prints (a stage's by default)
+_stop_message = INTERRUPTED  # the one line a stop prints (a stage's by default)
 
 
 def set_stop_message(message: str) -> None:
     """What a Ctrl-C or SIGTERM prints: a long-running command that is not a stage (serve) says its own."""
-    _stop_message[0] = message
+    global _stop_message
+    _stop_message = message
 
 
 def install_stop_handlers() -> None:

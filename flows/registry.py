@@ -76,11 +76,14 @@ def _sweep_headline(path: Path) -> list[str]:
 
 def _grpo_headline(path: Path) -> list[str]:
     g = json.loads((path / "eval.json").read_text())
-    return ([f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {g['before'][mode]['accuracy']:.3f} → "
-             f"{g['after'][mode]['accuracy']:.3f}, mean reward {g['before'][mode]['mean_reward']:.3f} → {g['after'][mode]['mean_reward']:.3f}"
+    before, after = g["before"], g["after"]
+    lines = [f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {before[mode]['accuracy']:.3f} → "
+             f"{after[mode]['accuracy']:.3f}, mean reward {before[mode]['mean_reward']:.3f} → {after[mode]['mean_reward']:.3f}"
              for mode in ("greedy", "sampled")]
-            + [f"{k}: {g['before']['sampled'][k]:.3f} → {g['after']['sampled'][k]:.3f}" for k in g["after"]["sampled"] if k.startswith("pass@")][-1:]
-            + ([f"WARNING: {g['warning']}"] if "warning" in g else []))
+    widest = max((k for k in after["sampled"] if k.startswith("pass@")), key=lambda k: int(k[5:]), default=None)
+    if widest:
+        lines.append(f"{widest}: {before['sampled'][widest]:.3f} → {after['sampled'][widest]:.3f}")
+    return lines + ([f"WARNING: {g['warning']}"] if "warning" in g else [])
 
 
 def _grpo_rows(path: Path) -> list[dict]:

@@ -12,7 +12,6 @@ from flows.processes import route_library_logs, set_stop_message, stop_descendan
 
 route_library_logs()  # before Prefect reads its logging settings
 
-import httpx  # noqa: E402
 from prefect import serve  # noqa: E402
 from prefect.context import refresh_global_settings_context  # noqa: E402
 
@@ -30,10 +29,8 @@ def check_server() -> str:
     url = user_api_url() or LocalServer(lmforge_home()).url()
     if not url:
         raise ConnectionError(f"no Prefect server to serve on (PREFECT_API_URL is unset and `lmforge server` is not running): {HOW}")
-    try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=3).raise_for_status()
-    except httpx.HTTPError as e:
-        raise ConnectionError(f"Prefect server at {url} is not reachable ({type(e).__name__}): {HOW}") from None
+    if not healthy(url.rstrip("/"), timeout_s=3):
+        raise ConnectionError(f"Prefect server at {url} is not answering: {HOW}")
     return url
 
 

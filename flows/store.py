@@ -144,6 +144,15 @@ class StoreError(RuntimeError):
     pass
 
 
+class NoSuchArtifact(StoreError):
+    """A key, prefix or directory that names no finished artifact."""
+
+
+def kinds_text(kinds: tuple[str, ...]) -> str:
+    """("pretrain", "sft", "grpo") → "a pretrain, sft or grpo artifact"."""
+    return f"a {', '.join(kinds[:-1])}{' or ' if len(kinds) > 1 else ''}{kinds[-1]} artifact"
+
+
 def read_manifest(path: Path) -> dict[str, Any] | None:
     """The manifest of an artifact dir, or None when it is missing or unreadable."""
     try:
@@ -222,8 +231,7 @@ class ArtifactStore:
         of one of the stages `kinds` when given (`what` names the parameter in the error)."""
         artifact = self.locate(key_or_path)
         if kinds and artifact.stage not in kinds:
-            raise StoreError(f"{key_or_path} is a {artifact.stage} artifact; {what} takes a {', '.join(kinds[:-1])}"
-                             f"{' or ' if len(kinds) > 1 else ''}{kinds[-1]} artifact")
+            raise StoreError(f"{key_or_path} is a {artifact.stage} artifact; {what} takes {kinds_text(kinds)}")
         problems = check(artifact)
         if problems:
             raise StoreError(f"artifact {artifact.stage}/{artifact.key} is damaged ({'; '.join(problems[:3])}): "
@@ -242,7 +250,7 @@ class ArtifactStore:
         if len(hits) == 1:
             return hits[0]
         if not hits:
-            raise StoreError(f"no finished artifact matches {key_or_path!r} under {self.root}")
+            raise NoSuchArtifact(f"no finished artifact matches {key_or_path!r} under {self.root}")
         raise StoreError(f"{key_or_path!r} is ambiguous: {', '.join(f'{a.stage}/{a.key}' for a in hits)}")
 
     def list(self) -> list[Artifact]:
@@ -361,7 +369,33 @@ class ArtifactStore:
         with self._flock(f"{artifact.stage}-{artifact.key}", fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
             if got:
                 shutil.rmtree(artifact.path, ignore_errors=True)
+                self._verified_file(artifact).unlink(missing_ok=True)
             return got
+
+    def branch_heads(self, artifacts: set[Artifact]) -> list[Artifact]:
+        """The newest of `artifacts` on each branch: a stage with one config on input branches. The
+        same model config on another tokenizer is another branch; a rebuild after a code change, or
+        of changed raw files at the same paths, is the same branch, newer (what `gc` may remove)."""
+        manifests = {a.key: read_manifest(a.path) or {} for a in artifacts}
+        memo: dict[str, str] = {}
+
+        def branch(key: str, stage: str) -> str:
+            if key not in memo:
+                m = manifests.get(key, {})
+                upstream = sorted(branch(i["key"], i["stage"]) for i in m.get("inputs", []))
+                raw = sorted(r.get("path", "") for r in m.get("raw_inputs", []))
+                memo[key] = canonical_json([stage, m.get("config_key", m.get("config")), raw, upstream])
+            return memo[key]
+
+        newest: dict[str, Artifact] = {}
+        for a in sorted(artifacts, key=lambda a: (manifests[a.key].get("created", ""), a.key)):
+            newest[branch(a.key, a.stage)] = a  # later wins
+        return list(newest.values())
+
+    @staticmethod
+    def disk_bytes(artifact: Artifact) -> int:
+        """What removing it frees (every file on disk, listed in its manifest or not)."""
+        return sum(f.stat().st_size for f in artifact.path.rglob("*") if f.is_file())
 
     # --- verification records ---------------------------------------------------------------
     def _verified_file(self, artifact: Artifact) -> Path:

@@ -73,10 +73,6 @@ def split_hash(doc_id: str) -> float:
     return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little") / 2**64
 
 
-def is_validation(doc_id: str, val_fraction: float) -> bool:
-    return split_hash(doc_id) < val_fraction
-
-
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
@@ -122,13 +118,13 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
             # ~3× at one thread per worker process (measured in benchmarks/tokenization.py)
             for doc_id, text in batch:
                 ids = tok.encode(text)
-                if is_validation(doc_id, val_fraction):
+                if (h := split_hash(doc_id)) < val_fraction:
                     val.extend(ids)
                     val.append(eot)
                     counts["val_documents"] += 1
                     counts["val_bytes"] += len(text.encode("utf-8"))
                 else:
-                    if (h := split_hash(doc_id)) < lowest["hash"]:
+                    if h < lowest["hash"]:
                         lowest = {"hash": h, "offset": counts["train_tokens"] + len(train), "tokens": len(ids) + 1,
                                   "bytes": len(text.encode("utf-8"))}
                     train.extend(ids)
@@ -139,6 +135,19 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
             counts["train_tokens"] += len(train)
             counts["val_tokens"] += len(val)
     return {**counts, "lowest_train_doc": lowest}
+
+
+COPY_CHUNK = 16 << 20
+
+
+def _copy_bytes(src, dst, n: int) -> None:
+    """Copy exactly `n` bytes, a chunk at a time (memory stays flat however large a part is)."""
+    while n > 0:
+        block = src.read(min(n, COPY_CHUNK))
+        if not block:
+            raise ValueError(f"{getattr(src, 'name', 'a token part')} ended {n} bytes early")
+        dst.write(block)
+        n -= len(block)
 
 
 def _batches(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -164,10 +173,9 @@ def merge_parts(parts: list[EncodePart], part_counts: list[dict], tokenizer_dir:
                 piece = Path(f"{part.out_prefix}.{split}.bin")
                 with open(piece, "rb") as f:
                     if moved is not None and moved[0] == i and split == "train":
-                        start, length = moved[1]["offset"] * itemsize, moved[1]["tokens"] * itemsize
-                        out.write(f.read(start))
-                        val_out.write(f.read(length))
-                    shutil.copyfileobj(f, out, 16 << 20)
+                        _copy_bytes(f, out, moved[1]["offset"] * itemsize)
+                        _copy_bytes(f, val_out, moved[1]["tokens"] * itemsize)
+                    shutil.copyfileobj(f, out, COPY_CHUNK)
                 piece.unlink()
     if not total.get("val_tokens") or not total.get("train_tokens"):
         raise ValueError(f"{total.get('documents', 0)} documents cannot be split into train and validation: tokenize needs at least 2")

@@ -64,7 +64,7 @@ def score(task: Task, rows: list[dict], completions: list[str], lengths: list[in
     }
     if samples > 1:
         per_row = [sum(correct[i * samples : (i + 1) * samples]) for i in range(len(rows))]
-        for k in sorted({1, 2, 4, 8, samples} - {s for s in (2, 4, 8) if s > samples}):
+        for k in sorted({k for k in (1, 2, 4, 8) if k <= samples} | {samples}):
             out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in per_row) / len(rows)
     out["examples"] = [{"prompt": r["prompt"], "completion": c, "answer": r["answer"], "reward": t}
                        for r, c, t in list(zip(expanded, completions, per["total"]))[: 5 * samples : samples]]

@@ -165,7 +165,7 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     task = settings.load_task()
     engine = "vllm" if settings.use_vllm else "transformers"
     metrics_path = out_dir / "metrics.jsonl"
-    signal = NoSignalWatch()
+    watch = NoSignalWatch()
 
     class MetricsFile(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -176,7 +176,7 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
                 now = time.time()
                 row = {"step": state.global_step, "engine": engine, "step_time_s": now - self.t, **logs}
                 self.t = now
-                signal.observe(row)
+                watch.observe(row)
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
 
@@ -207,7 +207,7 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
     result = {"task": task.name, "engine": engine, "train_seconds": round(train_s, 1), "steps": settings.max_steps,
-              "before": before, "after": after, **({"warning": NO_SIGNAL} if signal.none_yet else {})}
+              "before": before, "after": after, **({"warning": NO_SIGNAL} if watch.none_yet else {})}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return result
 

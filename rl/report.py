@@ -25,6 +25,19 @@ def plot_reward_curve(metrics_path: Path, out: Path, task: str) -> None:
     plot_metric_curve(metrics_path, out, "reward", "mean reward of the rollouts, higher is better", f"GRPO on {task}")
 
 
+def comparison_rows(results: list[dict]) -> list[dict]:
+    """One table row per evaluated checkpoint: greedy accuracy, pass@k, rewards, format rate, length."""
+    rows = []
+    for r in results:
+        g, smp = r["greedy"], r["sampled"]
+        rows.append({"checkpoint": r["name"], "greedy accuracy": round(g["accuracy"], 4),
+                     **{k: round(v, 4) for k, v in smp.items() if k.startswith("pass@")},
+                     "mean reward": round(g["mean_reward"], 4),
+                     **{k: round(v, 4) for k, v in g.items() if k.startswith("reward/")},
+                     "format rate": round(g["format_rate"], 4), "completion tokens": round(g["mean_completion_tokens"], 1)})
+    return rows
+
+
 def plot_checkpoint_comparison(results: list[dict], out: Path, task: str) -> None:
     """Greedy accuracy and pass@k per checkpoint, side by side."""
     import numpy as np

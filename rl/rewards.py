@@ -129,13 +129,16 @@ class RewardSpec(BaseModel):
         return self.function.rsplit(":", 1)[-1] if self.kind == "python" and self.function else self.kind
 
 
-def _extracted(text: str, extract: str | None) -> str | None:
-    if extract is None:
-        return text.strip()
-    m = re.search(extract, text, re.DOTALL)
+def regex_value(pattern: str, text: str) -> str | None:
+    """What `pattern` reads out of `text`: its group 1, else the whole match, stripped; None when it does not match."""
+    m = re.search(pattern, text, re.DOTALL)
     if m is None:
         return None
     return (m.group(1) if m.groups() else m.group()).strip()
+
+
+def _extracted(text: str, extract: str | None) -> str | None:
+    return text.strip() if extract is None else regex_value(extract, text)
 
 
 def _numbers_close(predicted: str, truth: str, tolerance: float) -> bool:

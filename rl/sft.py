@@ -106,6 +106,11 @@ def build_trainer(model_dir: Path, settings: SFTSettings, out_dir: Path, callbac
                       eval_dataset=Dataset.from_list(test), processing_class=tokenizer, callbacks=callbacks)
 
 
+def tokens_seen(trainer) -> int:
+    """Tokens the trainer consumed (TRL logs a running `num_tokens`)."""
+    return int(max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0))
+
+
 def run_sft(model_dir: Path, settings: SFTSettings, out_dir: Path) -> dict:
     """Train, then measure held-out loss and accuracy; writes `hf/`, `metrics.jsonl`, `eval.json`."""
     from transformers import TrainerCallback
@@ -132,10 +137,8 @@ def run_sft(model_dir: Path, settings: SFTSettings, out_dir: Path) -> dict:
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
     shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
     (out_dir / "hf" / "training_args.bin").unlink(missing_ok=True)  # a pickle of TRL's settings: not part of a model folder
-    logged = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-    trained_tokens = int(logged[-1].get("num_tokens", 0)) if logged else None
     after = evaluate_model_dir(out_dir / "hf", task, "test", settings.eval_examples, settings.seed, settings.engine, settings.eval_samples)
-    result = {"task": task.name, "train_seconds": round(train_s, 1), "steps": settings.max_steps, "tokens_seen": trained_tokens,
+    result = {"task": task.name, "train_seconds": round(train_s, 1), "steps": settings.max_steps, "tokens_seen": tokens_seen(trainer),
               "heldout_loss": heldout.get("eval_loss"), "after": after}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return result

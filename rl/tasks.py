@@ -25,10 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lm.configfile import ConfigError, read_yaml
 from lm.paths import REPO_ROOT
 from rl.lm_eval_task import from_lm_eval, is_lm_eval_task
-from rl.rewards import RewardSpec, build_reward
+from rl.rewards import RewardSpec, build_reward, regex_value
 
 BUILTIN_DIR = REPO_ROOT / "configs" / "tasks"
 SPLITS = ("train", "test")
@@ -183,9 +182,9 @@ class Task:
             problems = addition_problems()
             raw = {s: problems[s] for s in SPLITS}
         elif d.path:
-            rows = read_rows(self._path(d.path))
-            test = [r for r in rows if _hash_fraction(r) < d.test_fraction]
-            raw = {"train": [r for r in rows if _hash_fraction(r) >= d.test_fraction], "test": test}
+            raw = {"train": [], "test": []}
+            for r in read_rows(self._path(d.path)):
+                raw["test" if _hash_fraction(r) < d.test_fraction else "train"].append(r)
         else:
             raw = {s: read_rows(self._path(p)) if (p := getattr(d, s)) else [] for s in SPLITS}
         where = {s: str(self._path(getattr(d, s) or d.path)) for s in SPLITS if getattr(d, s) or d.path} if not d.generator else {}
@@ -201,16 +200,16 @@ class Task:
     def _answer(self, row: dict, where: str, index: int) -> str:
         s = self.spec
         if s.answer_template is not None:
-            answer = render_template(s.answer_template, row, where, index)
+            answer = render_template(s.answer_template, row, where, index, "answer_template")
         elif s.answer_field not in row:
             raise ConfigError(f"{where}: row {index} has no column {s.answer_field!r} (answer_field); its columns: {', '.join(row)}")
         else:
             answer = str(row[s.answer_field])
         if s.answer_pattern:
-            m = re.search(s.answer_pattern, answer, re.DOTALL)
-            if not m:
+            value = regex_value(s.answer_pattern, answer)
+            if value is None:
                 raise ConfigError(f"{where}: row {index}: answer {answer[:60]!r} does not match answer_pattern {s.answer_pattern!r}")
-            answer = (m.group(1) if m.groups() else m.group()).strip()
+            answer = value
         return answer
 
     def _render(self, row: dict, where: str, index: int, shots: list[tuple[str, str]]) -> dict:
@@ -224,7 +223,7 @@ class Task:
         else:
             text = "".join(f"{q} {a}\n\n" for q, a in shots) + render_template(s.prompt or "", row, where, index)
             prompt = ([{"role": "system", "content": s.system}] if s.system else []) + [{"role": "user", "content": text}] if s.chat_template else text
-        target = render_template(s.completion, row, where, index) if s.completion else answer
+        target = render_template(s.completion, row, where, index, "completion") if s.completion else answer
         return {**row, "prompt": prompt, "answer": answer, "target": target}
 
 
@@ -248,18 +247,24 @@ def cut_at_stops(reward: Callable[..., list[float | None]], stops: list[str]) ->
     return scored
 
 
-def render_template(template: str, row: dict, where: str, index: int) -> str:
+def render_template(template: str, row: dict, where: str, index: int, what: str = "prompt") -> str:
     """`{{ column }}` templates through Jinja (as lm-evaluation-harness's doc_to_text), `{column}` ones through str.format."""
     try:
         if "{{" in template or "{%" in template:
-            import jinja2
-
-            return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template).render(**row)
+            return _jinja(template).render(**row)
         return template.format(**row)
-    except (KeyError, ImportError) as e:
-        raise ConfigError(f"{where}: row {index}: the prompt names column {e}, which the row does not have; its columns: {', '.join(row)}") from None
+    except KeyError as e:
+        raise ConfigError(f"{where}: row {index}: the {what} names column {e}, which the row does not have; its columns: {', '.join(row)}") from None
     except Exception as e:  # jinja2's UndefinedError / TemplateSyntaxError, format's IndexError/ValueError
-        raise ConfigError(f"{where}: row {index}: the prompt template does not render: {e}; its columns: {', '.join(row)}") from None
+        raise ConfigError(f"{where}: row {index}: the {what} template does not render: {e}; its columns: {', '.join(row)}") from None
+
+
+@lru_cache(maxsize=64)
+def _jinja(template: str):
+    """Compiled once per template, not once per row."""
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template)
 
 
 def _hash_fraction(row: dict) -> float:

@@ -134,4 +134,4 @@ def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
 def test_serve_without_server_fails_fast(tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
     r = subprocess.run([str(Path(sys.executable).parent / "lmforge"), "serve"], env=env, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "prefect server start" in r.stderr
+    assert r.returncode == 2 and "is not answering" in r.stderr and "lmforge server start" in r.stderr

@@ -190,3 +190,17 @@ def test_parquet_writer_rolls_shards(tmp_path):
     rows = list(read_shards(w.paths))
     assert [r["id"] for r in rows] == [str(i) for i in range(50)] and rows[0]["lang"] == "en"
     assert pq.read_schema(w.paths[0]).names == ["id", "text", "source", "lang", "lang_score", "quality_score", "metadata"]
+
+
+def test_stats_table_never_shows_an_uncounted_figure_as_zero():
+    """The reader counts no bytes in, dedup counts documents only: those cells are "—", a real 0 stays 0."""
+    from filters.document import NOT_COUNTED, Stats
+
+    stats = Stats()
+    stats.add("read", docs_out=3, bytes_out=120)
+    stats.add("minhash_dedup", docs_in=3, docs_out=2, dropped_near_duplicate=1)
+    stats.add("quality", docs_in=2, docs_out=0, bytes_in=80, bytes_out=0, dropped_short=2)
+    rows = {r["step"]: r for r in stats.table_rows()}
+    assert rows["read"]["bytes_in"] == NOT_COUNTED and rows["read"]["bytes_out"] == 120
+    assert rows["minhash_dedup"]["bytes_in"] == rows["minhash_dedup"]["bytes_out"] == NOT_COUNTED
+    assert rows["quality"]["docs_out"] == 0 and rows["quality"]["bytes_out"] == 0

@@ -256,3 +256,27 @@ def test_gc_removes_an_older_build_of_a_branch_and_nothing_a_branch_reaches(tmp_
     r = CliRunner().invoke(app, ["gc", "--yes"])
     assert r.exit_code == 0 and "removing toy-tok/old1 (unreferenced" in r.output and "1 of 5 artifacts" in r.output, r.output
     assert sorted(a.key for a in store.list()) == ["lm-on-new1", "lm-on-tok2", "new1", "tok2"]
+
+
+def test_ls_says_whether_bytes_were_verified_and_notices_same_size_overwrites(tmp_path, monkeypatch):
+    """A file overwritten with other bytes of the same size passes the size check; `ls` must not call it verified."""
+    import time
+
+    from flows.cli import app
+
+    monkeypatch.setenv("LMFORGE_HOME", str(tmp_path))
+    store = ArtifactStore(tmp_path)
+    with store.building("toy", "k1", {}) as out:
+        (out / "data.txt").write_text("hello")
+    art = store.get("toy", "k1")
+    assert store.verified_status(art) == "not verified since built: lmforge verify k1"
+    assert CliRunner().invoke(app, ["verify", "k1"]).exit_code == 0
+    assert store.verified_status(art).startswith("verified ")
+    time.sleep(0.05)
+    (art.path / "data.txt").write_text("jello")  # same size, other bytes
+    assert store.verified_status(art).startswith("files written since verified ") and not check(art)
+    r = CliRunner().invoke(app, ["show", "k1"])
+    assert "files written since verified" in r.output.split("status:")[1].splitlines()[0], r.output
+    assert CliRunner().invoke(app, ["verify", "k1"]).exit_code == 1
+    assert store.verified_status(art).startswith("failed verification ")
+    assert store.remove(art) and not (tmp_path / "verified" / "toy-k1.json").exists()  # the record goes with it
