@@ -119,7 +119,7 @@ def run_datatrove_side(tmp: Path, planted: list[tuple[str, str]], n_docs: int) -
     return {"docs_per_s": n_docs / r["seconds"], "seconds": r["seconds"], **pair_scores(r["after_filters"], r["kept"], planted)}
 
 
-def run(n_docs: int, workers: int, partition_docs: int, datatrove: bool = False) -> dict:
+def run(n_docs: int, workers: int, partition_docs: int, datatrove: bool = False, minhash_hash: str = "xxh64") -> dict:
     import pyarrow.parquet as pq
 
     from filters.config import CleanConfig
@@ -130,7 +130,7 @@ def run(n_docs: int, workers: int, partition_docs: int, datatrove: bool = False)
     planted = build_corpus(tmp / "in", n_docs)
     files = sorted((tmp / "in").glob("*.jsonl"))
     mb = sum(f.stat().st_size for f in files) / 1e6
-    cfg = CleanConfig(inputs=[str(tmp / "in")], partition_docs=partition_docs)
+    cfg = CleanConfig(inputs=[str(tmp / "in")], partition_docs=partition_docs, minhash={"hash": minhash_hash})
     (tmp / "out").mkdir()
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -141,7 +141,8 @@ def run(n_docs: int, workers: int, partition_docs: int, datatrove: bool = False)
     kept = set(pq.read_table(shards, columns=["id"]).column("id").to_pylist())
     dedup_s = total - seconds["filter"]
     peer = {"datatrove": run_datatrove_side(tmp, planted, n_docs)} if datatrove else {}
-    return {**peer, "docs": n_docs, "input_mb": mb, "seconds": total, "docs_per_s": n_docs / total, "filter_docs_per_s": n_docs / seconds["filter"],
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
+    return {**peer, "phases": phases, "docs": n_docs, "input_mb": mb, "seconds": total, "docs_per_s": n_docs / total, "filter_docs_per_s": n_docs / seconds["filter"],
             "dedup_docs_per_s": len(filtered) / dedup_s, "peak_rss_gb": rss.peak / 1e9, **pair_scores(filtered, kept, planted)}
 
 
@@ -151,13 +152,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partition-docs", type=int, default=100_000)
     ap.add_argument("--datatrove", action="store_true", help="run datatrove side by side on the smallest size")
+    ap.add_argument("--minhash-hash", choices=["xxh64", "sha1"], default="xxh64", help="MinHash's shingle hash family")
     args = ap.parse_args()
     print("| documents | text MB | wall s | docs/s | filters docs/s | dedup docs/s | peak RSS (largest process) | recall | precision |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        r = run(n, args.workers, args.partition_docs, datatrove=args.datatrove and n == min(args.sizes))
+        r = run(n, args.workers, args.partition_docs, datatrove=args.datatrove and n == min(args.sizes), minhash_hash=args.minhash_hash)
         print(f"| {r['docs']:,} | {r['input_mb']:.0f} | {r['seconds']:.0f} | {r['docs_per_s']:,.0f} | {r['filter_docs_per_s']:,.0f} | "
               f"{r['dedup_docs_per_s']:,.0f} | {r['peak_rss_gb']:.2f} GB | {r['recall']:.3f} | {r['precision']:.4f} |", flush=True)
+        print(f"  phases: {r['phases']}", flush=True)
         if "datatrove" in r:
             d = r["datatrove"]
             print(f"datatrove at {n:,}: {d['docs_per_s']:,.0f} docs/s ({d['seconds']:.0f} s), dedup recall {d['recall']:.3f}, "

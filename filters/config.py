@@ -88,6 +88,9 @@ class MinHashDedupConfig(_Strict):
     rows: int = Field(8, ge=1)
     threshold: float = Field(0.8, gt=0, le=1)
     seed: int = 1
+    # the shingle hash family: xxh64 (compiled, one call a document) or sha1, datasketch's own,
+    # whose signatures equal `MinHash.bulk`'s (to reproduce artifacts made before xxh64)
+    hash: Literal["xxh64", "sha1"] = "xxh64"
 
 
 class LineDedupConfig(_Strict):

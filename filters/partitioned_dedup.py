@@ -4,7 +4,7 @@ partition that writes its result under a work dir and leaves a completion marker
 Documents are addressed by `doc = part << 32 | row` (part: the per-file shard set from the
 filter phase, row: position in it), so corpus order is numeric order.
 
-1. `write_band_hashes` (per part): MinHash signatures (datasketch, the reference family)
+1. `write_band_hashes` (per part): MinHash signatures (`minhash.hash`: xxh64, or sha1 = datasketch's)
    → one 64-bit hash per LSH band → records (band, hash, doc) split into B bucket files by hash.
 2. `find_candidates` (per bucket): equal (band, hash) → candidate pairs.
 3. `resolve_clusters` (once): true Jaccard of each candidate pair, reading only those
@@ -37,7 +37,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filters.config import MinHashDedupConfig
 from filters.dedup import UnionFind, line_hash, shingles
+from filters.shingle_hash import shingle_hashes
 from filters.writer import ParquetShardWriter, row_to_document
 
 BAND = np.dtype([("band", "<u2"), ("hash", "<u8"), ("doc", "<u8")])
@@ -150,7 +152,7 @@ def _load_records(paths: list[Path], dtype: np.dtype) -> np.ndarray:
 
 
 # --- 1. signatures → band hashes ------------------------------------------------------------
-# Shingles per matrix block when signatures are computed: block × num_perm × 4 bytes (~1.8 MB)
+# Shingles per matrix block when signatures are permuted: block × num_perm × 4 bytes (~1.8 MB)
 # stays in cache; 50,000 (22 MB) was measured 2x slower.
 SHINGLES_PER_BLOCK = 4096
 
@@ -164,27 +166,39 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
-def minhash_signatures(shingle_sets: list[set[bytes]], num_perm: int, seed: int) -> np.ndarray:
-    """(docs, num_perm) uint32 signatures, equal to datasketch's `MinHash.bulk(..., seed=seed).hashvalues`
-    (its default affine32 scheme: sha1 → 32 bits → fmix32 → a·h + b mod 2^32 → min), computed
-    with numpy over all shingles of a block of documents at once instead of one document at a time."""
+def _shingle_hash32(block: list[str], cfg: MinHashDedupConfig) -> tuple[np.ndarray, list[int]]:
+    """32-bit hashes of every shingle of a block of documents, and each document's count.
+
+    `sha1` (datasketch's default family: sha1 → 32 bits → fmix32, one Python call a shingle)
+    or `xxh64` (its low 32 bits, one compiled call a document, filters/shingle_hash.py)."""
+    if cfg.hash == "xxh64":
+        per_doc = [shingle_hashes(text, cfg.ngram) for text in block]
+        return np.concatenate(per_doc).astype(np.uint32), [len(h) for h in per_doc]
+    sets = [shingles(text, cfg.ngram) for text in block]
+    digests = b"".join(hashlib.sha1(sh).digest()[:4] for doc in sets for sh in doc)
+    return _fmix32(np.frombuffer(digests, dtype="<u4").astype(np.uint32)), [len(doc) for doc in sets]
+
+
+def minhash_signatures(texts: list[str], cfg: MinHashDedupConfig) -> np.ndarray:
+    """(docs, bands·rows) uint32 signatures: each shingle hash h through datasketch's affine
+    permutations a·h + b mod 2^32, minimum per document. With `hash: sha1` they equal
+    datasketch's `MinHash.bulk(shingle sets, seed=seed).hashvalues` (tested). numpy over all
+    shingles of a cache-sized block of documents at once instead of one document at a time."""
     from datasketch import MinHash
 
-    a, b = (x.astype(np.uint32) for x in MinHash(num_perm=num_perm, seed=seed).permutations)
-    out = np.empty((len(shingle_sets), num_perm), np.uint32)
-    start = 0
-    while start < len(shingle_sets):
-        end, count = start, 0
-        while end < len(shingle_sets) and (count == 0 or count + len(shingle_sets[end]) <= SHINGLES_PER_BLOCK):
-            count += len(shingle_sets[end])
-            end += 1
-        block = shingle_sets[start:end]
-        digests = b"".join(hashlib.sha1(sh).digest()[:4] for doc in block for sh in doc)
-        hv = _fmix32(np.frombuffer(digests, dtype="<u4").astype(np.uint32))
-        permuted = hv[:, None] * a[None, :] + b[None, :]  # wraps mod 2^32, as datasketch's uint32 arithmetic
-        offsets = np.cumsum([0] + [len(doc) for doc in block[:-1]])
-        out[start:end] = np.minimum.reduceat(permuted, offsets, axis=0)
-        start = end
+    num_perm = cfg.bands * cfg.rows
+    a, b = (x.astype(np.uint32) for x in MinHash(num_perm=num_perm, seed=cfg.seed).permutations)
+    hv, counts = _shingle_hash32(texts, cfg)  # every document has at least one shingle
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    out = np.empty((len(texts), num_perm), np.uint32)
+    doc = 0
+    while doc < len(texts):
+        # the documents from `doc` whose shingles fit in one block (at least one document)
+        last = max(doc + 1, int(np.searchsorted(ends, starts[doc] + SHINGLES_PER_BLOCK, side="right")))
+        permuted = hv[starts[doc] : ends[last - 1], None] * a[None, :] + b[None, :]  # wraps mod 2^32, as datasketch's
+        out[doc:last] = np.minimum.reduceat(permuted, starts[doc:last] - starts[doc], axis=0)
+        doc = last
     return out
 
 
@@ -200,11 +214,12 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
-def write_band_hashes(part: int, files: list[Path], layout: DedupLayout, ngram: int, bands: int, rows: int, seed: int) -> dict[str, Any]:
+def write_band_hashes(part: int, files: list[Path], layout: DedupLayout, cfg: MinHashDedupConfig) -> dict[str, Any]:
     docs = 0
+    bands = cfg.bands
     with BucketFiles(lambda b: layout.bands(part, b), layout.buckets) as out:
         for start, texts in _iter_column(files, "text"):
-            hashes = band_hashes(minhash_signatures([shingles(t, ngram) for t in texts], bands * rows, seed), bands, rows)
+            hashes = band_hashes(minhash_signatures(texts, cfg), bands, cfg.rows)
             rec = np.zeros(len(texts) * bands, BAND)
             rec["band"] = np.tile(np.arange(bands, dtype="<u2"), len(texts))
             rec["hash"] = hashes.reshape(-1)
@@ -240,14 +255,14 @@ def find_candidates(bucket: int, parts: int, layout: DedupLayout) -> dict[str, A
 
 # --- 3. clusters ------------------------------------------------------------------------------
 def shingle_ids(text: str, ngram: int) -> np.ndarray:
-    """The document's shingle set as sorted unique 64-bit hashes: 8 bytes a shingle instead of a
-    bytes object in a set (~70), so verifying many candidate pairs stays small in memory.
+    """The document's shingle set as sorted unique 64-bit hashes (XXH64): 8 bytes a shingle instead
+    of a bytes object in a set (~70), so verifying many candidate pairs stays small in memory.
     Jaccard on these equals Jaccard on the shingles up to 64-bit collisions."""
-    digests = b"".join(hashlib.blake2b(sh, digest_size=8).digest() for sh in shingles(text, ngram))
-    return np.unique(np.frombuffer(digests, dtype="<u8"))
+    return np.unique(shingle_hashes(text, ngram))
 
 
-def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, ngram: int, threshold: float) -> dict[str, Any]:
+def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, cfg: MinHashDedupConfig) -> dict[str, Any]:
+    ngram, threshold = cfg.ngram, cfg.threshold
     pairs = _load_all([layout.pairs(b) for b in range(layout.buckets)], np.dtype("<u8")).reshape(-1, 2)
     pairs = np.unique(pairs, axis=0)
     involved = np.unique(pairs)

@@ -130,13 +130,11 @@ def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path,
     if cfg.minhash.enabled and docs:
         m = cfg.minhash
         _timed("minhash signatures", map_calls, [(layout.marker("bands", i), write_band_hashes,
-                                                  {"part": i, "files": fs, "layout": layout, "ngram": m.ngram, "bands": m.bands, "rows": m.rows,
-                                                   "seed": m.seed}) for i, fs in enumerate(part_files)], docs)
+                                                  {"part": i, "files": fs, "layout": layout, "cfg": m}) for i, fs in enumerate(part_files)], docs)
         _timed("minhash buckets", map_calls, [(layout.marker("pairs", b), find_candidates, {"bucket": b, "parts": n, "layout": layout})
                                               for b in range(layout.buckets)], docs)
         [clusters] = _timed("minhash clusters", map_calls, [(layout.marker("clusters", 0), resolve_clusters,
-                                                             {"part_files": part_files, "layout": layout, "ngram": m.ngram,
-                                                              "threshold": m.threshold})], docs)
+                                                             {"part_files": part_files, "layout": layout, "cfg": m})], docs)
         stats.add("minhash_dedup", docs_in=docs, docs_out=docs - clusters["dropped_near_duplicate"],
                   **{k: clusters[k] for k in ("dropped_near_duplicate", "candidate_pairs", "verified_pairs", "clusters")})
 

@@ -251,12 +251,15 @@ class TransformerLM(nn.Module):
         if c.tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
 
-    def forward(self, token_ids: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
-        """token_ids: (B, T) → logits (B, T, vocab)."""
+    def forward(self, token_ids: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None,
+                head: bool = True) -> Tensor:
+        """token_ids: (B, T) → logits (B, T, vocab); with `head=False` the final normed hidden
+        states (B, T, d_model), for a loss fused with the head (lm/fused_loss.py)."""
         x = self.token_embeddings(token_ids)
         for block in self.layers:
             x = block(x, positions, key_valid, cache)
-        return self.lm_head(self.ln_final(x))
+        x = self.ln_final(x)
+        return self.lm_head(x) if head else x
 
     def set_attn_impl(self, impl: str) -> None:
         self.config.attn_impl = impl

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from lm.accounting import count, mfu
 from lm.checkpoint import write_weights
+from lm.fused_loss import fused_linear_cross_entropy
 from lm.model import ModelConfig, TransformerLM
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
 from lm.paths import fsync_path
@@ -67,6 +69,8 @@ class PretrainConfig(BaseModel):
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: cuda > mps > cpu")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on a CUDA GPU that has it, else fp32")
     compile: bool | Literal["auto"] = Field("auto", description=f"auto: on CUDA; on CPU for runs of ≥ {COMPILE_MIN_STEPS_CPU} steps")
+    fused_loss: bool = Field(False, description="cross-entropy fused with the LM head in token chunks: no (tokens × vocabulary) "
+                             "logits tensor (memory for large vocabularies; BENCHMARKS.md has the CPU figures)")
     peak_flops: float | None = Field(None, gt=0, json_schema_extra={"cache_key": False},
                                      description="device peak FLOP/s for MFU; None: lm.accounting's table of known GPUs")
     seed: int = 0
@@ -175,9 +179,15 @@ def resolve_auto(cfg: PretrainConfig) -> PretrainConfig:
     return cfg.model_copy(update={"device": device, "precision": precision, "compile": compile_})
 
 
-def model_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The training objective: mean next-token cross-entropy."""
-    return cross_entropy(model(x), y)
+def model_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, fused: bool = False) -> torch.Tensor:
+    """The training objective: mean next-token cross-entropy; `fused`: computed with the LM
+    head in token chunks, never holding the (tokens × vocabulary) logits (lm/fused_loss.py)."""
+    if not fused:
+        return cross_entropy(model(x), y)
+    inner = model
+    while hasattr(inner, "module") or hasattr(inner, "_orig_mod"):  # DDP, torch.compile wrappers
+        inner = getattr(inner, "module", None) or inner._orig_mod
+    return fused_linear_cross_entropy(model(x, head=False), inner.lm_head.weight, y)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> AdamW:
@@ -342,8 +352,11 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
     train_model: torch.nn.Module = model
     if ddp:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
-    # model and loss compiled together: the loss over a large vocabulary is a big share of a step
-    loss_of = torch.compile(model_loss) if cfg.compile else model_loss
+    if cfg.fused_loss:  # the fused loss is its own chunked kernel sequence: compile the model alone
+        train_model = torch.compile(train_model) if cfg.compile else train_model
+        loss_of = functools.partial(model_loss, fused=True)
+    else:  # model and loss compiled together: the loss over a large vocabulary is a big share of a step
+        loss_of = torch.compile(model_loss) if cfg.compile else model_loss
     device_type = torch.device(device).type
     autocast = autocast_for(device, cfg.precision)
     if device_type == "cuda":

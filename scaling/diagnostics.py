@@ -22,10 +22,14 @@ MIN_COMPUTE_SPAN = 10.0  # max/min budget; Chinchilla-style fits use 100x and mo
 
 
 def budget_diagnostics(runs: Runs) -> list[dict[str, Any]]:
-    """Per budget: is the minimum interior, the parabola's curvature, the loss noise from repeats."""
+    """Per budget of two or more runs: is the minimum interior, the parabola's curvature, the
+    loss noise from repeats. A budget of one run is not an IsoFLOP profile (parametric-only
+    tables such as Chinchilla's give every run its own compute) and has nothing to check."""
     out = []
     for row in isoflop_minima(runs, "parabola"):
         sel = runs.C == row["compute"]
+        if sel.sum() < 2:
+            continue
         n, loss = runs.N[sel], runs.L[sel]
         best_n = n[int(np.argmin(loss))]
         sizes = np.unique(n)
@@ -54,6 +58,10 @@ def diagnose(runs: Runs, isoflop: dict | None) -> dict[str, Any]:
         elif b["curvature"] is None:
             warnings.append(f"C = {b['compute']:.3g}: no convex parabola with its vertex inside the grid fits the losses; "
                             f"its minimum is the lowest run, not a fitted one (noise, or too few sizes)")
+    if not budgets:
+        notes = ["no compute budget holds two or more runs: no IsoFLOP profiles to check, only the parametric law applies"]
+    else:
+        notes = []
     compute = np.unique(runs.C)
     span = float(compute.max() / compute.min())
     if span < MIN_COMPUTE_SPAN:
@@ -69,7 +77,7 @@ def diagnose(runs: Runs, isoflop: dict | None) -> dict[str, Any]:
             warnings.append(f"N_opt ∝ C^{a:.2f} is outside the plausible {lo}–{hi}: the grid does not pin the optimum down")
         if abs(a + b - 1) > EXPONENT_SUM_TOLERANCE:
             warnings.append(f"the N_opt and D_opt exponents sum to {a + b:.2f}, not about 1")
-    return {"budgets": budgets, "compute_span": span, "exponents": exponents, "warnings": warnings,
+    return {"budgets": budgets, "compute_span": span, "exponents": exponents, "warnings": warnings, "notes": notes,
             "supports_extrapolation": not warnings}
 
 

@@ -59,8 +59,8 @@ def summary_lines(result: dict) -> list[str]:
         if ex.get("N_opt_ci95"):
             lines.append(f"N_opt exponent {ex['N_opt']:.3f}, 95% bootstrap interval [{ex['N_opt_ci95'][0]:.3f}, {ex['N_opt_ci95'][1]:.3f}]; "
                          f"compute span {diag['compute_span']:.0f}x")
-        for w in diag["warnings"]:
-            lines.append(f"WARNING: {w}")
+        lines += [f"note: {n}" for n in diag.get("notes", [])]
+        lines += [f"WARNING: {w}" for w in diag["warnings"]]
         if not diag["supports_extrapolation"]:
             lines.append("no extrapolated predictions: the runs do not support the law (see the warnings)")
     h = result.get("holdout")

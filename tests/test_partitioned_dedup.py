@@ -22,9 +22,11 @@ from filters.pipeline import clean_corpus
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
 
-def _corpus(data: Path, out: Path, files: int = 3) -> list[Path]:
+def _corpus(data: Path, out: Path, files: int = 3, planted: list[tuple[str, str]] | None = None) -> list[Path]:
     """Real sentences in ~120-word documents, with planted near-duplicates (~1% of words
-    replaced), exact copies and shared boilerplate lines, split over several files."""
+    replaced), exact copies and shared boilerplate lines, split over several files; the
+    (source, copy) id pairs are appended to `planted`."""
+    planted = [] if planted is None else planted
     rng = random.Random(7)
     words = " ".join((data / "tinystories-val-sample" / "tinystories_val.txt").read_text().split()).split(" ")
     docs = []
@@ -39,7 +41,9 @@ def _corpus(data: Path, out: Path, files: int = 3) -> list[Path]:
         for _ in range(max(1, len(w) // 100)):
             w[rng.randrange(len(w))] = "zebra"
         docs.append((f"n{j:04d}", " ".join(w)))
+        planted.append((src_id, f"n{j:04d}"))
     docs += [(f"x{j:04d}", docs[j][1]) for j in range(10)]  # exact copies
+    planted += [(docs[j][0], f"x{j:04d}") for j in range(10)]
     rng.shuffle(docs)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -57,13 +61,25 @@ def _rows(shards: list[Path]) -> list[tuple[str, str]]:
 FILTERS_OFF = {"language": {"enabled": False}, "quality": {"enabled": False}, "repetition": {"enabled": False}, "pii": {"enabled": False}}
 
 
+def _pair_scores(kept_ids: set[str], all_ids: set[str], planted: list[tuple[str, str]]) -> tuple[float, float]:
+    """(recall, precision) at the pair level: a planted pair is found when exactly one of its
+    documents survives; precision counts removed documents that are in a planted pair."""
+    found = sum((a in kept_ids) != (b in kept_ids) for a, b in planted)
+    removed = all_ids - kept_ids
+    in_pairs = {d for pair in planted for d in pair}
+    return found / len(planted), sum(d in in_pairs for d in removed) / max(len(removed), 1)
+
+
 @pytest.mark.parametrize("partition_docs,batch_docs", [(100_000, 1024), (1_000, 4)])  # one bucket; many buckets and small batches
 def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, partition_docs, batch_docs, monkeypatch):
+    """With datasketch's hash family the partitioned steps keep exactly what datasketch's LSH
+    keeps; with xxh64 (the default) the outcome on the planted pairs is the same within 0.005."""
     import filters.partitioned_dedup as pd
 
     monkeypatch.setattr(pd, "BATCH_DOCS", batch_docs)  # batches with no candidate document in them, too
-    files = _corpus(data, tmp_path / "in")
-    cfg = CleanConfig(inputs=[str(f) for f in files], partition_docs=partition_docs, **FILTERS_OFF)
+    planted: list[tuple[str, str]] = []
+    files = _corpus(data, tmp_path / "in", planted=planted)
+    cfg = CleanConfig(inputs=[str(f) for f in files], partition_docs=partition_docs, minhash={"hash": "sha1"}, **FILTERS_OFF)
     out = tmp_path / "out"
     out.mkdir()
     shards, stats = clean_corpus(files, cfg, tmp_path / "work", out)
@@ -83,6 +99,15 @@ def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, parti
     assert stats.to_dict()["line_dedup"]["lines_dropped"] == dedup.lines_dropped > 0
     dropped = {i for i, k in zip(ids, keep) if not k}
     assert sum(1 for i in dropped if i[0] in "nx") >= 60
+
+    xx_out = tmp_path / "out-xxh64"
+    xx_out.mkdir()
+    xx_cfg = cfg.model_copy(update={"minhash": MinHashDedupConfig(hash="xxh64")})
+    xx_shards, xx_stats = clean_corpus(files, xx_cfg, tmp_path / "work-xxh64", xx_out)
+    reference_scores = _pair_scores({i for i, _ in expected}, set(ids), planted)
+    xxh64_scores = _pair_scores({i for i, _ in _rows(xx_shards)}, set(ids), planted)
+    assert reference_scores[0] >= 0.95, reference_scores
+    assert abs(xxh64_scores[0] - reference_scores[0]) <= 0.005 and abs(xxh64_scores[1] - reference_scores[1]) <= 0.005
 
 
 @pytest.mark.slow
@@ -125,14 +150,34 @@ def test_vectorised_signatures_equal_datasketch(data):
     from filters.dedup import shingles
 
     text = (data / "tinystories-val-sample" / "tinystories_val.txt").read_text()
-    sets = [shingles(block) for block in text.split("\n\n")[:300] if block.strip()] + [shingles("tiny")]
-    reference = np.stack([m.hashvalues for m in MinHash.bulk(sets, num_perm=112, seed=3)])
+    texts = [block for block in text.split("\n\n")[:300] if block.strip()] + ["tiny"]
+    reference = np.stack([m.hashvalues for m in MinHash.bulk([shingles(t) for t in texts], num_perm=112, seed=3)])
+    cfg = MinHashDedupConfig(hash="sha1", bands=14, rows=8, seed=3)
     for block in (7, pd.SHINGLES_PER_BLOCK):
         pd.SHINGLES_PER_BLOCK, saved = block, pd.SHINGLES_PER_BLOCK
         try:
-            assert np.array_equal(pd.minhash_signatures(sets, 112, 3), reference)
+            assert np.array_equal(pd.minhash_signatures(texts, cfg), reference)
         finally:
             pd.SHINGLES_PER_BLOCK = saved
+
+
+def test_compiled_shingle_hashes_equal_xxhash_of_each_shingle(data):
+    """The compiled XXH64 shingle hasher gives the `xxhash` package's value of every shingle
+    of `filters.dedup.shingles` (real multilingual text, short and empty documents)."""
+    import xxhash
+
+    from filters import shingle_hash
+    from filters.dedup import shingles
+
+    if shingle_hash._shingle_hash is None:
+        pytest.fail("filters._shingle_hash was not built (make setup builds it with g++)")
+    texts = [json.loads(line)["text"] for f in sorted((data / "cc-en-jsonl").iterdir())[:2] for line in f.open()][:300]
+    texts += (data / "udhr2-langid").joinpath(sorted(p.name for p in (data / "udhr2-langid").iterdir())[0]).read_text()[:20000].split("\n")
+    texts += ["", "one", "one two three four five", "one two three four five six", "Ünïcödé  wörds, 句子 和 标点。" * 9]
+    for text in texts:
+        compiled = shingle_hash.shingle_hashes(text, 5, compiled=True)
+        assert np.array_equal(compiled, shingle_hash.shingle_hashes(text, 5, compiled=False))
+        assert set(compiled.tolist()) == {xxhash.xxh64_intdigest(sh) for sh in shingles(text, 5)}
 
 
 def test_rejects_show_what_each_rule_dropped(tmp_path, data):
