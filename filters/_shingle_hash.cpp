@@ -76,6 +76,27 @@ uint64_t xxh64(const unsigned char* p, size_t len, uint64_t seed) {
     return h;
 }
 
+// XXH64 of every word n-gram of `text` (words separated by exactly one space)
+std::vector<uint64_t> hash_shingles(const unsigned char* text, size_t len, size_t ngram) {
+    std::vector<size_t> starts{0}, ends;  // word i spans [starts[i], ends[i])
+    for (size_t i = 0; i < len; ++i) {
+        if (text[i] == ' ') {
+            ends.push_back(i);
+            starts.push_back(i + 1);
+        }
+    }
+    ends.push_back(len);
+    const size_t words = starts.size();
+    std::vector<uint64_t> out;
+    if (words <= ngram) {
+        out.push_back(xxh64(text, len, 0));
+        return out;
+    }
+    out.reserve(words - ngram + 1);
+    for (size_t i = 0; i + ngram <= words; ++i) out.push_back(xxh64(text + starts[i], ends[i + ngram - 1] - starts[i], 0));
+    return out;
+}
+
 PyObject* shingle_hashes(PyObject*, PyObject* args) {
     Py_buffer buf;
     Py_ssize_t n;
@@ -85,39 +106,55 @@ PyObject* shingle_hashes(PyObject*, PyObject* args) {
         PyErr_SetString(PyExc_ValueError, "n must be >= 1");
         return nullptr;
     }
-    const auto* text = static_cast<const unsigned char*>(buf.buf);
-    const size_t len = static_cast<size_t>(buf.len);
     std::vector<uint64_t> out;
-    {
-        Py_BEGIN_ALLOW_THREADS
-        // word i spans [starts[i], ends[i]); words are separated by exactly one space
-        std::vector<size_t> starts{0}, ends;
-        for (size_t i = 0; i < len; ++i) {
-            if (text[i] == ' ') {
-                ends.push_back(i);
-                starts.push_back(i + 1);
-            }
-        }
-        ends.push_back(len);
-        const size_t words = starts.size();
-        const size_t ngram = static_cast<size_t>(n);
-        if (words <= ngram) {
-            out.push_back(xxh64(text, len, 0));
-        } else {
-            out.reserve(words - ngram + 1);
-            for (size_t i = 0; i + ngram <= words; ++i)
-                out.push_back(xxh64(text + starts[i], ends[i + ngram - 1] - starts[i], 0));
-        }
-        Py_END_ALLOW_THREADS
-    }
+    Py_BEGIN_ALLOW_THREADS
+    out = hash_shingles(static_cast<const unsigned char*>(buf.buf), static_cast<size_t>(buf.len), static_cast<size_t>(n));
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(out.data()),
                                      static_cast<Py_ssize_t>(out.size() * sizeof(uint64_t)));
 }
 
+// `minhash(text, n, a, b) -> bytes`: the document's MinHash signature, uint32 per permutation:
+// min over its shingles of a[p]·h + b[p] mod 2^32, h the low 32 bits of the shingle's XXH64
+// (the same arithmetic as the numpy path in filters/partitioned_dedup.py; the inner loop over
+// permutations vectorises).
+PyObject* minhash(PyObject*, PyObject* args) {
+    Py_buffer buf, abuf, bbuf;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*ny*y*", &buf, &n, &abuf, &bbuf)) return nullptr;
+    const Py_ssize_t perms = abuf.len / 4;
+    if (n < 1 || abuf.len != bbuf.len || abuf.len % 4 != 0) {
+        PyBuffer_Release(&buf);
+        PyBuffer_Release(&abuf);
+        PyBuffer_Release(&bbuf);
+        PyErr_SetString(PyExc_ValueError, "n must be >= 1 and a, b equal-length uint32 buffers");
+        return nullptr;
+    }
+    std::vector<uint32_t> sig(static_cast<size_t>(perms), UINT32_MAX);
+    Py_BEGIN_ALLOW_THREADS
+    const auto* a = static_cast<const uint32_t*>(abuf.buf);
+    const auto* b = static_cast<const uint32_t*>(bbuf.buf);
+    uint32_t* s = sig.data();
+    for (uint64_t h64 : hash_shingles(static_cast<const unsigned char*>(buf.buf), static_cast<size_t>(buf.len), static_cast<size_t>(n))) {
+        const uint32_t h = static_cast<uint32_t>(h64);
+        for (Py_ssize_t p = 0; p < perms; ++p) {
+            const uint32_t v = a[p] * h + b[p];
+            s[p] = v < s[p] ? v : s[p];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&abuf);
+    PyBuffer_Release(&bbuf);
+    return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(sig.data()), perms * 4);
+}
+
 PyMethodDef methods[] = {
     {"shingle_hashes", shingle_hashes, METH_VARARGS,
      "shingle_hashes(text: bytes, n: int) -> bytes: XXH64 of each word n-gram, packed little-endian uint64."},
+    {"minhash", minhash, METH_VARARGS,
+     "minhash(text: bytes, n: int, a: bytes, b: bytes) -> bytes: uint32 min over shingles of a*h + b mod 2^32 per permutation."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from filters.config import MinHashDedupConfig
 from filters.dedup import UnionFind, line_hash, shingles
-from filters.shingle_hash import shingle_hashes
+from filters.shingle_hash import compiled_signatures, shingle_hashes
 from filters.writer import ParquetShardWriter, row_to_document
 
 BAND = np.dtype([("band", "<u2"), ("hash", "<u8"), ("doc", "<u8")])
@@ -188,6 +188,8 @@ def minhash_signatures(texts: list[str], cfg: MinHashDedupConfig) -> np.ndarray:
 
     num_perm = cfg.bands * cfg.rows
     a, b = (x.astype(np.uint32) for x in MinHash(num_perm=num_perm, seed=cfg.seed).permutations)
+    if cfg.hash == "xxh64" and (compiled := compiled_signatures(texts, cfg.ngram, a, b)) is not None:
+        return compiled
     hv, counts = _shingle_hash32(texts, cfg)  # every document has at least one shingle
     ends = np.cumsum(counts)
     starts = ends - counts

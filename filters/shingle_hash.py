@@ -19,6 +19,17 @@ except ImportError:  # no C++ compiler at install time: the same hashes, slower
     _shingle_hash = None
 
 
+def compiled_signatures(texts: list[str], n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """(docs, permutations) uint32 MinHash signatures over the xxh64 shingle hashes' low 32
+    bits, a·h + b mod 2^32 (a, b uint32), one compiled call a document; None without the
+    compiled hasher (the caller then permutes `shingle_hashes` with numpy, same values)."""
+    if _shingle_hash is None:
+        return None
+    a_bytes, b_bytes = a.astype("<u4").tobytes(), b.astype("<u4").tobytes()
+    sigs = b"".join(_shingle_hash.minhash(normalize(text).encode(), n, a_bytes, b_bytes) for text in texts)
+    return np.frombuffer(sigs, dtype="<u4").reshape(len(texts), len(a)).copy()
+
+
 def shingle_hashes(text: str, n: int, compiled: bool | None = None) -> np.ndarray:
     """uint64 XXH64 of each word n-gram of the normalised text, in order (repeats included: a
     minimum over them equals the minimum over the set); one hash of the whole text if it has

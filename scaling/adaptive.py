@@ -56,6 +56,9 @@ def next_points(rows: list[dict], done: list[GridPoint], make_point, cfg: Adapti
     `rows[i]` is the result of `done[i]`; `make_point(compute, size)` builds (or refuses,
     with `skipped`) a grid point of that budget and target non-embedding size."""
     step = cfg.step or grid_step(sizes)
+    tried = {(p.compute, p.shape) for p in done}  # a failed point is not retried (it would fail again)...
+    finished = [(p, r) for p, r in zip(done, rows) if not r.get("error")]  # ...and is no evidence
+    done, rows = [p for p, _ in finished], [r for _, r in finished]
     new: list[GridPoint] = []
     notes: list[str] = []
     runs = runs_of(rows)
@@ -68,12 +71,12 @@ def next_points(rows: list[dict], done: list[GridPoint], make_point, cfg: Adapti
             for _ in range(MAX_EDGE_STEPS):  # tiny models' shapes are coarse: step on until the shape is new
                 size *= factor
                 point = make_point(c, size)
-                if point.skipped or not any(p.shape == point.shape for p, _ in mine):
+                if point.skipped or (c, point.shape) not in tried:
                     break
             if point.skipped:
                 notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size, but a size of {size:,.0f} cannot run ({point.skipped})")
-            elif any(p.shape == point.shape for p, _ in mine):
-                notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size; the next size rounds to a shape already run")
+            elif (c, point.shape) in tried:
+                notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size; the next size rounds to a shape already run (or failed)")
             else:
                 new.append(point)
                 notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size → adding N ≈ {point.shape.non_embedding_params:,}")

@@ -40,7 +40,9 @@ def isoflop_minima(runs: Runs, method: str = "parabola") -> list[dict]:
 
     `min`: the lowest-loss run (CS336's method). `parabola`: fit L = a·(log N)² + b·log N + c
     and take its vertex (Chinchilla's), if the curvature is positive and the vertex lies
-    within the sampled range; otherwise fall back to the lowest-loss run.
+    within the sampled range; otherwise fall back to the lowest-loss run. `huber`: the same
+    parabola fitted with a Huber loss (Marin's and OLMo-core's practice), so one noisy run
+    moves the vertex less.
     """
     out = []
     for c in np.unique(runs.C):
@@ -49,19 +51,40 @@ def isoflop_minima(runs: Runs, method: str = "parabola") -> list[dict]:
         best = int(np.argmin(loss))
         row = {"compute": float(c), "n_runs": int(sel.sum()), "N_opt": float(n[best]), "D_opt": float(d[best]),
                "loss_opt": float(loss[best]), "method": "min", "parabola": None}
-        if method == "parabola" and np.unique(n).size >= 3:  # a resample may repeat one size
+        if method in ("parabola", "huber") and np.unique(n).size >= 3:  # a resample may repeat one size
             x = np.log(n)
             # Polynomial.fit rescales log N internally: a plain polyfit is badly conditioned here
             c0, b, a = np.pad(np.polynomial.Polynomial.fit(x, loss, 2).convert().coef, (0, 3))[:3]
+            if method == "huber":
+                a, b, c0 = _huber_parabola(x, loss, (a, b, c0))
             vertex = -b / (2 * a) if a > 0 else None
             if vertex is not None and x.min() <= vertex <= x.max():
                 n_opt = float(np.exp(vertex))
                 # tokens at the vertex: interpolate log D linearly in log N within this budget
                 slope, icpt = np.polyfit(x, np.log(d), 1)
                 row.update(N_opt=n_opt, D_opt=float(np.exp(icpt + slope * vertex)), loss_opt=float(np.polyval([a, b, c0], vertex)),
-                           method="parabola", parabola=[float(a), float(b), float(c0)])
+                           method=method, parabola=[float(a), float(b), float(c0)])
         out.append(row)
     return out
+
+
+def _huber_parabola(x: np.ndarray, loss: np.ndarray, start: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(a, b, c) of L = a·x² + b·x + c under a Huber loss, from the least-squares fit `start`.
+    Residuals beyond 1.345 robust standard deviations (the usual 95%-efficiency tuning) count
+    linearly; the scale (MAD of the residuals) is re-estimated from each fit, three times,
+    so an outlier does not inflate it."""
+    from scipy.optimize import least_squares
+
+    m = x.mean()
+    xc = x - m  # centred: a well-conditioned problem; converted back below
+    a, b, c = start
+    theta = np.array([a, b + 2 * a * m, np.polyval([a, b, c], m)])
+    for _ in range(3):
+        resid = loss - np.polyval(theta, xc)
+        scale = max(1.4826 * float(np.median(np.abs(resid - np.median(resid)))), 1e-6)
+        theta = least_squares(lambda t: np.polyval(t, xc) - loss, theta, loss="huber", f_scale=1.345 * scale).x
+    a, b_c, c_c = theta
+    return float(a), float(b_c - 2 * a * m), float(a * m * m - b_c * m + c_c)
 
 
 def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

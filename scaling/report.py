@@ -5,24 +5,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from scaling.diagnostics import diagnose, holdout_check
 from scaling.fit import Runs, fit_isoflop, fit_parametric, predict_isoflop, predict_parametric
 from scaling.plots import write_plots
 
 
 def fit_runs(runs: Runs, out_dir: Path, method: str = "both", predict_at: list[float] = (1e23,), n_bootstrap: int = 1000,
-             workers: int = 2, flops: str = "as given per run (C column)") -> dict:
-    """`flops` says how the runs' compute was counted; fit.json records it next to the laws."""
+             workers: int = 2, flops: str = "as given per run (C column)", failed_points: int = 0) -> dict:
+    """`flops` says how the runs' compute was counted; fit.json records it next to the laws.
+    The IsoFLOP law is fitted with least-squares parabolas (the one the diagnostics and plots
+    use) and with Huber-robust ones (`isoflop_huber`), both reported. `failed_points`: runs
+    left out of the table because they failed, counted in the diagnostics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fits: dict = {}
     if method in ("isoflop", "both"):
         if len(set(runs.C.tolist())) >= 2 and len(runs) >= 2 * len(set(runs.C.tolist())):
             fits["isoflop"] = fit_isoflop(runs, n_bootstrap=n_bootstrap)
+            fits["isoflop_huber"] = fit_isoflop(runs, method="huber", n_bootstrap=n_bootstrap)
         elif method == "isoflop":
             raise ValueError("IsoFLOP needs several runs at each of >= 2 compute budgets")
     if method in ("parametric", "both"):
         fits["parametric"] = fit_parametric(runs, n_bootstrap=n_bootstrap, workers=workers)
     diagnostics = diagnose(runs, fits.get("isoflop"))
+    if failed_points:
+        diagnostics["failed_points"] = failed_points
+        diagnostics["notes"].append(f"{failed_points} point{'s' if failed_points != 1 else ''} failed and "
+                                    f"{'are' if failed_points != 1 else 'is'} left out of the fit (runs.csv has the errors)")
     holdout = holdout_check(runs, n_bootstrap=min(n_bootstrap, 200)) if "isoflop" in fits else None
     predictions = []
     for c in predict_at if diagnostics["supports_extrapolation"] else []:
@@ -42,10 +52,14 @@ def fit_runs(runs: Runs, out_dir: Path, method: str = "both", predict_at: list[f
 
 def summary_lines(result: dict) -> list[str]:
     lines = []
-    iso = result["fits"].get("isoflop")
-    if iso:
-        lines.append(f"IsoFLOP ({iso['method']}): N_opt = {iso['N_opt']['k']:.3g}·C^{iso['N_opt']['exponent']:.3f}, "
-                     f"D_opt = {iso['D_opt']['k']:.3g}·C^{iso['D_opt']['exponent']:.3f}")
+    for name in ("isoflop", "isoflop_huber"):
+        iso = result["fits"].get(name)
+        if iso:
+            samples = np.array(iso["bootstrap"]["samples"])
+            ci = (f" (95% interval {np.percentile(samples[:, 1], 2.5):.3f}–{np.percentile(samples[:, 1], 97.5):.3f})"
+                  if len(samples) else "")
+            lines.append(f"IsoFLOP ({iso['method']} parabolas): N_opt = {iso['N_opt']['k']:.3g}·C^{iso['N_opt']['exponent']:.3f}{ci}, "
+                         f"D_opt = {iso['D_opt']['k']:.3g}·C^{iso['D_opt']['exponent']:.3f}")
     par = result["fits"].get("parametric")
     if par:
         p, se = par["params"], par.get("stderr", {})

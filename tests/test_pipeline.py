@@ -319,3 +319,20 @@ def test_run_command_takes_any_registered_stage_and_names_what_it_accepts():
     assert unknown.exit_code == 2 and "quality-model" in unknown.output and "scaling-sweep" in unknown.output
     bad = CliRunner().invoke(app, ["run", "pretrain", "--param", "bogus=1"])
     assert bad.exit_code == 2 and "tokenize_artifact" in bad.output, bad.output
+
+
+def test_sweep_records_failed_points_and_stops_only_when_every_point_failed(prefect_harness, lmforge_home, data):
+    """A point that fails (here: every point diverges at a huge learning rate) is logged with its
+    error instead of raising out of the point; a sweep in which every point failed ends with
+    one error that names the first failure."""
+    from flows.scaling_sweep import scaling_sweep
+    from flows.tokenization import tokenize
+    from lm.corpus import TokenizeConfig
+    from scaling.sweep import SweepConfig
+
+    tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=257, val_fraction=0.05))
+    sweep = small_pipeline_config(data, with_sweep=True)["scaling_sweep"]["sweep"]
+    cfg = SweepConfig.model_validate({**sweep, "adaptive": {"enabled": False},
+                                      "train": {**sweep["train"], "lr": 1e6, "max_steps": 3, "log_interval": 1, "eval_interval": 1}})
+    with pytest.raises(RuntimeError, match=r"all \d+ grid points failed; the first: TrainingDiverged: loss became"):
+        scaling_sweep(Path(tok).name, cfg)

@@ -70,6 +70,42 @@ def test_parabola_vertex_on_exact_quadratic():
     assert m["N_opt"] == pytest.approx(1e7, rel=1e-6) and m["loss_opt"] == pytest.approx(3.0)
 
 
+def test_huber_parabola_ignores_one_outlier_the_least_squares_one_follows():
+    n = np.exp(np.linspace(np.log(1e6), np.log(1e8), 7))
+    loss = 0.5 * (np.log(n) - np.log(1e7)) ** 2 + 3.0
+    loss[1] += 1.5  # one diverged-looking run on the small side
+    runs = Runs(n, 1e18 / (6 * n), np.full(7, 1e18), loss)
+    huber, plain = isoflop_minima(runs, "huber")[0], isoflop_minima(runs, "parabola")[0]
+    assert huber["method"] == "huber" and huber["N_opt"] == pytest.approx(1e7, rel=0.02)
+    assert abs(np.log(plain["N_opt"] / 1e7)) > 5 * abs(np.log(huber["N_opt"] / 1e7))
+    # on clean data the two agree
+    clean = Runs(n, 1e18 / (6 * n), np.full(7, 1e18), 0.5 * (np.log(n) - np.log(1e7)) ** 2 + 3.0)
+    assert isoflop_minima(clean, "huber")[0]["N_opt"] == pytest.approx(1e7, rel=1e-4)
+
+
+def test_runs_tables_in_csv_json_and_parquet_leave_failed_points_out(tmp_path, data):
+    """A W&B-style CSV, the same rows as Parquet and JSON, give the same runs; rows with an
+    error or a non-finite loss (a sweep's failed points) are not fitted."""
+    import pandas as pd
+
+    reference = load_runs(data / "isoflops" / "isoflops_curves.json")
+    table = pd.DataFrame({"Name": [f"run-{i}" for i in range(len(reference))], "params": reference.N, "compute_budget": reference.C,
+                          "final_loss": reference.L, "error": ""})
+    failed = pd.DataFrame({"Name": ["diverged", "oom"], "params": [1e8, 2e8], "compute_budget": [1e18, 1e18],
+                           "final_loss": [float("nan"), 2.0], "error": ["", "OutOfMemoryError: CUDA out of memory"]})
+    full = pd.concat([table, failed], ignore_index=True)
+    full.to_csv(tmp_path / "wandb.csv", index=False)
+    full.to_parquet(tmp_path / "runs.parquet")
+    (tmp_path / "runs.json").write_text(full.to_json(orient="records"))
+    for name in ("wandb.csv", "runs.parquet", "runs.json"):
+        runs = load_runs(tmp_path / name)
+        assert len(runs) == len(reference) and np.allclose(runs.L, reference.L) and np.allclose(runs.N, reference.N), name
+    with pytest.raises(ValueError, match="need columns parameters, loss"):
+        load_runs_from = pd.DataFrame({"x": [1.0]})
+        load_runs_from.to_csv(tmp_path / "bad.csv", index=False)
+        load_runs(tmp_path / "bad.csv")
+
+
 def test_shapes_and_grid_use_exact_counts():
     s = shape_for(1e6, 4096, 128, aspect=32, head_dim=16)
     assert abs(np.log(s.non_embedding_params / 1e6)) < 0.35
@@ -222,3 +258,23 @@ def test_kaplan_lr_rule_scales_the_learning_rate_with_size():
     assert lr_large < lr_small
     assert cfg.point_config(large).min_lr == pytest.approx(lr_large / 10)  # min_lr keeps the recipe's ratio
     assert SweepConfig(**{**cfg.model_dump(), "lr_rule": "constant"}).point_config(large).lr == 3e-3
+
+
+def test_adaptive_round_ignores_failed_points():
+    """A failed point (an `error` in its row, no loss) is no evidence for the next round."""
+    from scaling.adaptive import AdaptiveConfig, next_points
+    from scaling.sweep import SweepConfig
+
+    cfg = SweepConfig(budgets=[1e12, 3e12], sizes=[2e4, 8e4, 3.2e5], head_dim=16, min_tokens_per_param=0.0)
+    points = [p for p in cfg.grid(257) if p.skipped is None and p.compute == 1e12]
+    n = [p.shape.non_embedding_params for p in points]
+    rows = [{"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": loss, "error": ""}
+            for p, loss in zip(points, [3.0, 2.8, 2.9])]
+    make = lambda c, size: cfg.point(257, c, size, window=False)  # noqa: E731
+    added, _ = next_points(rows, points, make, AdaptiveConfig(), cfg.sizes)
+    assert added == []  # bracketed
+    rows[2] = {**rows[2], "loss": float("nan"), "error": "TrainingDiverged: loss became nan by step 3"}
+    added, notes = next_points(rows, points, make, AdaptiveConfig(), cfg.sizes)
+    # the minimum is now at the largest finished size; the next size up is the failed one: not
+    # retried, the round steps past it
+    assert len(n) == 3 and len(added) == 1 and added[0].shape.non_embedding_params > n[2], notes
