@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import xxhash
 
-from filters.dedup import normalize
+from filters.dedup import normalize_bytes
 
 try:
     from filters import _shingle_hash
@@ -26,7 +26,7 @@ def compiled_signatures(texts: list[str], n: int, a: np.ndarray, b: np.ndarray) 
     if _shingle_hash is None:
         return None
     a_bytes, b_bytes = a.astype("<u4").tobytes(), b.astype("<u4").tobytes()
-    sigs = b"".join(_shingle_hash.minhash(normalize(text).encode(), n, a_bytes, b_bytes) for text in texts)
+    sigs = b"".join(_shingle_hash.minhash(normalize_bytes(text), n, a_bytes, b_bytes) for text in texts)
     return np.frombuffer(sigs, dtype="<u4").reshape(len(texts), len(a)).copy()
 
 
@@ -34,7 +34,7 @@ def shingle_hashes(text: str, n: int, compiled: bool | None = None) -> np.ndarra
     """uint64 XXH64 of each word n-gram of the normalised text, in order (repeats included: a
     minimum over them equals the minimum over the set); one hash of the whole text if it has
     n words or fewer. `compiled` forces one implementation (tests)."""
-    data = normalize(text).encode()
+    data = normalize_bytes(text)
     if compiled if compiled is not None else _shingle_hash is not None:
         if _shingle_hash is None:
             raise RuntimeError("filters._shingle_hash is not built: `pip install -e .` builds it (needs g++)")
