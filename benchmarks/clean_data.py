@@ -39,12 +39,20 @@ def _chunks(text: str, n: int = WORDS_PER_DOC) -> list[str]:
     return [c for c in out if c]
 
 
-def build_input(out_dir: Path, n_docs: int, dup_fraction: float = 0.15, substitution: float = 0.01, seed: int = 0) -> dict:
+def build_input(
+    out_dir: Path, n_docs: int, dup_fraction: float = 0.15, substitution: float = 0.01, seed: int = 0
+) -> dict:
     """JSONL shards of real documents + planted near-duplicates; returns the ground truth."""
     d = data_root()
     texts: list[str] = []
-    sources = ["tinystories-train-lowercased/*", "tinystories-val-sample/*", "nltk-gutenberg/*.txt", "wikitext-2-tokenized/*",
-               "tinyshakespeare/*", "nltk-inaugural/*.txt"]
+    sources = [
+        "tinystories-train-lowercased/*",
+        "tinystories-val-sample/*",
+        "nltk-gutenberg/*.txt",
+        "wikitext-2-tokenized/*",
+        "tinyshakespeare/*",
+        "nltk-inaugural/*.txt",
+    ]
     for pattern in sources:
         for f in sorted(glob.glob(str(d / pattern))):
             texts.extend(_chunks(Path(f).read_bytes().decode("utf-8", errors="replace")))
@@ -84,8 +92,12 @@ def score(removed: set[str], kept_after_filters: set[str], planted: list[tuple[s
     """Only pairs whose both members survived the filters can be found by dedup."""
     findable = {copy for orig, copy in planted if orig in kept_after_filters and copy in kept_after_filters}
     true_pos = len(removed & findable)
-    return {"findable_pairs": len(findable), "removed": len(removed), "recall": true_pos / max(len(findable), 1),
-            "precision": true_pos / max(len(removed), 1)}
+    return {
+        "findable_pairs": len(findable),
+        "removed": len(removed),
+        "recall": true_pos / max(len(findable), 1),
+        "precision": true_pos / max(len(removed), 1),
+    }
 
 
 # --- lmforge ------------------------------------------------------------------------------------
@@ -117,10 +129,18 @@ def run_lmforge(input_dir: Path, work: Path, workers: int = 2, line_dedup: bool 
     with ProcessPoolExecutor(workers) as pool:
         shards, _ = clean_corpus(files, cfg, work / "work", out_dir, process_mapper(pool, seconds))
     total = time.perf_counter() - t0
-    filtered = set(pq.read_table(sorted((work / "work" / "parts").glob("*.parquet")), columns=["id"]).column("id").to_pylist())
+    filtered = set(
+        pq.read_table(sorted((work / "work" / "parts").glob("*.parquet")), columns=["id"]).column("id").to_pylist()
+    )
     kept = set(pq.read_table(shards, columns=["id"]).column("id").to_pylist())
-    return {"seconds": total, "filter_seconds": seconds["filter"], "dedup_seconds": total - seconds["filter"], "after_filters": filtered,
-            "kept": kept, "phases": seconds}
+    return {
+        "seconds": total,
+        "filter_seconds": seconds["filter"],
+        "dedup_seconds": total - seconds["filter"],
+        "after_filters": filtered,
+        "kept": kept,
+        "phases": seconds,
+    }
 
 
 def run_datatrove(input_dir: Path, work: Path) -> dict:
@@ -129,8 +149,17 @@ def run_datatrove(input_dir: Path, work: Path) -> dict:
         raise SystemExit(f"{py} missing: create the datatrove venv first (see BENCHMARKS.md) or pass --skip-datatrove")
     from filters.langid import bundled_model_path
 
-    r = subprocess.run([str(py), str(REPO_ROOT / "benchmarks" / "datatrove_pipeline.py"), str(input_dir), str(work), str(bundled_model_path())],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(py),
+            str(REPO_ROOT / "benchmarks" / "datatrove_pipeline.py"),
+            str(input_dir),
+            str(work),
+            str(bundled_model_path()),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise SystemExit(r.stderr[-4000:])
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -147,16 +176,21 @@ def main() -> None:
     truth = build_input(tmp / "input", args.docs)
     n = truth["docs"]
     words = sum(len(json.loads(line)["text"].split()) for f in (tmp / "input").glob("*.jsonl") for line in f.open())
-    print(f"input: {n:,} documents ({words / n:.0f} words on average), {len(truth['planted']):,} planted near-duplicates")
+    print(
+        f"input: {n:,} documents ({words / n:.0f} words on average), {len(truth['planted']):,} planted near-duplicates"
+    )
     results = {"lmforge": run_lmforge(tmp / "input", tmp / "lmforge")}
     if not args.skip_datatrove:
         results["datatrove"] = run_datatrove(tmp / "input", tmp / "datatrove")
     for name, r in results.items():
         removed = r["after_filters"] - r["kept"]
         s = score(removed, r["after_filters"], truth["planted"])
-        print(f"{name:10s} {n / r['seconds']:7,.0f} docs/s  ({r['seconds']:.1f} s: filters {r['filter_seconds']:.1f} s, "
-              f"dedup {r['dedup_seconds']:.1f} s); kept {len(r['after_filters']):,} after filters, {len(r['kept']):,} after dedup; "
-              f"dedup precision {s['precision']:.3f}, recall {s['recall']:.3f} on {s['findable_pairs']:,} findable pairs")
+        print(
+            f"{name:10s} {n / r['seconds']:7,.0f} docs/s  ({r['seconds']:.1f} s: filters {r['filter_seconds']:.1f} s, "
+            f"dedup {r['dedup_seconds']:.1f} s); kept {len(r['after_filters']):,} after filters, "
+            f"{len(r['kept']):,} after dedup; "
+            f"dedup precision {s['precision']:.3f}, recall {s['recall']:.3f} on {s['findable_pairs']:,} findable pairs"
+        )
     if "datatrove" in results:
         print(f"ratio lmforge/datatrove docs/s: {results['datatrove']['seconds'] / results['lmforge']['seconds']:.1f}x")
 

@@ -36,8 +36,13 @@ from lm.paths import data_root
 def sentences() -> list[str]:
     d = data_root()
     out: list[str] = []
-    for pattern in ("tinystories-train-lowercased/*", "tinystories-train-sample/*", "tinystories-val-sample/*", "nltk-gutenberg/*.txt",
-                    "nltk-inaugural/*.txt"):
+    for pattern in (
+        "tinystories-train-lowercased/*",
+        "tinystories-train-sample/*",
+        "tinystories-val-sample/*",
+        "nltk-gutenberg/*.txt",
+        "nltk-inaugural/*.txt",
+    ):
         for f in sorted(glob.glob(str(d / pattern))):
             text = " ".join(Path(f).read_bytes().decode("utf-8", "replace").split())
             out += [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if 6 <= len(s.split()) <= 60]
@@ -109,14 +114,22 @@ def pair_scores(filtered: set[str], kept: set[str], planted: list[tuple[str, str
     found = sum(1 for a, b in findable if (a in kept) != (b in kept))
     in_pairs = {x for pair in findable for x in pair}
     wrong = len(removed - in_pairs)
-    return {"recall": found / max(len(findable), 1), "precision": 1 - wrong / max(len(removed), 1), "pairs": len(findable)}
+    return {
+        "recall": found / max(len(findable), 1),
+        "precision": 1 - wrong / max(len(removed), 1),
+        "pairs": len(findable),
+    }
 
 
 def run_datatrove_side(tmp: Path, planted: list[tuple[str, str]], n_docs: int) -> dict:
     from benchmarks.clean_data import run_datatrove
 
     r = run_datatrove(tmp / "in", tmp / "datatrove")
-    return {"docs_per_s": n_docs / r["seconds"], "seconds": r["seconds"], **pair_scores(r["after_filters"], r["kept"], planted)}
+    return {
+        "docs_per_s": n_docs / r["seconds"],
+        "seconds": r["seconds"],
+        **pair_scores(r["after_filters"], r["kept"], planted),
+    }
 
 
 def run(n_docs: int, workers: int, partition_docs: int, datatrove: bool = False, minhash_hash: str = "xxh64") -> dict:
@@ -137,13 +150,25 @@ def run(n_docs: int, workers: int, partition_docs: int, datatrove: bool = False,
     with PeakRSS() as rss, ProcessPoolExecutor(workers) as pool:
         shards, _ = clean_corpus(files, cfg, tmp / "work", tmp / "out", process_mapper(pool, seconds))
     total = time.perf_counter() - t0
-    filtered = set(pq.read_table(sorted((tmp / "work" / "parts").glob("*.parquet")), columns=["id"]).column("id").to_pylist())
+    filtered = set(
+        pq.read_table(sorted((tmp / "work" / "parts").glob("*.parquet")), columns=["id"]).column("id").to_pylist()
+    )
     kept = set(pq.read_table(shards, columns=["id"]).column("id").to_pylist())
     dedup_s = total - seconds["filter"]
     peer = {"datatrove": run_datatrove_side(tmp, planted, n_docs)} if datatrove else {}
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
-    return {**peer, "phases": phases, "docs": n_docs, "input_mb": mb, "seconds": total, "docs_per_s": n_docs / total, "filter_docs_per_s": n_docs / seconds["filter"],
-            "dedup_docs_per_s": len(filtered) / dedup_s, "peak_rss_gb": rss.peak / 1e9, **pair_scores(filtered, kept, planted)}
+    return {
+        **peer,
+        "phases": phases,
+        "docs": n_docs,
+        "input_mb": mb,
+        "seconds": total,
+        "docs_per_s": n_docs / total,
+        "filter_docs_per_s": n_docs / seconds["filter"],
+        "dedup_docs_per_s": len(filtered) / dedup_s,
+        "peak_rss_gb": rss.peak / 1e9,
+        **pair_scores(filtered, kept, planted),
+    }
 
 
 def main() -> None:
@@ -154,17 +179,34 @@ def main() -> None:
     ap.add_argument("--datatrove", action="store_true", help="run datatrove side by side on the smallest size")
     ap.add_argument("--minhash-hash", choices=["xxh64", "sha1"], default="xxh64", help="MinHash's shingle hash family")
     args = ap.parse_args()
-    print("| documents | text MB | wall s | docs/s | filters docs/s | dedup docs/s | peak RSS (largest process) | recall | precision |")
+    print(
+        "| documents | text MB | wall s | docs/s | filters docs/s | dedup docs/s | peak RSS (largest process) | "
+        "recall | precision |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        r = run(n, args.workers, args.partition_docs, datatrove=args.datatrove and n == min(args.sizes), minhash_hash=args.minhash_hash)
-        print(f"| {r['docs']:,} | {r['input_mb']:.0f} | {r['seconds']:.0f} | {r['docs_per_s']:,.0f} | {r['filter_docs_per_s']:,.0f} | "
-              f"{r['dedup_docs_per_s']:,.0f} | {r['peak_rss_gb']:.2f} GB | {r['recall']:.3f} | {r['precision']:.4f} |", flush=True)
+        r = run(
+            n,
+            args.workers,
+            args.partition_docs,
+            datatrove=args.datatrove and n == min(args.sizes),
+            minhash_hash=args.minhash_hash,
+        )
+        print(
+            f"| {r['docs']:,} | {r['input_mb']:.0f} | {r['seconds']:.0f} | {r['docs_per_s']:,.0f} | "
+            f"{r['filter_docs_per_s']:,.0f} | "
+            f"{r['dedup_docs_per_s']:,.0f} | {r['peak_rss_gb']:.2f} GB | {r['recall']:.3f} | {r['precision']:.4f} |",
+            flush=True,
+        )
         print(f"  phases: {r['phases']}", flush=True)
         if "datatrove" in r:
             d = r["datatrove"]
-            print(f"datatrove at {n:,}: {d['docs_per_s']:,.0f} docs/s ({d['seconds']:.0f} s), dedup recall {d['recall']:.3f}, "
-                  f"precision {d['precision']:.4f}; ratio lmforge/datatrove {r['docs_per_s'] / d['docs_per_s']:.1f}x", flush=True)
+            print(
+                f"datatrove at {n:,}: {d['docs_per_s']:,.0f} docs/s ({d['seconds']:.0f} s), dedup recall "
+                f"{d['recall']:.3f}, "
+                f"precision {d['precision']:.4f}; ratio lmforge/datatrove {r['docs_per_s'] / d['docs_per_s']:.1f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

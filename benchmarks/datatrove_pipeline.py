@@ -46,17 +46,59 @@ def main() -> None:
     os.environ["HF_ASSETS_CACHE"] = str(work / "assets")  # the bundled model is "downloaded" (copied) here
     tasks = len(list(input_dir.glob("*.jsonl")))
     t0 = time.perf_counter()
-    run([JsonlReader(str(input_dir)), LanguageFilter(languages=["en"], language_threshold=0.65), GopherRepetitionFilter(), GopherQualityFilter(),
-         JsonlWriter(str(work / "filtered"))], tasks, "filter", work)
+    run(
+        [
+            JsonlReader(str(input_dir)),
+            LanguageFilter(languages=["en"], language_threshold=0.65),
+            GopherRepetitionFilter(),
+            GopherQualityFilter(),
+            JsonlWriter(str(work / "filtered")),
+        ],
+        tasks,
+        "filter",
+        work,
+    )
     t1 = time.perf_counter()
-    run([JsonlReader(str(work / "filtered")), MinhashDedupSignature(output_folder=str(work / "sigs"), config=cfg)], tasks, "sigs", work)
-    run([MinhashDedupBuckets(input_folder=str(work / "sigs"), output_folder=str(work / "buckets"), config=cfg)], cfg.num_buckets, "buckets", work)
-    run([MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove_ids"), config=cfg)], 1, "cluster", work)
-    run([JsonlReader(str(work / "filtered")), MinhashDedupFilter(input_folder=str(work / "remove_ids")), JsonlWriter(str(work / "out"))], tasks,
-        "filter_dups", work)
+    run(
+        [JsonlReader(str(work / "filtered")), MinhashDedupSignature(output_folder=str(work / "sigs"), config=cfg)],
+        tasks,
+        "sigs",
+        work,
+    )
+    run(
+        [MinhashDedupBuckets(input_folder=str(work / "sigs"), output_folder=str(work / "buckets"), config=cfg)],
+        cfg.num_buckets,
+        "buckets",
+        work,
+    )
+    run(
+        [MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove_ids"), config=cfg)],
+        1,
+        "cluster",
+        work,
+    )
+    run(
+        [
+            JsonlReader(str(work / "filtered")),
+            MinhashDedupFilter(input_folder=str(work / "remove_ids")),
+            JsonlWriter(str(work / "out")),
+        ],
+        tasks,
+        "filter_dups",
+        work,
+    )
     t2 = time.perf_counter()
-    print(json.dumps({"seconds": t2 - t0, "filter_seconds": t1 - t0, "dedup_seconds": t2 - t1,
-                      "after_filters": ids(work / "filtered"), "kept": ids(work / "out")}))
+    print(
+        json.dumps(
+            {
+                "seconds": t2 - t0,
+                "filter_seconds": t1 - t0,
+                "dedup_seconds": t2 - t1,
+                "after_filters": ids(work / "filtered"),
+                "kept": ids(work / "out"),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":  # datatrove's workers re-import this module: run only in the parent

@@ -51,10 +51,25 @@ def plain_trl_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[f
     from rl.tasks import addition_problems
 
     rows = [{"prompt": r["prompt"], "completion": r["answer"]} for r in addition_problems()["train"]]
-    args = SFTConfig(output_dir=str(out), per_device_train_batch_size=batch, learning_rate=1e-3, max_steps=steps, max_length=32,
-                     completion_only_loss=True, use_cpu=True, save_strategy="no", report_to="none", logging_steps=10, disable_tqdm=True)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32"), args=args,
-                         train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(model_dir))
+    args = SFTConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=batch,
+        learning_rate=1e-3,
+        max_steps=steps,
+        max_length=32,
+        completion_only_loss=True,
+        use_cpu=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=10,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32"),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+    )
     t0 = time.perf_counter()
     trainer.train()
     return time.perf_counter() - t0, tokens_seen(trainer)
@@ -65,8 +80,17 @@ def our_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[float, 
     from rl.evaluate import evaluate_model_dir
     from rl.sft import SFTSettings, build_trainer
 
-    settings = SFTSettings(task="addition", max_steps=steps, batch_size=batch, learning_rate=1e-3, warmup_ratio=0.0, max_length=32,
-                           engine="transformers", eval_examples=500, eval_samples=1)
+    settings = SFTSettings(
+        task="addition",
+        max_steps=steps,
+        batch_size=batch,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        max_length=32,
+        engine="transformers",
+        eval_examples=500,
+        eval_samples=1,
+    )
     trainer = build_trainer(model_dir, settings, out)
     trainer.args.disable_tqdm = True
     t0 = time.perf_counter()
@@ -107,16 +131,23 @@ def main() -> None:
         model = args.model or demo_shaped_model(work)
         peer_s, peer_tokens = plain_trl_sft(model, work / "peer", args.steps, args.batch)
         ours_s, ours_tokens, stage_eval_s = our_sft(model, work / "ours", args.steps, args.batch)
-        print(f"SFT, {args.steps} steps × {args.batch} rows: plain TRL {peer_tokens / peer_s:,.0f} tok/s ({peer_s:.1f} s), "
-              f"lmforge {ours_tokens / ours_s:,.0f} tok/s ({ours_s:.1f} s): ratio {(ours_tokens / ours_s) / (peer_tokens / peer_s):.2f} "
-              f"(same tokens: {peer_tokens == ours_tokens}); the stage's held-out loss + accuracy after training: {stage_eval_s:.1f} s")
+        print(
+            f"SFT, {args.steps} steps × {args.batch} rows: plain TRL {peer_tokens / peer_s:,.0f} tok/s "
+            f"({peer_s:.1f} s), "
+            f"lmforge {ours_tokens / ours_s:,.0f} tok/s ({ours_s:.1f} s): ratio "
+            f"{(ours_tokens / ours_s) / (peer_tokens / peer_s):.2f} "
+            f"(same tokens: {peer_tokens == ours_tokens}); the stage's held-out loss + accuracy after training: "
+            f"{stage_eval_s:.1f} s"
+        )
         completions = args.eval_prompts * (1 + args.samples)
         results = {}
         for engine in ("vllm", "transformers"):
             total, load = evaluate_speed(model, engine, args.eval_prompts, args.samples)
             results[engine] = completions / (total - load)
-            print(f"evaluate with {engine}: {completions:,} completions in {total - load:.1f} s (+{load:.1f} s to load): "
-                  f"{results[engine]:,.0f} completions/s")
+            print(
+                f"evaluate with {engine}: {completions:,} completions in {total - load:.1f} s (+{load:.1f} s to load): "
+                f"{results[engine]:,.0f} completions/s"
+            )
         print(f"evaluate: vLLM / generate = {results['vllm'] / results['transformers']:.2f}× (engine start excluded)")
 
 

@@ -62,9 +62,17 @@ def make_hf(cfg: ModelConfig, impl: str, device: str, precision: str, compile_: 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    hf_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff, num_hidden_layers=cfg.num_layers,
-                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.context_length,
-                         tie_word_embeddings=False, attn_implementation=impl)
+    hf_cfg = LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_ff,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.context_length,
+        tie_word_embeddings=False,
+        attn_implementation=impl,
+    )
     model = LlamaForCausalLM(hf_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.startswith("cuda"))
 
@@ -107,11 +115,13 @@ def bench_cpu(args) -> None:
     torch.set_num_threads(args.threads)
     cfg, B = CPU_SHAPE, args.batch or 16
     x, y = random_batch(cfg, B, "cpu")
-    runners = {"lmforge reference": make_ours(cfg, "reference", "cpu", "fp32", False),
-               "lmforge sdpa": make_ours(cfg, "sdpa", "cpu", "fp32", False),
-               "lmforge sdpa compiled": make_ours(cfg, "sdpa", "cpu", "fp32", True),
-               "HF Llama sdpa": make_hf(cfg, "sdpa", "cpu", "fp32", False),
-               "HF Llama eager": make_hf(cfg, "eager", "cpu", "fp32", False)}
+    runners = {
+        "lmforge reference": make_ours(cfg, "reference", "cpu", "fp32", False),
+        "lmforge sdpa": make_ours(cfg, "sdpa", "cpu", "fp32", False),
+        "lmforge sdpa compiled": make_ours(cfg, "sdpa", "cpu", "fp32", True),
+        "HF Llama sdpa": make_hf(cfg, "sdpa", "cpu", "fp32", False),
+        "HF Llama eager": make_hf(cfg, "eager", "cpu", "fp32", False),
+    }
     for name, step in runners.items():
         warm_up(name, step, x, y, lambda: None)
     rates: dict[str, list[float]] = {k: [] for k in runners}
@@ -146,9 +156,14 @@ def bench_cuda(args) -> None:
     x, y = random_batch(cfg, B, args.device)
     name_of_device = torch.cuda.get_device_name(args.device)
     flops_per_token = count(cfg).flops_per_token
-    print(f"{name_of_device}, torch {torch.__version__}; {count(cfg).params:,} parameters, {flops_per_token:.3g} training FLOPs/token; batch {B} × {cfg.context_length}")
-    builders = {"lmforge (bf16, sdpa, compiled)": lambda: make_ours(cfg, "sdpa", args.device, "bf16", True),
-                "HF Llama (bf16, sdpa, compiled)": lambda: make_hf(cfg, "sdpa", args.device, "bf16", True)}
+    print(
+        f"{name_of_device}, torch {torch.__version__}; {count(cfg).params:,} parameters, {flops_per_token:.3g} "
+        f"training FLOPs/token; batch {B} × {cfg.context_length}"
+    )
+    builders = {
+        "lmforge (bf16, sdpa, compiled)": lambda: make_ours(cfg, "sdpa", args.device, "bf16", True),
+        "HF Llama (bf16, sdpa, compiled)": lambda: make_hf(cfg, "sdpa", args.device, "bf16", True),
+    }
     results = {}
     for name, build in builders.items():
         torch.cuda.reset_peak_memory_stats()
@@ -171,8 +186,12 @@ def bench_cuda(args) -> None:
         tps = statistics.median(rates)
         results[name] = tps
         util = mfu(tps, flops_per_token, name_of_device, args.peak_flops)
-        print(f"{name:32s} {tps:10,.0f} tokens/s  MFU {'n/a' if util is None else f'{util:.1%}'}  "
-              f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB  (rounds: {', '.join(f'{r:,.0f}' for r in rates)})", flush=True)
+        print(
+            f"{name:32s} {tps:10,.0f} tokens/s  MFU {'n/a' if util is None else f'{util:.1%}'}  "
+            f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB  (rounds: "
+            f"{', '.join(f'{r:,.0f}' for r in rates)})",
+            flush=True,
+        )
         del step
         gc.collect()
         torch.cuda.empty_cache()

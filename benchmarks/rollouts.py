@@ -30,16 +30,26 @@ def reference_model(work: Path) -> Path:
     from lm.model import ModelConfig, TransformerLM
     from lm.tokenizer import Tokenizer
 
-    vocab, merges = train_bpe(data_root() / "tinystories-train-sample" / "tiny_stories.txt", 10_000, ["<|endoftext|>"], progress=False)
+    vocab, merges = train_bpe(
+        data_root() / "tinystories-train-sample" / "tiny_stories.txt", 10_000, ["<|endoftext|>"], progress=False
+    )
     Tokenizer(vocab, merges, ["<|endoftext|>"]).save(work / "tok")
     torch.manual_seed(0)
-    model = TransformerLM(ModelConfig(vocab_size=len(vocab), context_length=512, d_model=256, num_layers=4, num_heads=4))
+    model = TransformerLM(
+        ModelConfig(vocab_size=len(vocab), context_length=512, d_model=256, num_layers=4, num_heads=4)
+    )
     print(f"reference model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocab {len(vocab):,}")
     return export_hf(model, work / "tok", work / "hf")
 
 
 def prompts_for(n: int) -> list[str]:
-    starts = ["Once upon a time", "The little dog", "Lily and Ben went to the park.", "One day, a girl named Mia", "Tom had a red ball."]
+    starts = [
+        "Once upon a time",
+        "The little dog",
+        "Lily and Ben went to the park.",
+        "One day, a girl named Mia",
+        "Tom had a red ball.",
+    ]
     return [starts[i % len(starts)] for i in range(n)]
 
 
@@ -56,7 +66,9 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="a Hugging Face model folder (default: the reference model, built here)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
-    ap.add_argument("--vllm-dtype", help="vLLM's precision (default: float32 on a CPU, bfloat16 on a GPU); generate stays as loaded")
+    ap.add_argument(
+        "--vllm-dtype", help="vLLM's precision (default: float32 on a CPU, bfloat16 on a GPU); generate stays as loaded"
+    )
     args = ap.parse_args()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,10 +32,19 @@ SPECIAL = "<|endoftext|>"
 def _train_ours(path: str, vocab_size: int, q) -> None:
     from lm.bpe import train_bpe_with_summary
 
-    secs, (vocab, merges, summary) = timed(train_bpe_with_summary, path, vocab_size, [SPECIAL], workers=2, progress=False)
+    secs, (vocab, merges, summary) = timed(
+        train_bpe_with_summary, path, vocab_size, [SPECIAL], workers=2, progress=False
+    )
     # its pretokenizing workers are processes: their peak (the largest one's) counts too
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    q.put({"seconds": secs, "peak_mb": peak_rss_mb() + children, "summary": summary, "merges": [(a.hex(), b.hex()) for a, b in merges]})
+    q.put(
+        {
+            "seconds": secs,
+            "peak_mb": peak_rss_mb() + children,
+            "summary": summary,
+            "merges": [(a.hex(), b.hex()) for a, b in merges],
+        }
+    )
 
 
 def _train_ours_python(path: str, vocab_size: int, q) -> None:
@@ -52,7 +61,9 @@ def _train_rustbpe(path: str, vocab_size: int, q) -> None:
 
     def train():
         docs = open(path, encoding="utf-8").read().split(SPECIAL)  # documents in memory, as nanochat feeds it
-        rustbpe.Tokenizer().train_from_iterator(iter(docs), vocab_size - 1, pattern=GPT2_PATTERN)  # its vocab has no special token
+        rustbpe.Tokenizer().train_from_iterator(
+            iter(docs), vocab_size - 1, pattern=GPT2_PATTERN
+        )  # its vocab has no special token
 
     secs, _ = timed(train)
     q.put({"seconds": secs, "peak_mb": peak_rss_mb()})
@@ -64,7 +75,12 @@ def _train_hf(path: str, vocab_size: int, q) -> None:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SPECIAL], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[SPECIAL],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     secs, _ = timed(tok.train, [path], trainer)
     q.put({"seconds": secs, "peak_mb": peak_rss_mb()})
 
@@ -89,10 +105,18 @@ def scale_corpus(out: Path, target_mb: float, mutate: float = 0.03, seed: int = 
     rng = random.Random(seed)
     d = data_root()
     docs = []
-    for pattern in ["tinystories-*/*", "nltk-gutenberg/*", "wikitext-2-tokenized/*", "udhr2-langid/*", "lingua-langid-testdata/**/*"]:
+    for pattern in [
+        "tinystories-*/*",
+        "nltk-gutenberg/*",
+        "wikitext-2-tokenized/*",
+        "udhr2-langid/*",
+        "lingua-langid-testdata/**/*",
+    ]:
         for f in sorted(glob.glob(str(d / pattern), recursive=True)):
             if Path(f).is_file():
-                docs.extend(b for b in Path(f).read_bytes().decode("utf-8", errors="replace").split("\n\n") if b.strip())
+                docs.extend(
+                    b for b in Path(f).read_bytes().decode("utf-8", errors="replace").split("\n\n") if b.strip()
+                )
     letters = "abcdefghijklmnopqrstuvwxyzéöçñ"
     written = 0
     with open(out, "w", encoding="utf-8") as f:
@@ -103,7 +127,7 @@ def scale_corpus(out: Path, target_mb: float, mutate: float = 0.03, seed: int = 
                     w = words[i]
                     if w:
                         j = rng.randrange(len(w))
-                        words[i] = w[:j] + rng.choice(letters) + w[j + 1:]
+                        words[i] = w[:j] + rng.choice(letters) + w[j + 1 :]
                 chunk = " ".join(words) + SPECIAL
                 f.write(chunk)
                 written += len(chunk.encode("utf-8"))
@@ -116,7 +140,10 @@ def scale(args) -> None:
     corpus = tmp / "scale.txt"
     scale_corpus(corpus, args.scale_mb)
     print(f"scale corpus: {corpus.stat().st_size / 1e6:.0f} MB, vocab {args.vocab_size:,}")
-    results = {"lmforge": in_process(_train_ours, str(corpus), args.vocab_size), "HF tokenizers": in_process(_train_hf, str(corpus), args.vocab_size)}
+    results = {
+        "lmforge": in_process(_train_ours, str(corpus), args.vocab_size),
+        "HF tokenizers": in_process(_train_hf, str(corpus), args.vocab_size),
+    }
     try:
         import rustbpe  # noqa: F401
 
@@ -127,20 +154,30 @@ def scale(args) -> None:
         results["lmforge, Python merge loop"] = in_process(_train_ours_python, str(corpus), args.vocab_size)
     s = results["lmforge"]["summary"]
     for name, r in results.items():
-        extra = f" (pretokenize {s['pretokenize_s']:.1f} s, merges {s['merge_s']:.1f} s, {s['distinct_pretokens']:,} distinct pretokens)" if name == "lmforge" else ""
+        extra = (
+            f" (pretokenize {s['pretokenize_s']:.1f} s, merges {s['merge_s']:.1f} s, "
+            f"{s['distinct_pretokens']:,} distinct pretokens)"
+            if name == "lmforge"
+            else ""
+        )
         print(f"{name}: {r['seconds']:.1f} s, peak RSS {r['peak_mb'] / 1e3:.2f} GB{extra}")
     print("(lmforge's peak RSS: its process plus its largest pretokenizing worker)")
     for peer in ("HF tokenizers", "rustbpe"):
         if peer in results:
-            print(f"lmforge / {peer}: wall {results['lmforge']['seconds'] / results[peer]['seconds']:.2f}x, "
-                  f"peak RSS {results['lmforge']['peak_mb'] / results[peer]['peak_mb']:.2f}x")
+            print(
+                f"lmforge / {peer}: wall {results['lmforge']['seconds'] / results[peer]['seconds']:.2f}x, "
+                f"peak RSS {results['lmforge']['peak_mb'] / results[peer]['peak_mb']:.2f}x"
+            )
     if args.python_merges:
-        print(f"merges identical to the Python loop: {results['lmforge']['merges'] == results['lmforge, Python merge loop']['merges']}")
+        same = results["lmforge"]["merges"] == results["lmforge, Python merge loop"]["merges"]
+        print(f"merges identical to the Python loop: {same}")
     prefix = tmp / "prefix.txt"
     prefix.write_bytes(corpus.read_bytes()[:1_000_000].decode("utf-8", errors="ignore").encode())
     from lm.bpe import train_bpe, train_bpe_reference
 
-    same = train_bpe(prefix, 600, [SPECIAL], workers=1, progress=False) == train_bpe_reference(prefix.read_text(), 600, [SPECIAL])
+    same = train_bpe(prefix, 600, [SPECIAL], workers=1, progress=False) == train_bpe_reference(
+        prefix.read_text(), 600, [SPECIAL]
+    )
     print(f"merges identical to the reference on a 1 MB prefix (vocab 600): {same}")
 
 
@@ -148,7 +185,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vocab-size", type=int, default=10_000)
     ap.add_argument("--scale-mb", type=float, help="scale mode: a mutated-copies corpus of this size (issue #25)")
-    ap.add_argument("--python-merges", action="store_true", help="scale mode: also train with the Python merge loop and compare")
+    ap.add_argument(
+        "--python-merges", action="store_true", help="scale mode: also train with the Python merge loop and compare"
+    )
     args = ap.parse_args()
     if args.scale_mb:
         scale(args)
@@ -163,8 +202,10 @@ def main() -> None:
     ours = in_process(_train_ours, str(corpus), args.vocab_size)
     hf = in_process(_train_hf, str(corpus), args.vocab_size)
     s = ours["summary"]
-    print(f"train  lmforge: {ours['seconds']:.2f} s (pretokenize {s['pretokenize_s']:.2f} s, merge {s['merge_s']:.2f} s, "
-          f"{s['distinct_pretokens']:,} distinct pretokens), peak {ours['peak_mb']:.0f} MB")
+    print(
+        f"train  lmforge: {ours['seconds']:.2f} s (pretokenize {s['pretokenize_s']:.2f} s, merge {s['merge_s']:.2f} s, "
+        f"{s['distinct_pretokens']:,} distinct pretokens), peak {ours['peak_mb']:.0f} MB"
+    )
     print(f"train  HF BpeTrainer: {hf['seconds']:.2f} s, peak {hf['peak_mb']:.0f} MB")
     print(f"train  ratio lmforge/HF wall time: {ours['seconds'] / hf['seconds']:.2f}x")
 
@@ -186,7 +227,9 @@ def main() -> None:
     import tiktoken
 
     ranks = {b: i for i, b in tok.vocab.items() if i != 256}
-    raw = tiktoken.Encoding(name="peer", pat_str=tok._tiktoken._pat_str, mergeable_ranks=ranks, special_tokens={SPECIAL: 256})
+    raw = tiktoken.Encoding(
+        name="peer", pat_str=tok._tiktoken._pat_str, mergeable_ranks=ranks, special_tokens={SPECIAL: 256}
+    )
     t_fast, ids_fast = timed(lambda: [tok.encode(d) for d in train_docs], repeat=3)
     t_tik, ids_tik = timed(lambda: [raw.encode(d, allowed_special="all") for d in train_docs], repeat=3)
     t_tik_all, _ = timed(lambda: raw.encode(SPECIAL.join(train_docs), allowed_special="all"), repeat=3)

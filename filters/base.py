@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator
 
 from filters.document import Document, Stats
 
-
 # (document, rule, reason) → None: where dropped documents go for inspection
 RejectSink = Callable[[Document, str, str], None]
 
@@ -44,7 +43,9 @@ class Filter(Step):
                     self.rejects(doc, self.name, reason)
 
 
-def run_steps(docs: Iterable[Document], steps: list[Step], stats: Stats, rejects: RejectSink | None = None) -> Iterator[Document]:
+def run_steps(
+    docs: Iterable[Document], steps: list[Step], stats: Stats, rejects: RejectSink | None = None
+) -> Iterator[Document]:
     for step in steps:
         step.rejects = rejects
         docs = step.run(docs, stats)

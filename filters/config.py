@@ -25,7 +25,9 @@ class LanguageConfig(_Strict):
 
         unknown = sorted(set(languages) - model_labels())
         if unknown:
-            raise ValueError(f"unknown to the language-ID model (lid.176, ISO 639 codes such as en, de, zh): {', '.join(unknown)}")
+            raise ValueError(
+                f"unknown to the language-ID model (lid.176, ISO 639 codes such as en, de, zh): {', '.join(unknown)}"
+            )
         return languages
 
 
@@ -116,11 +118,20 @@ class CleanConfig(_Strict):
     repetition: RepetitionConfig = RepetitionConfig()
     minhash: MinHashDedupConfig = MinHashDedupConfig()
     line_dedup: LineDedupConfig = LineDedupConfig()
-    classifier: ClassifierConfig | None = Field(None, description="a learned quality filter after the Gopher rules (filters/quality_classifier.py)")
-    extraction: Literal["main_content", "full"] = Field("main_content", description="HTML in WARC records: the main content, or all visible text")
+    classifier: ClassifierConfig | None = Field(
+        None, description="a learned quality filter after the Gopher rules (filters/quality_classifier.py)"
+    )
+    extraction: Literal["main_content", "full"] = Field(
+        "main_content", description="HTML in WARC records: the main content, or all visible text"
+    )
     rejects: RejectsConfig = RejectsConfig()
     shard_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    partition_docs: int = Field(100_000, ge=1_000, json_schema_extra={"cache_key": False},
-                                description="documents per dedup bucket: bounds the memory of each dedup task")
-    workers: int = Field(2, ge=1, description="processes for the per-file steps", json_schema_extra={"cache_key": False})
-
+    partition_docs: int = Field(
+        100_000,
+        ge=1_000,
+        json_schema_extra={"cache_key": False},
+        description="documents per dedup bucket: bounds the memory of each dedup task",
+    )
+    workers: int = Field(
+        2, ge=1, description="processes for the per-file steps", json_schema_extra={"cache_key": False}
+    )

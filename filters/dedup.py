@@ -81,7 +81,9 @@ class DedupResult:
     clusters: int  # clusters with more than one member
 
 
-def minhash_dedup(texts: Sequence[str], ids: Sequence[str], cfg: MinHashDedupConfig = MinHashDedupConfig()) -> DedupResult:
+def minhash_dedup(
+    texts: Sequence[str], ids: Sequence[str], cfg: MinHashDedupConfig = MinHashDedupConfig()
+) -> DedupResult:
     """Keep one document per near-duplicate cluster: the one with the lowest id.
 
     The in-memory reference (the whole corpus in one process): clean-data runs the

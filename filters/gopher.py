@@ -2,7 +2,8 @@
 
 Each rule is an early return with a prefixed reason; thresholds come from the filter's
 config (`QualityConfig`, `RepetitionConfig` in filters/config.py, where the defaults live:
-the paper's values, datatrove's for repetition), and `None` switches a rule off. Words are whitespace-separated tokens, as in the paper.
+the paper's values, datatrove's for repetition), and `None` switches a rule off. Words are
+whitespace-separated tokens, as in the paper.
 """
 
 from __future__ import annotations

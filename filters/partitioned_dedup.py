@@ -225,7 +225,9 @@ def write_band_hashes(part: int, files: list[Path], layout: DedupLayout, cfg: Mi
             rec = np.zeros(len(texts) * bands, BAND)
             rec["band"] = np.tile(np.arange(bands, dtype="<u2"), len(texts))
             rec["hash"] = hashes.reshape(-1)
-            rec["doc"] = np.repeat(np.array([doc_number(part, start + i) for i in range(len(texts))], dtype="<u8"), bands)
+            rec["doc"] = np.repeat(
+                np.array([doc_number(part, start + i) for i in range(len(texts))], dtype="<u8"), bands
+            )
             out.write(rec)
             docs += len(texts)
     return {"docs": docs}
@@ -241,7 +243,9 @@ def find_candidates(bucket: int, parts: int, layout: DedupLayout) -> dict[str, A
     rec = _load_records([layout.bands(p, bucket) for p in range(parts)], BAND)
     rec = rec[np.lexsort((rec["doc"], rec["hash"], rec["band"]))]
     same = (rec["band"][1:] == rec["band"][:-1]) & (rec["hash"][1:] == rec["hash"][:-1])
-    edges = np.diff(np.concatenate(([0], same.astype(np.int8), [0])))  # +1 where a run of equal keys starts, -1 after it ends
+    edges = np.diff(
+        np.concatenate(([0], same.astype(np.int8), [0]))
+    )  # +1 where a run of equal keys starts, -1 after it ends
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) + 1
     pairs: list[tuple[int, int]] = []
     for s, e in zip(starts, ends):
@@ -302,8 +306,12 @@ def resolve_clusters(part_files: list[list[Path]], layout: DedupLayout, cfg: Min
         sizes[r] = sizes.get(r, 0) + 1
     removed = np.array(sorted(order[i] for i in range(len(order)) if uf.find(i) != i), dtype="<u8")
     _save(layout.removed(), removed)
-    return {"candidate_pairs": len(pairs), "verified_pairs": verified, "clusters": sum(1 for n in sizes.values() if n > 1),
-            "dropped_near_duplicate": len(removed)}
+    return {
+        "candidate_pairs": len(pairs),
+        "verified_pairs": verified,
+        "clusters": sum(1 for n in sizes.values() if n > 1),
+        "dropped_near_duplicate": len(removed),
+    }
 
 
 def removed_rows(layout: DedupLayout, part: int) -> set[int]:
@@ -340,7 +348,9 @@ def write_line_hashes(part: int, files: list[Path], layout: DedupLayout) -> dict
 
 
 # --- 5. repeated lines --------------------------------------------------------------------------
-def find_repeated_lines(bucket: int, parts: int, layout: DedupLayout, mode: Literal["keep_first", "drop_all"]) -> dict[str, Any]:
+def find_repeated_lines(
+    bucket: int, parts: int, layout: DedupLayout, mode: Literal["keep_first", "drop_all"]
+) -> dict[str, Any]:
     rec = _load_records([layout.lines(p, bucket) for p in range(parts)], LINE)
     rec = rec[np.lexsort((rec["line"], rec["doc"], rec["hash"]))]  # within a hash: corpus order
     first = np.ones(len(rec), dtype=bool)
@@ -358,8 +368,15 @@ def find_repeated_lines(bucket: int, parts: int, layout: DedupLayout, mode: Lite
 
 
 # --- 6. filter + write --------------------------------------------------------------------------
-def write_final_part(part: int, files: list[Path], layout: DedupLayout, line_dedup: bool, min_words_after: int,
-                     shard_max_bytes: int, min_quality_score: float | None = None) -> dict[str, Any]:
+def write_final_part(
+    part: int,
+    files: list[Path],
+    layout: DedupLayout,
+    line_dedup: bool,
+    min_words_after: int,
+    shard_max_bytes: int,
+    min_quality_score: float | None = None,
+) -> dict[str, Any]:
     """The part's final shards go to `layout.final()`; the flow moves them into the artifact.
     `min_quality_score`: the top-fraction threshold of the quality classifier, if any."""
     removed = removed_rows(layout, part)
@@ -367,7 +384,13 @@ def write_final_part(part: int, files: list[Path], layout: DedupLayout, line_ded
     if line_dedup:
         for d in _load_all([layout.line_drops(b, part) for b in range(layout.buckets)], DROP):
             drops.setdefault(int(d["doc"]) & 0xFFFFFFFF, set()).add(int(d["line"]))
-    stats = {"docs_in": 0, "docs_out": 0, "dropped_too_short_after_line_dedup": 0, "quality_in": 0, "dropped_quality_below_top_fraction": 0}
+    stats = {
+        "docs_in": 0,
+        "docs_out": 0,
+        "dropped_too_short_after_line_dedup": 0,
+        "quality_in": 0,
+        "dropped_quality_below_top_fraction": 0,
+    }
     row = 0
     layout.final().mkdir(parents=True, exist_ok=True)
     with ParquetShardWriter(layout.final(), f"shard-{part:05d}", shard_max_bytes) as writer:

@@ -38,8 +38,15 @@ class PIIMasker(Step):
     name = "pii"
 
     def __init__(self, cfg: PIIConfig = PIIConfig()):
-        self.maskers = [(k, f) for k, f, on in (("emails", mask_emails, cfg.emails), ("phones", mask_phone_numbers, cfg.phones),
-                                                 ("ips", mask_ips, cfg.ips)) if on]
+        self.maskers = [
+            (k, f)
+            for k, f, on in (
+                ("emails", mask_emails, cfg.emails),
+                ("phones", mask_phone_numbers, cfg.phones),
+                ("ips", mask_ips, cfg.ips),
+            )
+            if on
+        ]
 
     def run(self, docs: Iterable[Document], stats: Stats) -> Iterator[Document]:
         for doc in docs:

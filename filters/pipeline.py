@@ -20,14 +20,22 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-
 from filters.base import Step, run_steps
 from filters.config import CleanConfig
 from filters.document import Stats
 from filters.gopher import GopherQualityFilter, GopherRepetitionFilter
 from filters.langid import LanguageFilter
-from filters.partitioned_dedup import (DedupLayout, buckets_for, find_candidates, find_repeated_lines, once, resolve_clusters,
-                                       write_band_hashes, write_final_part, write_line_hashes)
+from filters.partitioned_dedup import (
+    DedupLayout,
+    buckets_for,
+    find_candidates,
+    find_repeated_lines,
+    once,
+    resolve_clusters,
+    write_band_hashes,
+    write_final_part,
+    write_line_hashes,
+)
 from filters.pii import PIIMasker
 from filters.quality_classifier import HIST_BINS, QualityClassifierFilter, threshold_for_top_fraction
 from filters.readers import read_documents
@@ -69,16 +77,28 @@ def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> dict[
     """Run the per-file steps on one input; write its survivors as `part-<index>` shards
     (and, with `rejects.enabled`, a sample of what each rule dropped as `rejects-<index>`)."""
     stats = Stats()
-    docs = read_documents(Path(path), stats, cfg.max_doc_chars, cfg.split_text_on_blank_lines, cfg.extraction == "main_content")
+    docs = read_documents(
+        Path(path), stats, cfg.max_doc_chars, cfg.split_text_on_blank_lines, cfg.extraction == "main_content"
+    )
     # scores are binned only when a top fraction must be found from them
     histogram = [0] * HIST_BINS if cfg.classifier is not None and cfg.classifier.keep.top_fraction is not None else None
     with ExitStack() as stack:
-        rejects = stack.enter_context(RejectsWriter(out_dir, f"rejects-{index:05d}", cfg.rejects.max_per_reason)) if cfg.rejects.enabled else None
+        rejects = (
+            stack.enter_context(RejectsWriter(out_dir, f"rejects-{index:05d}", cfg.rejects.max_per_reason))
+            if cfg.rejects.enabled
+            else None
+        )
         writer = stack.enter_context(ParquetShardWriter(out_dir, f"part-{index:05d}", cfg.shard_max_bytes))
         for doc in run_steps(docs, build_file_steps(cfg, histogram), stats, rejects):
             writer.write(doc)
-    return {"parts": [p.name for p in writer.paths], "rejects": [p.name for p in rejects.paths] if rejects else [], "stats": stats.to_dict(),
-            "docs": writer.docs, "docs_read": stats.steps["read"].get("docs_out", 0), "quality_histogram": histogram}
+    return {
+        "parts": [p.name for p in writer.paths],
+        "rejects": [p.name for p in rejects.paths] if rejects else [],
+        "stats": stats.to_dict(),
+        "docs": writer.docs,
+        "docs_read": stats.steps["read"].get("docs_out", 0),
+        "quality_histogram": histogram,
+    }
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -95,7 +115,14 @@ def _timed(phase: str, map_calls: Mapper, calls: list[Call], docs: int) -> list[
     dt = max(time.time() - t0, 1e-9)
     docs = docs or sum(r.get("docs_read", 0) for r in results)  # the filter phase learns its count from its results
     reused = sum(1 for r in results if r.get("reused"))
-    log.info("%s: %d partitions (%d reused from an earlier run) in %.1fs, %s docs/s", phase, len(calls), reused, dt, f"{docs / dt:,.0f}")
+    log.info(
+        "%s: %d partitions (%d reused from an earlier run) in %.1fs, %s docs/s",
+        phase,
+        len(calls),
+        reused,
+        dt,
+        f"{docs / dt:,.0f}",
+    )
     return results
 
 
@@ -106,18 +133,35 @@ def _top_fraction_threshold(cfg: CleanConfig, filtered: list[dict]) -> float | N
         return None
     merged = [sum(col) for col in zip(*(r["quality_histogram"] for r in filtered))] or [0] * HIST_BINS
     threshold = threshold_for_top_fraction(merged, cfg.classifier.keep.top_fraction)
-    log.info("quality classifier: keeping the top %.1f%% of %d scored documents: score >= %.3f",
-             100 * cfg.classifier.keep.top_fraction, sum(merged), threshold)
+    log.info(
+        "quality classifier: keeping the top %.1f%% of %d scored documents: score >= %.3f",
+        100 * cfg.classifier.keep.top_fraction,
+        sum(merged),
+        threshold,
+    )
     return threshold
 
 
-def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path, map_calls: Mapper = serial_map) -> tuple[list[Path], Stats]:
+def clean_corpus(
+    files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path, map_calls: Mapper = serial_map
+) -> tuple[list[Path], Stats]:
     """Filter every file, dedup the corpus, hard-link the final shards into `out_dir`."""
     stats = Stats()
     parts_dir = work / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    filtered = _timed("filter", map_calls, [(work / "done" / f"filter-{i:05d}.json", clean_file,
-                                            {"path": f, "cfg": cfg, "out_dir": parts_dir, "index": i}) for i, f in enumerate(files)], 0)
+    filtered = _timed(
+        "filter",
+        map_calls,
+        [
+            (
+                work / "done" / f"filter-{i:05d}.json",
+                clean_file,
+                {"path": f, "cfg": cfg, "out_dir": parts_dir, "index": i},
+            )
+            for i, f in enumerate(files)
+        ],
+        0,
+    )
     part_files = [[parts_dir / name for name in r["parts"]] for r in filtered]
     for r in filtered:
         stats.merge(Stats.from_dict(r["stats"]))
@@ -129,39 +173,103 @@ def clean_corpus(files: list[Path], cfg: CleanConfig, work: Path, out_dir: Path,
 
     if cfg.minhash.enabled and docs:
         m = cfg.minhash
-        _timed("minhash signatures", map_calls, [(layout.marker("bands", i), write_band_hashes,
-                                                  {"part": i, "files": fs, "layout": layout, "cfg": m}) for i, fs in enumerate(part_files)], docs)
-        _timed("minhash buckets", map_calls, [(layout.marker("pairs", b), find_candidates, {"bucket": b, "parts": n, "layout": layout})
-                                              for b in range(layout.buckets)], docs)
-        [clusters] = _timed("minhash clusters", map_calls, [(layout.marker("clusters", 0), resolve_clusters,
-                                                             {"part_files": part_files, "layout": layout, "cfg": m})], docs)
-        stats.add("minhash_dedup", docs_in=docs, docs_out=docs - clusters["dropped_near_duplicate"],
-                  **{k: clusters[k] for k in ("dropped_near_duplicate", "candidate_pairs", "verified_pairs", "clusters")})
+        _timed(
+            "minhash signatures",
+            map_calls,
+            [
+                (layout.marker("bands", i), write_band_hashes, {"part": i, "files": fs, "layout": layout, "cfg": m})
+                for i, fs in enumerate(part_files)
+            ],
+            docs,
+        )
+        _timed(
+            "minhash buckets",
+            map_calls,
+            [
+                (layout.marker("pairs", b), find_candidates, {"bucket": b, "parts": n, "layout": layout})
+                for b in range(layout.buckets)
+            ],
+            docs,
+        )
+        [clusters] = _timed(
+            "minhash clusters",
+            map_calls,
+            [(layout.marker("clusters", 0), resolve_clusters, {"part_files": part_files, "layout": layout, "cfg": m})],
+            docs,
+        )
+        stats.add(
+            "minhash_dedup",
+            docs_in=docs,
+            docs_out=docs - clusters["dropped_near_duplicate"],
+            **{k: clusters[k] for k in ("dropped_near_duplicate", "candidate_pairs", "verified_pairs", "clusters")},
+        )
 
     line_dedup = cfg.line_dedup.enabled and docs > 0
     if line_dedup:
-        _timed("line hashes", map_calls, [(layout.marker("lines", i), write_line_hashes, {"part": i, "files": fs, "layout": layout})
-                                          for i, fs in enumerate(part_files)], docs)
-        repeated = _timed("line buckets", map_calls, [(layout.marker("line-drops", b), find_repeated_lines,
-                                                       {"bucket": b, "parts": n, "layout": layout, "mode": cfg.line_dedup.mode})
-                                                      for b in range(layout.buckets)], docs)
+        _timed(
+            "line hashes",
+            map_calls,
+            [
+                (layout.marker("lines", i), write_line_hashes, {"part": i, "files": fs, "layout": layout})
+                for i, fs in enumerate(part_files)
+            ],
+            docs,
+        )
+        repeated = _timed(
+            "line buckets",
+            map_calls,
+            [
+                (
+                    layout.marker("line-drops", b),
+                    find_repeated_lines,
+                    {"bucket": b, "parts": n, "layout": layout, "mode": cfg.line_dedup.mode},
+                )
+                for b in range(layout.buckets)
+            ],
+            docs,
+        )
         stats.add("line_dedup", lines_dropped=sum(r["lines_dropped"] for r in repeated))
-    written = _timed("write", map_calls, [(layout.marker("final", i), write_final_part,
-                                           {"part": i, "files": fs, "layout": layout, "line_dedup": line_dedup,
-                                            "min_words_after": cfg.line_dedup.min_words_after, "shard_max_bytes": cfg.shard_max_bytes,
-                                            "min_quality_score": min_quality})
-                                          for i, fs in enumerate(part_files)], docs)
+    written = _timed(
+        "write",
+        map_calls,
+        [
+            (
+                layout.marker("final", i),
+                write_final_part,
+                {
+                    "part": i,
+                    "files": fs,
+                    "layout": layout,
+                    "line_dedup": line_dedup,
+                    "min_words_after": cfg.line_dedup.min_words_after,
+                    "shard_max_bytes": cfg.shard_max_bytes,
+                    "min_quality_score": min_quality,
+                },
+            )
+            for i, fs in enumerate(part_files)
+        ],
+        docs,
+    )
     shards = []
     for r in written:
         if line_dedup:
             stats.add("line_dedup", **{k: r[k] for k in ("docs_in", "docs_out", "dropped_too_short_after_line_dedup")})
         if min_quality is not None:
-            stats.add("quality_top_fraction", docs_in=r["quality_in"], docs_out=r["quality_in"] - r["dropped_quality_below_top_fraction"],
-                      dropped_quality_below_top_fraction=r["dropped_quality_below_top_fraction"])
+            stats.add(
+                "quality_top_fraction",
+                docs_in=r["quality_in"],
+                docs_out=r["quality_in"] - r["dropped_quality_below_top_fraction"],
+                dropped_quality_below_top_fraction=r["dropped_quality_below_top_fraction"],
+            )
         for name in r["shards"]:
             _link_or_copy(layout.final() / name, out_dir / name)
             shards.append(out_dir / name)
-    stats.add("output", docs_out=sum(r["written"] for r in written), bytes_out=sum(r["bytes"] for r in written), shards=len(shards))
+    stats.add(
+        "output",
+        docs_out=sum(r["written"] for r in written),
+        bytes_out=sum(r["bytes"] for r in written),
+        shards=len(shards),
+    )
     rejected = [name for r in filtered for name in r.get("rejects", [])]
     if rejected:
         (out_dir / "rejects").mkdir()

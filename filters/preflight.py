@@ -39,7 +39,11 @@ def sniff(path: Path) -> str | None:
         return "is empty"
     suffix = path.suffix.lower()
     if suffix in MAGIC:
-        return None if head.startswith(MAGIC[suffix]) else f"is not {suffix[1:]}-compressed data (its first bytes: {head[:8].hex(' ')})"
+        return (
+            None
+            if head.startswith(MAGIC[suffix])
+            else f"is not {suffix[1:]}-compressed data (its first bytes: {head[:8].hex(' ')})"
+        )
     if fmt == "parquet":
         return None if head.startswith(b"PAR1") else "is not a Parquet file (no PAR1 header)"
     if fmt == "warc":
@@ -96,10 +100,16 @@ def preflight_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
     problems = {f: problem for f in files if (problem := sniff(f)) is not None}
     if len(problems) == len(files):
         shown = "; ".join(f"{f} {why}" for f, why in list(problems.items())[:3])
-        raise InputError(f"nothing readable in the inputs: {shown}" + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
+        raise InputError(
+            f"nothing readable in the inputs: {shown}"
+            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        )
     warnings = [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()]
     if unsupported:
-        warnings.append(f"{len(unsupported)} files of other formats will be skipped and counted: {', '.join(q.name for q in unsupported[:5])}")
+        warnings.append(
+            f"{len(unsupported)} files of other formats will be skipped and counted: "
+            f"{', '.join(q.name for q in unsupported[:5])}"
+        )
     return files, warnings
 
 

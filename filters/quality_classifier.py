@@ -55,10 +55,16 @@ class QualityModelConfig(BaseModel):
     """Training data and settings of a `quality-model` artifact."""
 
     model_config = ConfigDict(extra="forbid")
-    positives: list[str] = Field(..., min_length=1, description="reference-quality text: files, directories, globs or clean-data artifact keys")
-    negatives: list[str] = Field(..., min_length=1, description="crawl text: files, directories, globs or clean-data artifact keys")
+    positives: list[str] = Field(
+        ..., min_length=1, description="reference-quality text: files, directories, globs or clean-data artifact keys"
+    )
+    negatives: list[str] = Field(
+        ..., min_length=1, description="crawl text: files, directories, globs or clean-data artifact keys"
+    )
     split_text_on_blank_lines: bool = False
-    example_chars: int = Field(2000, ge=100, description="long documents are cut at line ends into examples of about this size")
+    example_chars: int = Field(
+        2000, ge=100, description="long documents are cut at line ends into examples of about this size"
+    )
     min_example_words: int = Field(20, ge=1)
     max_per_class: int = Field(20_000, ge=10)
     balance: bool = Field(True, description="sample the larger class down to the smaller")
@@ -138,7 +144,9 @@ class TrainedClassifier:
     metrics: dict
 
 
-def train_quality_classifier(positives: Iterable[str], negatives: Iterable[str], cfg: QualityModelConfig, work_dir: Path | None = None) -> TrainedClassifier:
+def train_quality_classifier(
+    positives: Iterable[str], negatives: Iterable[str], cfg: QualityModelConfig, work_dir: Path | None = None
+) -> TrainedClassifier:
     """Train on raw texts of each class; returns the model and its held-out metrics
     (precision/recall/F1 of the positive class at 0.5, counts, score histograms)."""
     import fasttext
@@ -146,7 +154,9 @@ def train_quality_classifier(positives: Iterable[str], negatives: Iterable[str],
     pos = sample_examples(examples_of(positives, cfg.example_chars, cfg.min_example_words), cfg.max_per_class)
     neg = sample_examples(examples_of(negatives, cfg.example_chars, cfg.min_example_words), cfg.max_per_class)
     if len(pos) < 10 or len(neg) < 10:
-        raise ValueError(f"too little training text: {len(pos)} positive and {len(neg)} negative examples (need ≥ 10 each)")
+        raise ValueError(
+            f"too little training text: {len(pos)} positive and {len(neg)} negative examples (need ≥ 10 each)"
+        )
     if cfg.balance:
         n = min(len(pos), len(neg))
         pos, neg = pos[:n], neg[:n]  # already in hash order: still a uniform sample
@@ -157,8 +167,17 @@ def train_quality_classifier(positives: Iterable[str], negatives: Iterable[str],
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"{label} {ex}\n" for label, ex in train_rows), encoding="utf-8")
         ft = cfg.fasttext
-        model = fasttext.train_supervised(input=str(train_file), wordNgrams=ft.word_ngrams, dim=ft.dim, epoch=ft.epoch, lr=ft.lr,
-                                          minCount=ft.min_count, seed=ft.seed, thread=1, verbose=0)
+        model = fasttext.train_supervised(
+            input=str(train_file),
+            wordNgrams=ft.word_ngrams,
+            dim=ft.dim,
+            epoch=ft.epoch,
+            lr=ft.lr,
+            minCount=ft.min_count,
+            seed=ft.seed,
+            thread=1,
+            verbose=0,
+        )
     scores = {label: np.array([positive_probability(model, ex) for ex in split[label][1]]) for label in split}
     return TrainedClassifier(model, _metrics(scores, {label: len(split[label][0]) for label in split}))
 
@@ -177,11 +196,22 @@ def _metrics(scores: dict[str, np.ndarray], train_counts: dict[str, int]) -> dic
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     edges = np.linspace(0, 1, 21)
-    return {"heldout": {"precision": precision, "recall": recall, "f1": f1, "accuracy": (tp + int((neg < 0.5).sum())) / (len(pos) + len(neg)),
-                        "positives": len(pos), "negatives": len(neg)},
-            "train": {"positives": train_counts[POSITIVE], "negatives": train_counts[NEGATIVE]},
-            "score_histogram": {"edges": edges.round(3).tolist(), "positives": np.histogram(pos, edges)[0].tolist(),
-                                "negatives": np.histogram(neg, edges)[0].tolist()}}
+    return {
+        "heldout": {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "accuracy": (tp + int((neg < 0.5).sum())) / (len(pos) + len(neg)),
+            "positives": len(pos),
+            "negatives": len(neg),
+        },
+        "train": {"positives": train_counts[POSITIVE], "negatives": train_counts[NEGATIVE]},
+        "score_histogram": {
+            "edges": edges.round(3).tolist(),
+            "positives": np.histogram(pos, edges)[0].tolist(),
+            "negatives": np.histogram(neg, edges)[0].tolist(),
+        },
+    }
 
 
 # --- scoring ------------------------------------------------------------------------------------
@@ -199,7 +229,9 @@ def load_classifier(path: str):
 
     model = fasttext.load_model(path)
     if set(model.get_labels()) != {POSITIVE, NEGATIVE}:
-        raise ValueError(f"{path}: not a quality classifier (labels {model.get_labels()}, expected {POSITIVE} and {NEGATIVE})")
+        raise ValueError(
+            f"{path}: not a quality classifier (labels {model.get_labels()}, expected {POSITIVE} and {NEGATIVE})"
+        )
     return model
 
 
@@ -249,7 +281,6 @@ class QualityClassifierFilter(Filter):
         return True
 
 
-
 # --- reading and reporting ---------------------------------------------------------------------
 def read_texts(files: Iterable[Path], stats, split_text_on_blank_lines: bool = False) -> Iterator[str]:
     """Texts of every document in `files`, through clean-data's readers (bad records counted
@@ -269,9 +300,21 @@ def plot_score_histogram(metrics: dict, path: Path) -> None:
     edges = np.asarray(hist["edges"])
     width = np.diff(edges)
     with figure(path) as (fig, ax):
-        ax.bar(edges[:-1], hist["positives"], width=width, align="edge", alpha=0.6, label=f"reference quality ({held['positives']})")
-        ax.bar(edges[:-1], hist["negatives"], width=width, align="edge", alpha=0.6, label=f"crawl ({held['negatives']})")
+        ax.bar(
+            edges[:-1],
+            hist["positives"],
+            width=width,
+            align="edge",
+            alpha=0.6,
+            label=f"reference quality ({held['positives']})",
+        )
+        ax.bar(
+            edges[:-1], hist["negatives"], width=width, align="edge", alpha=0.6, label=f"crawl ({held['negatives']})"
+        )
         ax.set_xlabel("P(reference quality)")
         ax.set_ylabel("held-out examples")
-        ax.set_title(f"quality classifier, held out: precision {held['precision']:.3f}, recall {held['recall']:.3f}, F1 {held['f1']:.3f}")
+        ax.set_title(
+            f"quality classifier, held out: precision {held['precision']:.3f}, recall {held['recall']:.3f}, F1 "
+            f"{held['f1']:.3f}"
+        )
         ax.legend()

@@ -61,7 +61,11 @@ def expand_inputs(patterns: list[str], unsupported: list[Path] | None = None) ->
     for f in files:
         detect_format(f)  # unknown formats fail here, before any work
     if skipped:
-        log.warning("%d files are not a supported document format and were skipped: %s", len(skipped), ", ".join(q.name for q in skipped[:5]))
+        log.warning(
+            "%d files are not a supported document format and were skipped: %s",
+            len(skipped),
+            ", ".join(q.name for q in skipped[:5]),
+        )
     if unsupported is not None:
         unsupported.extend(skipped)
     return files
@@ -183,7 +187,9 @@ def _guard_stream(flog: FileLog, gen: Iterator[Document]) -> Iterator[Document]:
     try:
         yield from gen
     except (OSError, EOFError, zlib.error, ValueError) as e:
-        log.error("%s: unreadable past this point (%s: %s); kept the records read before it", flog.path, type(e).__name__, e)
+        log.error(
+            "%s: unreadable past this point (%s: %s); kept the records read before it", flog.path, type(e).__name__, e
+        )
         flog.stats.add(READ, files_corrupt=1)
     finally:
         flog.close()
@@ -232,7 +238,9 @@ def read_parquet(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHA
             yield from _emit(Document(text, doc_id, path.name), f"{path}:row {row}", flog, max_chars)
 
 
-def read_text(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False) -> Iterator[Document]:
+def read_text(
+    path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False
+) -> Iterator[Document]:
     """A document per file, or per blank-line-separated block."""
     with open_binary(path) as f:
         raw = f.read(max_chars * 4 + 1)
@@ -244,10 +252,14 @@ def read_text(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS,
         yield from _emit(Document(text, path.name, path.name), str(path), flog, max_chars)
         return
     for i, block in enumerate(b for b in text.split("\n\n") if b.strip()):
-        yield from _emit(Document(block.strip("\n"), f"{path.name}:{i}", path.name), f"{path}:block {i}", flog, max_chars)
+        yield from _emit(
+            Document(block.strip("\n"), f"{path.name}:{i}", path.name), f"{path}:block {i}", flog, max_chars
+        )
 
 
-def read_warc(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, main_content: bool = True) -> Iterator[Document]:
+def read_warc(
+    path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, main_content: bool = True
+) -> Iterator[Document]:
     """WARC responses (HTML → text, `filters.extract.html_to_text`) and WET conversions."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
@@ -290,11 +302,18 @@ def read_hf_dataset(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_
                 for i, text in enumerate(cols[TEXT_FIELD]):
                     row += 1
                     doc_id = str(cols["id"][i]) if "id" in cols else f"{path.name}:{row}"
-                    yield from _emit(Document("" if text is None else text, doc_id, path.name), f"{path}:row {row}", flog, max_chars)
+                    yield from _emit(
+                        Document("" if text is None else text, doc_id, path.name), f"{path}:row {row}", flog, max_chars
+                    )
 
 
-def read_documents(path: Path, stats: Stats, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False,
-                   main_content: bool = True) -> Iterator[Document]:
+def read_documents(
+    path: Path,
+    stats: Stats,
+    max_chars: int = DEFAULT_MAX_DOC_CHARS,
+    split_blank_lines: bool = False,
+    main_content: bool = True,
+) -> Iterator[Document]:
     fmt = detect_format(path)
     stats.add(READ, files=1)
     if path.is_file() and path.stat().st_size == 0:

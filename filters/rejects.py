@@ -26,7 +26,9 @@ class RejectsWriter:
         if self.kept[(rule, reason)] >= self.max_per_reason:
             return
         self.kept[(rule, reason)] += 1
-        self.writer.write(Document(doc.text, doc.id, doc.source, {**doc.metadata, "rejected_by": rule, "reason": reason}))
+        self.writer.write(
+            Document(doc.text, doc.id, doc.source, {**doc.metadata, "rejected_by": rule, "reason": reason})
+        )
 
     def __enter__(self) -> RejectsWriter:
         return self

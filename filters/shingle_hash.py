@@ -42,4 +42,6 @@ def shingle_hashes(text: str, n: int, compiled: bool | None = None) -> np.ndarra
     words = data.split(b" ")
     if len(words) <= n:
         return np.array([xxhash.xxh64_intdigest(data)], dtype=np.uint64)
-    return np.array([xxhash.xxh64_intdigest(b" ".join(words[i : i + n])) for i in range(len(words) - n + 1)], dtype=np.uint64)
+    return np.array(
+        [xxhash.xxh64_intdigest(b" ".join(words[i : i + n])) for i in range(len(words) - n + 1)], dtype=np.uint64
+    )

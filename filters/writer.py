@@ -30,7 +30,9 @@ COLUMNS = ("lang", "lang_score", "quality_score")
 class ParquetShardWriter:
     """Writes `<prefix>-00000.parquet`, ... rolling to a new shard past `max_shard_bytes`."""
 
-    def __init__(self, out_dir: Path, prefix: str = "shard", max_shard_bytes: int = 256 * 1024 * 1024, batch_rows: int = 1024):
+    def __init__(
+        self, out_dir: Path, prefix: str = "shard", max_shard_bytes: int = 256 * 1024 * 1024, batch_rows: int = 1024
+    ):
         self.out_dir, self.prefix = Path(out_dir), prefix
         self.max_shard_bytes, self.batch_rows = max_shard_bytes, batch_rows
         self.paths: list[Path] = []

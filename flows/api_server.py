@@ -119,12 +119,16 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log: Path, what: str) -> Non
     deadline = time.monotonic() + limit
     while not healthy(url):
         if proc.poll() is not None:
-            raise ServerError(f"{what} exited with code {proc.returncode} before it answered; its log: {log} "
-                              f"(last line: {_last_line(log)!r})")
+            raise ServerError(
+                f"{what} exited with code {proc.returncode} before it answered; its log: {log} "
+                f"(last line: {_last_line(log)!r})"
+            )
         if time.monotonic() > deadline:
             _stop(proc.pid)
-            raise ServerError(f"{what} did not answer within {limit:g} s (a slow or busy machine; log: {log}): start a reusable "
-                              f"one with `lmforge server start`, or raise {TIMEOUT_SETTING}")
+            raise ServerError(
+                f"{what} did not answer within {limit:g} s (a slow or busy machine; log: {log}): start a reusable "
+                f"one with `lmforge server start`, or raise {TIMEOUT_SETTING}"
+            )
         time.sleep(0.2)
 
 
@@ -155,7 +159,9 @@ def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         # a session of its own: the terminal's Ctrl-C reaches the command, which stops this itself
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 # --- the temporary server of one command ------------------------------------------------------------
@@ -169,11 +175,30 @@ def temporary_server() -> Iterator[str]:
     logs = lmforge_home() / "server" / "temporary"
     _remove_logs_of_dead_runs(logs)
     log = logs / f"{os.getpid()}.log"
-    args = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent), "--factory",
-            "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(Path(prefect.__file__).parent.parent),
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
-    print(f"starting a temporary Prefect server for this command on {url} (`lmforge server start` keeps one for every command)",
-          file=sys.stderr, flush=True)
+    print(
+        f"starting a temporary Prefect server for this command on {url} (`lmforge server start` keeps one for "
+        "every command)",
+        file=sys.stderr,
+        flush=True,
+    )
     with _first_start_serialised():
         proc = _spawn(args, log, env)
         _wait_healthy(proc, url, log, "the temporary Prefect server")
@@ -232,12 +257,28 @@ class LocalServer:
                 return state
             port = free_port(4200)
             url = f"http://127.0.0.1:{port}/api"
-            args = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+            args = [
+                str(Path(sys.executable).parent / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
             with _first_start_serialised():
-                proc = _spawn(args, self.log, {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", DETACHED_ENV: "1"})
+                proc = _spawn(
+                    args, self.log, {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", DETACHED_ENV: "1"}
+                )
                 _wait_healthy(proc, url, self.log, f"prefect server (port {port})")
-            state = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": port, "url": url,
-                     "ui": f"http://127.0.0.1:{port}", "log": str(self.log)}
+            state = {
+                "pid": proc.pid,
+                "create_time": psutil.Process(proc.pid).create_time(),
+                "port": port,
+                "url": url,
+                "ui": f"http://127.0.0.1:{port}",
+                "log": str(self.log),
+            }
             tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(state))
             tmp.replace(self.state_file)
@@ -263,7 +304,7 @@ def prefect_api() -> Iterator[str]:
         yield url
         return
     url = LocalServer(lmforge_home()).url()
-    with (nullcontext(url) if url else temporary_server()) as url:
+    with nullcontext(url) if url else temporary_server() as url:
         # The environment, then Prefect's process-global settings read anew from it: Prefect's
         # own threads (API log handler, events) and worker processes do not see a contextvar,
         # and without a URL they would start an ephemeral server of their own.

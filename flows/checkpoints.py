@@ -19,8 +19,10 @@ def resolve_checkpoint(checkpoint: str, store: ArtifactStore | None = None) -> t
     try:
         art = (store or ArtifactStore()).find(checkpoint, CHECKPOINT_STAGES, WHAT)
     except NoSuchArtifact:
-        raise StoreError(f"{checkpoint!r} is neither an lmforge artifact ({WHAT} takes {kinds_text(CHECKPOINT_STAGES)}) "
-                         "nor a Hugging Face model folder (a directory with config.json)") from None
+        raise StoreError(
+            f"{checkpoint!r} is neither an lmforge artifact ({WHAT} takes {kinds_text(CHECKPOINT_STAGES)}) "
+            "nor a Hugging Face model folder (a directory with config.json)"
+        ) from None
     hf = art.path / "hf"
     if not (hf / "config.json").is_file():
         raise StoreError(f"{art.stage}/{art.key} has no Hugging Face export (hf/config.json): rebuild it with --force")

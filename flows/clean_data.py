@@ -43,13 +43,18 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
         model_path, model_artifact = resolve_classifier_model(config.classifier.model, ArtifactStore())
         key_model = f"quality-model/{model_artifact.key}" if model_artifact else model_path.name
         key_config = config.model_copy(update={"classifier": config.classifier.model_copy(update={"model": key_model})})
-        config = config.model_copy(update={"classifier": config.classifier.model_copy(update={"model": str(model_path)})})
+        config = config.model_copy(
+            update={"classifier": config.classifier.model_copy(update={"model": str(model_path)})}
+        )
         model_inputs, model_files = ([model_artifact], []) if model_artifact else ([], [model_path])
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         with make_task_runner(runner) as tr:
+
             def map_calls(phase: str, calls: list[Call]) -> list[dict]:
-                futures = [tr.submit(partition_task, {"phase": phase, "index": i, "call": c}) for i, c in enumerate(calls)]
+                futures = [
+                    tr.submit(partition_task, {"phase": phase, "index": i, "call": c}) for i, c in enumerate(calls)
+                ]
                 return [f.result() for f in futures]
 
             shards, stats = clean_corpus(files, config, work_dir, out_dir, map_calls)
@@ -61,9 +66,17 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
         out = stats.steps["output"]
         if not out["docs_out"]:
             # an empty artifact is never what was wanted, and tokenize would fail on it later
-            raise EmptyResult(f"clean-data: no document survived ({stats.steps['read'].get('docs_out', 0)} read from {len(files)} files); "
-                              f"per step: {json.dumps(stats.to_dict())}")
-        return {"documents": out["docs_out"], "bytes": out["bytes_out"], "shards": [s.name for s in shards], "files_in": len(files)}
+            raise EmptyResult(
+                f"clean-data: no document survived ({stats.steps['read'].get('docs_out', 0)} read from "
+                f"{len(files)} files); "
+                f"per step: {json.dumps(stats.to_dict())}"
+            )
+        return {
+            "documents": out["docs_out"],
+            "bytes": out["bytes_out"],
+            "shards": [s.name for s in shards],
+            "files_in": len(files),
+        }
 
     artifact = run_stage(STAGE, key_config, build, inputs=model_inputs, raw_files=files + model_files, force=force)
     return str(artifact.path)

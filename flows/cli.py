@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -62,7 +61,8 @@ def _run(fn, *args, **kwargs):
 
 
 def _key_preflight(params: dict) -> None:
-    """Every artifact-key parameter resolved and checked by kind before Prefect starts (flows/registry.KEY_PARAMETERS)."""
+    """Every artifact-key parameter resolved and checked by kind before Prefect starts
+    (flows/registry.KEY_PARAMETERS)."""
     from flows.checkpoints import resolve_checkpoint
     from flows.registry import KEY_PARAMETERS
 
@@ -77,7 +77,8 @@ def _key_preflight(params: dict) -> None:
 
 
 def _inputs_preflight(inputs: list[str]) -> list[Path]:
-    """Before Prefect starts: paths, directories and every file's first bytes (filters/preflight.py); the input files."""
+    """Before Prefect starts: paths, directories and every file's first bytes
+    (filters/preflight.py); returns the input files."""
     from filters.preflight import preflight_inputs
 
     files, warnings = _run(preflight_inputs, inputs)
@@ -100,9 +101,11 @@ def _run_flow(flow, *args, **kwargs):
 # --- stages --------------------------------------------------------------------------------
 @app.command("clean-data")
 def clean_data_cmd(
-    inputs: list[str] = typer.Argument(None, help="files, directories or globs (JSONL, Parquet, text, WARC/WET, HF dataset dir)"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML CleanConfig"),
-    workers: Optional[int] = typer.Option(None, help="processes for the per-file steps"),
+    inputs: list[str] = typer.Argument(
+        None, help="files, directories or globs (JSONL, Parquet, text, WARC/WET, HF dataset dir)"
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML CleanConfig"),
+    workers: int | None = typer.Option(None, help="processes for the per-file steps"),
     force: bool = typer.Option(False, help="recompute even if cached"),
 ) -> None:
     """Clean raw documents into deduplicated Parquet shards."""
@@ -122,9 +125,13 @@ def clean_data_cmd(
 
 @app.command("quality-model")
 def quality_model_cmd(
-    positives: list[str] = typer.Option(None, "--positives", "-p", help="reference-quality text: files, dirs, globs or clean-data keys"),
-    negatives: list[str] = typer.Option(None, "--negatives", "-n", help="crawl text: files, dirs, globs or clean-data keys"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML QualityModelConfig"),
+    positives: list[str] = typer.Option(
+        None, "--positives", "-p", help="reference-quality text: files, dirs, globs or clean-data keys"
+    ),
+    negatives: list[str] = typer.Option(
+        None, "--negatives", "-n", help="crawl text: files, dirs, globs or clean-data keys"
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML QualityModelConfig"),
     force: bool = typer.Option(False, help="retrain even if cached"),
 ) -> None:
     """Train a fastText quality classifier (reference text vs. crawl) for clean-data's `classifier`."""
@@ -140,11 +147,11 @@ def quality_model_cmd(
 
 @app.command("tokenize")
 def tokenize_cmd(
-    clean_artifact: Optional[str] = typer.Argument(None, help="clean-data artifact key/dir (or use --input)"),
+    clean_artifact: str | None = typer.Argument(None, help="clean-data artifact key/dir (or use --input)"),
     inputs: list[str] = typer.Option(None, "--input", "-i", help="text/JSONL/Parquet files instead of an artifact"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML TokenizeConfig"),
-    vocab_size: Optional[int] = typer.Option(None),
-    val_fraction: Optional[float] = typer.Option(None, help="share of documents held out in val.bin (at least one is)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML TokenizeConfig"),
+    vocab_size: int | None = typer.Option(None),
+    val_fraction: float | None = typer.Option(None, help="share of documents held out in val.bin (at least one is)"),
     force: bool = typer.Option(False),
 ) -> None:
     """Train a BPE tokenizer on a corpus and encode it into train.bin / val.bin."""
@@ -152,16 +159,22 @@ def tokenize_cmd(
     from flows.tokenization import tokenize
     from lm.corpus import TokenizeConfig
 
-    cfg = _load(TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size, val_fraction=val_fraction)
+    cfg = _load(
+        TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size, val_fraction=val_fraction
+    )
     if clean_artifact:
-        _run(ArtifactStore().find, clean_artifact, ("clean-data",), "tokenize's CLEAN_ARTIFACT")  # before Prefect starts
+        _run(
+            ArtifactStore().find, clean_artifact, ("clean-data",), "tokenize's CLEAN_ARTIFACT"
+        )  # before Prefect starts
     elif not cfg.inputs:
         _fail("tokenize needs a clean-data artifact key (CLEAN_ARTIFACT) or --input FILES")
     else:
         found = _run(count_documents, _inputs_preflight(cfg.inputs), 2)
         if found < 2:
-            _fail(f"{', '.join(cfg.inputs)}: {found} document{'s' if found != 1 else ''}; tokenize needs at least 2 "
-                  "(one is held out for validation: --val-fraction)")
+            _fail(
+                f"{', '.join(cfg.inputs)}: {found} document{'s' if found != 1 else ''}; tokenize needs at least 2 "
+                "(one is held out for validation: --val-fraction)"
+            )
     path = _run_flow(tokenize, cfg, clean_artifact, force)
     _print_summary("tokenize", path)
 
@@ -169,9 +182,11 @@ def tokenize_cmd(
 @app.command("pretrain")
 def pretrain_cmd(
     tokenize_artifact: str = typer.Argument(..., help="tokenize artifact key/dir"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML PretrainConfig (e.g. configs/tinystories-cpu.yaml)"),
-    max_steps: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML PretrainConfig (e.g. configs/tinystories-cpu.yaml)"
+    ),
+    max_steps: int | None = typer.Option(None),
+    device: str | None = typer.Option(None),
     force: bool = typer.Option(False),
 ) -> None:
     """Pretrain a from-scratch Llama-style LM; resumes an interrupted run."""
@@ -179,7 +194,9 @@ def pretrain_cmd(
     from lm.train import PretrainConfig, check_data_fits, pick_device
 
     cfg = _load(PretrainConfig, config, "pretrain", max_steps=max_steps, device=device)
-    tok = _run(ArtifactStore().find, tokenize_artifact, ("tokenize",), "pretrain's TOKENIZE_ARTIFACT")  # before Prefect starts: key, device, data size
+    tok = _run(
+        ArtifactStore().find, tokenize_artifact, ("tokenize",), "pretrain's TOKENIZE_ARTIFACT"
+    )  # before Prefect starts: key, device, data size
     _run(pick_device, cfg.device)
     _run(check_data_fits, cfg, tok.path)
     path = _run_flow(pretrain, tokenize_artifact, cfg, force)
@@ -220,7 +237,8 @@ TASK_HELP = "a built-in task (addition, gsm8k, math500: configs/tasks/) or a tas
 
 
 def _checkpoint_preflight(checkpoint: str, engine: str | None = None):
-    """Before any server starts: the key's kind (pretrain, sft or grpo, or an HF folder) and, for vLLM, the model's head size."""
+    """Before any server starts: the key's kind (pretrain, sft or grpo, or an HF folder) and,
+    for vLLM, the model's head size."""
     from flows.checkpoints import check_vllm_head_dim, resolve_checkpoint
 
     _, model_dir = _run(resolve_checkpoint, checkpoint)
@@ -230,10 +248,14 @@ def _checkpoint_preflight(checkpoint: str, engine: str | None = None):
 
 @app.command("sft")
 def sft_cmd(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"),
-    task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML SFTSettings (or a pipeline file's post_training.sft)"),
-    max_steps: Optional[int] = typer.Option(None),
+    checkpoint: str = typer.Option(
+        ..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"
+    ),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML SFTSettings (or a pipeline file's post_training.sft)"
+    ),
+    max_steps: int | None = typer.Option(None),
     force: bool = typer.Option(False),
 ) -> None:
     """Supervised fine-tuning of a checkpoint on a task's train split (TRL SFTTrainer, loss on the completion only)."""
@@ -248,10 +270,14 @@ def sft_cmd(
 
 @app.command("grpo")
 def grpo_cmd(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"),
-    task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML GRPOSettings (or a pipeline file's post_training.grpo)"),
-    max_steps: Optional[int] = typer.Option(None),
+    checkpoint: str = typer.Option(
+        ..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"
+    ),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML GRPOSettings (or a pipeline file's post_training.grpo)"
+    ),
+    max_steps: int | None = typer.Option(None),
     force: bool = typer.Option(False),
 ) -> None:
     """GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed)."""
@@ -266,11 +292,15 @@ def grpo_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    checkpoints: list[str] = typer.Option(..., "--checkpoint", help="repeat for several: artifact keys/dirs or Hugging Face model folders"),
-    task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML EvalSettings (or a pipeline file's post_training.evaluate)"),
-    samples: Optional[int] = typer.Option(None, help="sampled completions per prompt (pass@k up to k = samples)"),
-    limit: Optional[int] = typer.Option(None, help="the first N rows of the split"),
+    checkpoints: list[str] = typer.Option(
+        ..., "--checkpoint", help="repeat for several: artifact keys/dirs or Hugging Face model folders"
+    ),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML EvalSettings (or a pipeline file's post_training.evaluate)"
+    ),
+    samples: int | None = typer.Option(None, help="sampled completions per prompt (pass@k up to k = samples)"),
+    limit: int | None = typer.Option(None, help="the first N rows of the split"),
     force: bool = typer.Option(False),
 ) -> None:
     """Evaluate checkpoints on a task: greedy accuracy, pass@k, every reward's mean, lengths; a comparison plot."""
@@ -286,7 +316,11 @@ def evaluate_cmd(
 
 
 @app.command("pipeline")
-def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-demo.yaml", "--config", "-c", help="YAML PipelineConfig")) -> None:
+def pipeline_cmd(
+    config: Path = typer.Option(
+        REPO_ROOT / "configs" / "pipeline-demo.yaml", "--config", "-c", help="YAML PipelineConfig"
+    ),
+) -> None:
     """Run the whole pipeline from one config; every stage cached on its own."""
     from flows.pipeline import PipelineConfig, pipeline
 
@@ -302,8 +336,12 @@ def pipeline_cmd(config: Path = typer.Option(REPO_ROOT / "configs" / "pipeline-d
 @app.command("run")
 def run_cmd(
     stage: str = typer.Argument(..., help="a stage of the registry (flows/registry.py)"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings (a file of its own or a pipeline file)"),
-    params: list[str] = typer.Option(None, "--param", help="NAME=VALUE: another parameter of the flow (VALUE read as YAML)"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML settings (a file of its own or a pipeline file)"
+    ),
+    params: list[str] = typer.Option(
+        None, "--param", help="NAME=VALUE: another parameter of the flow (VALUE read as YAML)"
+    ),
     force: bool = typer.Option(False, help="recompute even if cached"),
 ) -> None:
     """Run any registered stage: settings from -c FILE, the flow's other parameters as --param.
@@ -326,13 +364,19 @@ def run_cmd(
     for item in params or []:
         name, eq, value = item.partition("=")
         if not eq or name not in signature.parameters or name in kwargs:
-            _fail(f"--param {item!r}: expected NAME=VALUE with NAME one of {[n for n in signature.parameters if n not in kwargs]}")
+            _fail(
+                f"--param {item!r}: expected NAME=VALUE with NAME one of "
+                f"{[n for n in signature.parameters if n not in kwargs]}"
+            )
         kwargs[name] = yaml.safe_load(value)
     if "force" in signature.parameters:
         kwargs["force"] = force
     missing = [n for n, p in signature.parameters.items() if p.default is inspect.Parameter.empty and n not in kwargs]
     if missing:
-        _fail(f"lmforge run {stage}: missing {', '.join(f'--param {n}=VALUE' for n in missing)} ({STAGES[stage].description})")
+        _fail(
+            f"lmforge run {stage}: missing {', '.join(f'--param {n}=VALUE' for n in missing)} "
+            f"({STAGES[stage].description})"
+        )
     _key_preflight(kwargs)
     path = _run_flow(flow, **kwargs)
     _print_summary(stage, path if isinstance(path, str) else json.dumps(path))
@@ -358,8 +402,10 @@ def scaling_fit_cmd(
     runs_file: Path = typer.Argument(..., help="CSV or JSON: parameters; tokens or compute; loss"),
     method: str = typer.Option("both", help="isoflop | parametric | both"),
     predict: list[float] = typer.Option([1e23], help="compute budgets (FLOPs) to predict at"),
-    out: Optional[Path] = typer.Option(None, help="output directory (default: $LMFORGE_HOME/fits/<runs file name>)"),
-    drop_highest_loss: int = typer.Option(0, help="drop the N highest-loss runs first (Epoch drops 5 on Chinchilla's points)"),
+    out: Path | None = typer.Option(None, help="output directory (default: $LMFORGE_HOME/fits/<runs file name>)"),
+    drop_highest_loss: int = typer.Option(
+        0, help="drop the N highest-loss runs first (Epoch drops 5 on Chinchilla's points)"
+    ),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for intervals"),
 ) -> None:
     """Fit scaling laws to RUNS_FILE, print laws and predictions, write fit.json + plots."""
@@ -377,7 +423,7 @@ def scaling_fit_cmd(
     print(out_dir.resolve())
 
 
-def _load(model, config: Optional[Path], stage: str, **overrides):
+def _load(model, config: Path | None, stage: str, **overrides):
     """A stage's settings: its own section of a pipeline file (the registry says which), or a file of its own."""
     try:
         return load_config(model, config, sections=list(STAGES[stage].sections), **overrides)
@@ -410,7 +456,7 @@ def _status(artifact, store: ArtifactStore) -> str:
 
 
 @app.command("ls")
-def ls_cmd(stage: Optional[str] = typer.Argument(None, help="only this stage")) -> None:
+def ls_cmd(stage: str | None = typer.Argument(None, help="only this stage")) -> None:
     """List artifacts: stage, key, created, size, inputs, and whether a rerun would rebuild them."""
     store = ArtifactStore()
     rows = []
@@ -457,7 +503,9 @@ def show_cmd(key: str = typer.Argument(..., help="artifact key, unique prefix, o
 
 @app.command("gc")
 def gc_cmd(
-    keep: list[str] = typer.Argument(None, help="keys to keep (with their lineage); default: the newest artifact of every branch"),
+    keep: list[str] = typer.Argument(
+        None, help="keys to keep (with their lineage); default: the newest artifact of every branch"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be removed"),
     yes: bool = typer.Option(False, "--yes", "-y", help="remove without asking"),
 ) -> None:
@@ -473,20 +521,27 @@ def gc_cmd(
     intact = {a for a in all_artifacts if not check(a)}
     roots = [_run(store.find, k) for k in keep] if keep else store.branch_heads(intact)
     live = {a.key for r in roots for a in store.lineage(r)}
-    doomed = [(a, "damaged" if a not in intact else "unreferenced") for a in all_artifacts if not (a.key in live and a in intact)]
+    doomed = [
+        (a, "damaged" if a not in intact else "unreferenced")
+        for a in all_artifacts
+        if not (a.key in live and a in intact)
+    ]
     if not doomed:
         err.print(f"nothing to remove: {len(all_artifacts)} artifacts, every one kept")
     else:
         sizes = {a.key: store.disk_bytes(a) for a, _ in doomed}
         for a, why in doomed:
-            err.print(f"{'would remove' if dry_run or not yes else 'removing'} {a.stage}/{a.key} ({why}, {sizes[a.key] / 1e6:.1f} MB)")
+            err.print(
+                f"{'would remove' if dry_run or not yes else 'removing'} {a.stage}/{a.key} ({why}, "
+                f"{sizes[a.key] / 1e6:.1f} MB)"
+            )
         err.print(f"{len(doomed)} of {len(all_artifacts)} artifacts, {sum(sizes.values()) / 1e6:.1f} MB")
         if dry_run:
             return
         if not yes and not typer.confirm("remove them?", default=False, err=True):
             err.print("nothing removed")
             raise typer.Exit(1)
-        for a, why in doomed:
+        for a, _ in doomed:
             if not store.remove(a):
                 err.print(f"kept {a.stage}/{a.key}: in use by a running stage")
     if not dry_run:
@@ -496,7 +551,9 @@ def gc_cmd(
 
 
 @app.command("verify")
-def verify_cmd(keys: list[str] = typer.Argument(None, help="artifact keys or prefixes (default: every artifact)")) -> None:
+def verify_cmd(
+    keys: list[str] = typer.Argument(None, help="artifact keys or prefixes (default: every artifact)"),
+) -> None:
     """Check artifacts against their manifests: every file present, sizes and sha256s match."""
     store = ArtifactStore()
     artifacts = [_run(store.locate, k) for k in keys] if keys else store.list()
@@ -505,13 +562,18 @@ def verify_cmd(keys: list[str] = typer.Argument(None, help="artifact keys or pre
         problems = check(a, deep=True)
         store.record_verified(a, not problems)
         bad += bool(problems)
-        err.print(f"{a.stage}/{a.key}: " + ("[green]ok[/]" if not problems else "[red]damaged[/]: " + "; ".join(problems)))
+        err.print(
+            f"{a.stage}/{a.key}: " + ("[green]ok[/]" if not problems else "[red]damaged[/]: " + "; ".join(problems))
+        )
     if bad:
         raise typer.Exit(1)
 
 
 # --- orchestration -------------------------------------------------------------------------
-server_app = typer.Typer(no_args_is_help=True, help="A reusable local Prefect server for this LMFORGE_HOME (stage commands use it when it is up).")
+server_app = typer.Typer(
+    no_args_is_help=True,
+    help="A reusable local Prefect server for this LMFORGE_HOME (stage commands use it when it is up).",
+)
 app.add_typer(server_app, name="server")
 
 
@@ -526,7 +588,10 @@ def server_start_cmd() -> None:
         state = running or server.start()
     except ServerError as e:
         _fail(str(e))
-    err.print(f"prefect server {'already running' if running else 'started'} (pid {state['pid']}): UI {state['ui']}, log {state['log']}")
+    err.print(
+        f"prefect server {'already running' if running else 'started'} (pid {state['pid']}): UI {state['ui']}, "
+        f"log {state['log']}"
+    )
     print(state["url"])
 
 
@@ -552,7 +617,10 @@ def server_status_cmd() -> None:
         err.print("not running: stage commands start a temporary server each (`lmforge server start` to reuse one)")
         raise typer.Exit(1)
     answering = server.url() is not None
-    err.print(f"running (pid {state['pid']}{'' if answering else ', not answering'}): UI {state['ui']}, API {state['url']}, log {state['log']}")
+    err.print(
+        f"running (pid {state['pid']}{'' if answering else ', not answering'}): UI {state['ui']}, API "
+        f"{state['url']}, log {state['log']}"
+    )
     print(state["ui"])
 
 

@@ -8,5 +8,9 @@ from flows.registry import STAGES
 
 
 def default_deployments() -> list[RunnerDeployment]:
-    return [spec.load_flow().to_deployment(name="default", parameters=spec.default_parameters(), description=spec.description)
-            for spec in STAGES.values()]
+    return [
+        spec.load_flow().to_deployment(
+            name="default", parameters=spec.default_parameters(), description=spec.description
+        )
+        for spec in STAGES.values()
+    ]

@@ -26,7 +26,20 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LIBRARY_PACKAGES = ("filters", "lm", "rl", "scaling")
 # Distributions that cannot change what a stage writes: orchestration, config, display.
-NOT_OUTPUT_SHAPING = {"prefect", "pydantic", "typer", "rich", "tqdm", "pyyaml", "prefect-dask", "dask", "distributed", "wandb", "tensorboard", "psutil"}
+NOT_OUTPUT_SHAPING = {
+    "prefect",
+    "pydantic",
+    "typer",
+    "rich",
+    "tqdm",
+    "pyyaml",
+    "prefect-dask",
+    "dask",
+    "distributed",
+    "wandb",
+    "tensorboard",
+    "psutil",
+}
 
 
 def module_path(name: str, repo: Path = REPO_ROOT) -> Path | None:
@@ -53,7 +66,12 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -114,4 +132,9 @@ def code_fingerprint(root_module: str, repo: Path = REPO_ROOT) -> dict[str, Any]
             continue
     modules = dict(sorted(modules.items()))
     payload = repr((sorted(modules.items()), sorted(libraries.items()))).encode()
-    return {"digest": hashlib.sha256(payload).hexdigest()[:16], "root": root_module, "modules": modules, "libraries": libraries}
+    return {
+        "digest": hashlib.sha256(payload).hexdigest()[:16],
+        "root": root_module,
+        "modules": modules,
+        "libraries": libraries,
+    }

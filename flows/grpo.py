@@ -7,8 +7,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.stage import run_stage
 from flows.checkpoints import resolve_checkpoint
+from flows.stage import run_stage
 from rl.generation import resolve_engine
 from rl.grpo import GRPOSettings, run_grpo
 from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
@@ -35,9 +35,23 @@ def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool =
         result = grpo_task(model_dir, settings, out_dir)
         plot_reward_curve(out_dir / "metrics.jsonl", out_dir / "reward.png", settings.load_task().name)
         save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
-        rows = [{"eval": f"{when} ({mode})", **{k: round(v, 4) if isinstance(v, float) else v for k, v in result[when][mode].items() if k != "examples"}}
-                for when in ("before", "after") for mode in ("greedy", "sampled")]
-        create_table_artifact(key="grpo-eval", table=rows, description=f"grpo on {settings.load_task().name}: held-out evaluation before/after")
+        rows = [
+            {
+                "eval": f"{when} ({mode})",
+                **{
+                    k: round(v, 4) if isinstance(v, float) else v
+                    for k, v in result[when][mode].items()
+                    if k != "examples"
+                },
+            }
+            for when in ("before", "after")
+            for mode in ("greedy", "sampled")
+        ]
+        create_table_artifact(
+            key="grpo-eval",
+            table=rows,
+            description=f"grpo on {settings.load_task().name}: held-out evaluation before/after",
+        )
         if "warning" in result:
             logger.warning("%s", result["warning"])
         for r in rows:

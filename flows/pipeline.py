@@ -7,9 +7,9 @@ is all cache hits, and changing one stage's config recomputes that stage and wha
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
 from typing import Any
 
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from filters.config import CleanConfig
@@ -46,8 +46,16 @@ class PostTrainingConfig(BaseModel):
     task: str | dict[str, Any] = "addition"
     checkpoint: str | None = None
     tokenize: TokenizeConfig = TokenizeConfig(vocab_size=257, val_fraction=0.02)  # 257: bytes + EOT, character level
-    pretrain: PretrainConfig = PretrainConfig(model=ModelConfig(d_model=128, num_layers=4, num_heads=4, context_length=32), batch_size=64, max_steps=800,
-                                              warmup_steps=20, lr=3e-3, min_lr=3e-4, sample_prompts=["07+48=", "31+45="], sample_max_tokens=4)
+    pretrain: PretrainConfig = PretrainConfig(
+        model=ModelConfig(d_model=128, num_layers=4, num_heads=4, context_length=32),
+        batch_size=64,
+        max_steps=800,
+        warmup_steps=20,
+        lr=3e-3,
+        min_lr=3e-4,
+        sample_prompts=["07+48=", "31+45="],
+        sample_max_tokens=4,
+    )
     sft: SFTSettings | None = None
     grpo: GRPOSettings | None = None
     evaluate: EvalSettings | None = None
@@ -57,7 +65,14 @@ class PostTrainingConfig(BaseModel):
     def _branch_task(cls, data: Any) -> Any:
         """The branch's task goes into each stage section that does not name one (before they validate)."""
         if isinstance(data, dict) and "task" in data:
-            data = {**data, **{k: {"task": data["task"], **data[k]} for k in ("sft", "grpo", "evaluate") if isinstance(data.get(k), dict)}}
+            data = {
+                **data,
+                **{
+                    k: {"task": data["task"], **data[k]}
+                    for k in ("sft", "grpo", "evaluate")
+                    if isinstance(data.get(k), dict)
+                },
+            }
         return data
 
 
@@ -97,7 +112,9 @@ def pipeline(config: PipelineConfig) -> dict:
     if config.quality_model is not None:
         out["quality-model"] = quality_model(config.quality_model)
         if clean_cfg.classifier is not None and clean_cfg.classifier.model == OWN_QUALITY_MODEL:
-            clean_cfg = clean_cfg.model_copy(update={"classifier": clean_cfg.classifier.model_copy(update={"model": out["quality-model"]})})
+            clean_cfg = clean_cfg.model_copy(
+                update={"classifier": clean_cfg.classifier.model_copy(update={"model": out["quality-model"]})}
+            )
     out["clean-data"] = clean_data(clean_cfg, config.runner)
     out["tokenize"] = tokenize(config.tokenize, clean_artifact=out["clean-data"], runner=config.runner)
     out["pretrain"] = pretrain(out["tokenize"], config.pretrain)

@@ -134,8 +134,11 @@ def reassert_stop_handlers() -> None:
 
 
 def start_watchdog() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", f"from flows.processes import watch; watch({os.getpid()})"], stdin=subprocess.DEVNULL,
-                            start_new_session=True)  # its own session: the terminal's Ctrl-C never reaches it
+    return subprocess.Popen(
+        [sys.executable, "-c", f"from flows.processes import watch; watch({os.getpid()})"],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # its own session: the terminal's Ctrl-C never reaches it
 
 
 def watch(parent_pid: int) -> None:
@@ -164,4 +167,3 @@ def watch(parent_pid: int) -> None:
     orphans = [p for p in known.values() if p.is_running() and p.pid != os.getpid()]
     if orphans:
         _terminate(orphans, GRACE_S)
-

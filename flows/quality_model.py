@@ -68,20 +68,39 @@ def quality_model(config: QualityModelConfig, force: bool = False) -> str:
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         stats = Stats()
-        trained = train_quality_classifier(read_texts(pos_files, stats, config.split_text_on_blank_lines),
-                                           read_texts(neg_files, stats, config.split_text_on_blank_lines), config, work_dir)
+        trained = train_quality_classifier(
+            read_texts(pos_files, stats, config.split_text_on_blank_lines),
+            read_texts(neg_files, stats, config.split_text_on_blank_lines),
+            config,
+            work_dir,
+        )
         trained.model.save_model(str(out_dir / MODEL_FILE))
         metrics = {**trained.metrics, "read": stats.to_dict()}
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_score_histogram(metrics, out_dir / "scores.png")
         held = metrics["heldout"]
-        logger.info("held out: precision %.3f recall %.3f F1 %.3f on %d + %d examples", held["precision"], held["recall"], held["f1"],
-                    held["positives"], held["negatives"])
-        create_markdown_artifact(key="quality-model", description="quality-model: held-out metrics",
-                                 markdown="| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                                                                                  for k, v in held.items()))
-        return {**{k: held[k] for k in ("precision", "recall", "f1")}, "train_positives": metrics["train"]["positives"],
-                "train_negatives": metrics["train"]["negatives"], "heldout_examples": held["positives"] + held["negatives"]}
+        logger.info(
+            "held out: precision %.3f recall %.3f F1 %.3f on %d + %d examples",
+            held["precision"],
+            held["recall"],
+            held["f1"],
+            held["positives"],
+            held["negatives"],
+        )
+        create_markdown_artifact(
+            key="quality-model",
+            description="quality-model: held-out metrics",
+            markdown="| metric | value |\n|---|---|\n"
+            + "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in held.items()),
+        )
+        return {
+            **{k: held[k] for k in ("precision", "recall", "f1")},
+            "train_positives": metrics["train"]["positives"],
+            "train_negatives": metrics["train"]["negatives"],
+            "heldout_examples": held["positives"] + held["negatives"],
+        }
 
-    artifact = run_stage(STAGE, config, build, inputs=pos_artifacts + neg_artifacts, raw_files=pos_files + neg_files, force=force)
+    artifact = run_stage(
+        STAGE, config, build, inputs=pos_artifacts + neg_artifacts, raw_files=pos_files + neg_files, force=force
+    )
     return str(artifact.path)

@@ -54,20 +54,25 @@ def _sweep_rows(path: Path) -> list[dict]:
 
 def _quality_model_headline(path: Path) -> list[str]:
     q = json.loads((path / "metrics.json").read_text())["heldout"]
-    return [f"held-out precision {q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f} "
-            f"({q['positives']} reference / {q['negatives']} crawl examples)"]
+    return [
+        f"held-out precision {q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f} "
+        f"({q['positives']} reference / {q['negatives']} crawl examples)"
+    ]
 
 
 def _tokenize_headline(path: Path) -> list[str]:
     t = json.loads((path / "meta.json").read_text())
-    return [f"vocab {t['vocab_size']}, {t['train_tokens']:,} train / {t['val_tokens']:,} val tokens, "
-            f"{t['val_bytes_per_token']} bytes/token on held-out text"]
+    return [
+        f"vocab {t['vocab_size']}, {t['train_tokens']:,} train / {t['val_tokens']:,} val tokens, "
+        f"{t['val_bytes_per_token']} bytes/token on held-out text"
+    ]
 
 
 def _pretrain_headline(path: Path) -> list[str]:
     p = _manifest_summary(path)
-    return ([f"{p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}"]
-            + [f"  {s['prompt']}{s['completion']}" for s in p.get("samples", [])])
+    return [f"{p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}"] + [
+        f"  {s['prompt']}{s['completion']}" for s in p.get("samples", [])
+    ]
 
 
 def _sweep_headline(path: Path) -> list[str]:
@@ -77,9 +82,12 @@ def _sweep_headline(path: Path) -> list[str]:
 def _grpo_headline(path: Path) -> list[str]:
     g = json.loads((path / "eval.json").read_text())
     before, after = g["before"], g["after"]
-    lines = [f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {before[mode]['accuracy']:.3f} → "
-             f"{after[mode]['accuracy']:.3f}, mean reward {before[mode]['mean_reward']:.3f} → {after[mode]['mean_reward']:.3f}"
-             for mode in ("greedy", "sampled")]
+    lines = [
+        f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {before[mode]['accuracy']:.3f} → "
+        f"{after[mode]['accuracy']:.3f}, mean reward {before[mode]['mean_reward']:.3f} → "
+        f"{after[mode]['mean_reward']:.3f}"
+        for mode in ("greedy", "sampled")
+    ]
     widest = max((k for k in after["sampled"] if k.startswith("pass@")), key=lambda k: int(k[5:]), default=None)
     if widest:
         lines.append(f"{widest}: {before['sampled'][widest]:.3f} → {after['sampled'][widest]:.3f}")
@@ -88,21 +96,39 @@ def _grpo_headline(path: Path) -> list[str]:
 
 def _grpo_rows(path: Path) -> list[dict]:
     result = json.loads((path / "eval.json").read_text())
-    return [{"eval": f"{when} ({mode})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in result[when][mode].items() if k != "examples"}}
-            for when in ("before", "after") for mode in ("greedy", "sampled")]
+    return [
+        {
+            "eval": f"{when} ({mode})",
+            **{
+                k: (f"{v:.3f}" if isinstance(v, float) else str(v))
+                for k, v in result[when][mode].items()
+                if k != "examples"
+            },
+        }
+        for when in ("before", "after")
+        for mode in ("greedy", "sampled")
+    ]
 
 
 def _sft_headline(path: Path) -> list[str]:
     e = json.loads((path / "eval.json").read_text())
     g, smp = e["after"]["greedy"], e["after"]["sampled"]
     passes = ", ".join(f"{k} {v:.3f}" for k, v in smp.items() if k.startswith("pass@"))
-    return [f"{e['task']}: held-out loss {e['heldout_loss']:.3f}, greedy accuracy {g['accuracy']:.3f}" + (f", {passes}" if passes else "")]
+    return [
+        f"{e['task']}: held-out loss {e['heldout_loss']:.3f}, greedy accuracy {g['accuracy']:.3f}"
+        + (f", {passes}" if passes else "")
+    ]
 
 
 def _sft_rows(path: Path) -> list[dict]:
     e = json.loads((path / "eval.json").read_text())
-    return [{"eval": f"after ({mode})", **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in m.items() if k != "examples"}}
-            for mode, m in e["after"].items()]
+    return [
+        {
+            "eval": f"after ({mode})",
+            **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in m.items() if k != "examples"},
+        }
+        for mode, m in e["after"].items()
+    ]
 
 
 def _evaluate_rows(path: Path) -> list[dict]:
@@ -111,8 +137,13 @@ def _evaluate_rows(path: Path) -> list[dict]:
 
 def _evaluate_headline(path: Path) -> list[str]:
     summary = _manifest_summary(path)
-    return [f"{summary['task']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k in ("checkpoint", "greedy accuracy") or k.startswith("pass@"))
-            for row in summary["rows"]] + [f"plot: {path / 'comparison.png'}"]
+    return [
+        f"{summary['task']}: "
+        + ", ".join(
+            f"{k} {v}" for k, v in row.items() if k in ("checkpoint", "greedy accuracy") or k.startswith("pass@")
+        )
+        for row in summary["rows"]
+    ] + [f"plot: {path / 'comparison.png'}"]
 
 
 # Flow parameters that take artifact keys, and the stages whose artifacts each accepts (the CLI,
@@ -160,27 +191,94 @@ def _demo_config() -> dict[str, Any]:
     return read_yaml(REPO_ROOT / "configs" / "pipeline-demo.yaml")
 
 
-STAGES: dict[str, StageSpec] = {s.name: s for s in [
-    StageSpec("clean-data", "flows.clean_data", "clean_data", ("clean_data",), _clean_rows,
-              "Clean the sample web data (override config.inputs to clean your own).", _clean_defaults),
-    StageSpec("quality-model", "flows.quality_model", "quality_model", ("quality_model",), _quality_model_rows,
-              "Train a fastText quality classifier (reference text vs. crawl) for clean-data's classifier.", _quality_model_defaults,
-              _quality_model_headline),
-    StageSpec("tokenize", "flows.tokenization", "tokenize", ("tokenize",), _tokenize_rows,
-              "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).", _tokenize_defaults, _tokenize_headline),
-    StageSpec("pretrain", "flows.pretrain", "pretrain", ("pretrain",), _pretrain_rows,
-              "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY.", headline=_pretrain_headline),
-    # a pipeline file's `scaling_sweep:` section holds the sweep under `sweep:`
-    StageSpec("scaling-sweep", "flows.scaling_sweep", "scaling_sweep", ("scaling_sweep.sweep", "scaling_sweep"), _sweep_rows,
-              "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.", lambda: {"config": _demo_config()["scaling_sweep"]["sweep"]},
-              _sweep_headline),
-    # a pipeline file's `grpo:` section holds the settings under `settings:`
-    StageSpec("grpo", "flows.grpo", "grpo", ("post_training.grpo", "grpo.settings", "grpo"), _grpo_rows,
-              "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR.", headline=_grpo_headline),
-    StageSpec("sft", "flows.sft", "sft", ("post_training.sft", "sft"), _sft_rows,
-              "Supervised fine-tuning on a task: --param checkpoint=KEY_OR_HF_DIR.", headline=_sft_headline),
-    StageSpec("evaluate", "flows.evaluate", "evaluate", ("post_training.evaluate", "evaluate"), _evaluate_rows,
-              "Evaluate checkpoints on a task: --param checkpoints='[KEY, ...]'.", headline=_evaluate_headline),
-    StageSpec("pipeline", "flows.pipeline", "pipeline", (), lambda path: [],
-              "The whole demo pipeline.", lambda: {"config": _demo_config()}),
-]}
+STAGES: dict[str, StageSpec] = {
+    s.name: s
+    for s in [
+        StageSpec(
+            "clean-data",
+            "flows.clean_data",
+            "clean_data",
+            ("clean_data",),
+            _clean_rows,
+            "Clean the sample web data (override config.inputs to clean your own).",
+            _clean_defaults,
+        ),
+        StageSpec(
+            "quality-model",
+            "flows.quality_model",
+            "quality_model",
+            ("quality_model",),
+            _quality_model_rows,
+            "Train a fastText quality classifier (reference text vs. crawl) for clean-data's classifier.",
+            _quality_model_defaults,
+            _quality_model_headline,
+        ),
+        StageSpec(
+            "tokenize",
+            "flows.tokenization",
+            "tokenize",
+            ("tokenize",),
+            _tokenize_rows,
+            "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).",
+            _tokenize_defaults,
+            _tokenize_headline,
+        ),
+        StageSpec(
+            "pretrain",
+            "flows.pretrain",
+            "pretrain",
+            ("pretrain",),
+            _pretrain_rows,
+            "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY.",
+            headline=_pretrain_headline,
+        ),
+        # a pipeline file's `scaling_sweep:` section holds the sweep under `sweep:`
+        StageSpec(
+            "scaling-sweep",
+            "flows.scaling_sweep",
+            "scaling_sweep",
+            ("scaling_sweep.sweep", "scaling_sweep"),
+            _sweep_rows,
+            "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.",
+            lambda: {"config": _demo_config()["scaling_sweep"]["sweep"]},
+            _sweep_headline,
+        ),
+        # a pipeline file's `grpo:` section holds the settings under `settings:`
+        StageSpec(
+            "grpo",
+            "flows.grpo",
+            "grpo",
+            ("post_training.grpo", "grpo.settings", "grpo"),
+            _grpo_rows,
+            "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR.",
+            headline=_grpo_headline,
+        ),
+        StageSpec(
+            "sft",
+            "flows.sft",
+            "sft",
+            ("post_training.sft", "sft"),
+            _sft_rows,
+            "Supervised fine-tuning on a task: --param checkpoint=KEY_OR_HF_DIR.",
+            headline=_sft_headline,
+        ),
+        StageSpec(
+            "evaluate",
+            "flows.evaluate",
+            "evaluate",
+            ("post_training.evaluate", "evaluate"),
+            _evaluate_rows,
+            "Evaluate checkpoints on a task: --param checkpoints='[KEY, ...]'.",
+            headline=_evaluate_headline,
+        ),
+        StageSpec(
+            "pipeline",
+            "flows.pipeline",
+            "pipeline",
+            (),
+            lambda path: [],
+            "The whole demo pipeline.",
+            lambda: {"config": _demo_config()},
+        ),
+    ]
+}

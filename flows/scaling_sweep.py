@@ -32,18 +32,41 @@ STAGE = "scaling-sweep"
 def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig, sweep_started: float) -> dict:
     """Train one grid point as a pretrain sub-flow (cached on its own). A point that fails
     (diverged, out of memory) is a row with its error, left out of the fit, not the sweep's end."""
-    row = {"compute": point.compute, "compute_actual": float("nan"), "parameters": point.shape.non_embedding_params,
-           "tokens": point.tokens, "loss": float("nan"), "layers": point.shape.num_layers, "d_model": point.shape.d_model,
-           "seed": point.seed, "pretrain_artifact": "", "reused": False, "error": ""}
+    row = {
+        "compute": point.compute,
+        "compute_actual": float("nan"),
+        "parameters": point.shape.non_embedding_params,
+        "tokens": point.tokens,
+        "loss": float("nan"),
+        "layers": point.shape.num_layers,
+        "d_model": point.shape.d_model,
+        "seed": point.seed,
+        "pretrain_artifact": "",
+        "reused": False,
+        "error": "",
+    }
     try:
         path = Path(pretrain(tokenize_artifact, config.point_config(point)))
     except Exception as e:  # noqa: BLE001 - any failure of one point is recorded; Ctrl-C still stops the sweep
-        get_run_logger().warning("grid point C=%.2e N=%d failed: %s: %s", point.compute, point.shape.non_embedding_params, type(e).__name__, e)
+        get_run_logger().warning(
+            "grid point C=%.2e N=%d failed: %s: %s",
+            point.compute,
+            point.shape.non_embedding_params,
+            type(e).__name__,
+            e,
+        )
         return {**row, "error": f"{type(e).__name__}: {e}"[:500]}
     manifest = json.loads((path / "manifest.json").read_text())
     summary = manifest["summary"]
-    return {**row, "compute_actual": summary["flops"], "parameters": summary["non_embedding_params"], "tokens": summary["tokens"],
-            "loss": summary["final_val_loss"], "pretrain_artifact": path.name, "reused": (path / "manifest.json").stat().st_mtime < sweep_started}
+    return {
+        **row,
+        "compute_actual": summary["flops"],
+        "parameters": summary["non_embedding_params"],
+        "tokens": summary["tokens"],
+        "loss": summary["final_val_loss"],
+        "pretrain_artifact": path.name,
+        "reused": (path / "manifest.json").stat().st_mtime < sweep_started,
+    }
 
 
 def _log_progress(logger, rows: list[dict], total: dict[float, int]) -> None:
@@ -52,8 +75,15 @@ def _log_progress(logger, rows: list[dict], total: dict[float, int]) -> None:
     mine = [r for r in rows if r["compute"] == c]
     losses = [r["loss"] for r in mine if not r["error"]]
     best = f"best loss so far {min(losses):.4f}" if losses else "no finished point yet"
-    logger.info("C = %.2e: %d/%d points done (%d reused, %d failed), %s", c, len(mine), total[c],
-                sum(r["reused"] for r in mine), sum(bool(r["error"]) for r in mine), best)
+    logger.info(
+        "C = %.2e: %d/%d points done (%d reused, %d failed), %s",
+        c,
+        len(mine),
+        total[c],
+        sum(r["reused"] for r in mine),
+        sum(bool(r["error"]) for r in mine),
+        best,
+    )
 
 
 @flow(name="scaling-sweep", log_prints=True)
@@ -68,7 +98,9 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
     for row in table:
         logger.info("grid: %s", "  ".join(f"{k}={v}" for k, v in row.items()))
     if config.adaptive.enabled and config.adaptive.max_rounds:
-        logger.info("adaptive: up to %d more rounds after this grid; rules: %s", config.adaptive.max_rounds, "; ".join(RULES))
+        logger.info(
+            "adaptive: up to %d more rounds after this grid; rules: %s", config.adaptive.max_rounds, "; ".join(RULES)
+        )
     if dry_run:
         return json.dumps(table)
     runnable = [p for p in points if p.skipped is None]
@@ -80,11 +112,17 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
         total: dict[float, int] = {}
         done_rows: list[dict] = []
         with ThreadPoolTaskRunner(max_workers=config.concurrency) as runner:
+
             def run_round(points: list[GridPoint]) -> list[dict]:
                 for p in points:
                     total[p.compute] = total.get(p.compute, 0) + 1
-                futures = {runner.submit(run_point, {"tokenize_artifact": str(tok.path), "point": p, "config": config,
-                                                     "sweep_started": started}): i for i, p in enumerate(points)}
+                futures = {
+                    runner.submit(
+                        run_point,
+                        {"tokenize_artifact": str(tok.path), "point": p, "config": config, "sweep_started": started},
+                    ): i
+                    for i, p in enumerate(points)
+                }
                 results: list[dict | None] = [None] * len(points)
                 for future in as_completed(list(futures)):
                     results[futures[future]] = row = future.result()
@@ -94,7 +132,13 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
 
             done, rows = list(runnable), run_round(runnable)
             for round_ in range(config.adaptive.max_rounds if config.adaptive.enabled else 0):
-                added, notes = next_points(rows, done, lambda c, n: config.point(meta["vocab_size"], c, n, window=False), config.adaptive, config.sizes)
+                added, notes = next_points(
+                    rows,
+                    done,
+                    lambda c, n: config.point(meta["vocab_size"], c, n, window=False),
+                    config.adaptive,
+                    config.sizes,
+                )
                 for note in notes:
                     logger.info("adaptive round %d: %s", round_ + 1, note)
                 if not added:
@@ -102,26 +146,57 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
                 done += added
                 rows += run_round(added)
         reused, failed = sum(r["reused"] for r in rows), [r for r in rows if r["error"]]
-        logger.info("%d points: %d trained now, %d reused from an earlier run, %d failed", len(rows), len(rows) - reused - len(failed),
-                    reused, len(failed))
+        logger.info(
+            "%d points: %d trained now, %d reused from an earlier run, %d failed",
+            len(rows),
+            len(rows) - reused - len(failed),
+            reused,
+            len(failed),
+        )
         table = pd.DataFrame(rows)
         table.to_csv(out_dir / "runs.csv", index=False)
         if len(failed) == len(rows):
-            raise RuntimeError(f"all {len(rows)} grid points failed; the first: {failed[0]['error']} (each point's error is in the log)")
+            raise RuntimeError(
+                f"all {len(rows)} grid points failed; the first: {failed[0]['error']} (each point's error is in "
+                "the log)"
+            )
         # fit on the nominal budget (points of one budget share C exactly) and exact tokens; failed points left out
         runs = runs_from_table(table, "runs.csv")
-        result = fit_runs(runs, out_dir, "both", config.predict_at, config.n_bootstrap, flops=config.flops_definition(),
-                          failed_points=len(failed))
+        result = fit_runs(
+            runs,
+            out_dir,
+            "both",
+            config.predict_at,
+            config.n_bootstrap,
+            flops=config.flops_definition(),
+            failed_points=len(failed),
+        )
         lines = summary_lines(result)
         for line in lines:
             logger.info(line)
-        create_table_artifact(key="scaling-sweep-runs", table=table.astype(object).where(table.notna(), None).to_dict("records"),
-                              description="scaling-sweep: one row per grid point")
-        figures = "".join(f"\n\n![{name}](data:image/png;base64,{base64.b64encode((out_dir / name).read_bytes()).decode()})"
-                          for name in result["plots"] if name.endswith(".png"))
-        create_markdown_artifact(key="scaling-sweep-fit", markdown="\n\n".join(lines) + figures, description="scaling-sweep: fitted laws and plots")
-        return {"points": len(rows), "skipped": len(points) - len(runnable), "failed": len(failed), "reused": reused, "laws": lines,
-                "plots": result["plots"]}
+        create_table_artifact(
+            key="scaling-sweep-runs",
+            table=table.astype(object).where(table.notna(), None).to_dict("records"),
+            description="scaling-sweep: one row per grid point",
+        )
+        figures = "".join(
+            f"\n\n![{name}](data:image/png;base64,{base64.b64encode((out_dir / name).read_bytes()).decode()})"
+            for name in result["plots"]
+            if name.endswith(".png")
+        )
+        create_markdown_artifact(
+            key="scaling-sweep-fit",
+            markdown="\n\n".join(lines) + figures,
+            description="scaling-sweep: fitted laws and plots",
+        )
+        return {
+            "points": len(rows),
+            "skipped": len(points) - len(runnable),
+            "failed": len(failed),
+            "reused": reused,
+            "laws": lines,
+            "plots": result["plots"],
+        }
 
     artifact = run_stage(STAGE, config, build, inputs=[tok], force=force)
     return str(artifact.path)

@@ -25,10 +25,13 @@ HOW = "start one with `lmforge server start` (or run `prefect server start` and 
 
 
 def check_server() -> str:
-    """The server to serve on (PREFECT_API_URL, else `lmforge server start`'s); fail fast, with the fix, when none answers."""
+    """The server to serve on (PREFECT_API_URL, else `lmforge server start`'s); fail fast, with
+    the fix, when none answers."""
     url = user_api_url() or LocalServer(lmforge_home()).url()
     if not url:
-        raise ConnectionError(f"no Prefect server to serve on (PREFECT_API_URL is unset and `lmforge server` is not running): {HOW}")
+        raise ConnectionError(
+            f"no Prefect server to serve on (PREFECT_API_URL is unset and `lmforge server` is not running): {HOW}"
+        )
     if not healthy(url.rstrip("/"), timeout_s=3):
         raise ConnectionError(f"Prefect server at {url} is not answering: {HOW}")
     return url
@@ -42,7 +45,11 @@ def serve_all() -> None:
     once the server is back."""
     url = check_server()
     deployments = default_deployments()
-    print(f"serving {len(deployments)} deployments against {url}: " + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments), flush=True)
+    print(
+        f"serving {len(deployments)} deployments against {url}: "
+        + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments),
+        flush=True,
+    )
     os.environ["PREFECT_API_URL"] = url  # the runner's flow-run processes read the environment
     refresh_global_settings_context()
     set_stop_message("server stopped")
@@ -55,7 +62,11 @@ def serve_all() -> None:
         misses = 0 if healthy(url) else misses + 1
         if misses >= API_MISSES:
             with suppress(OSError):
-                os.write(2, f"the Prefect API at {url} stopped answering: serve exits (start the server again, then `lmforge serve`)\n".encode())
+                os.write(
+                    2,
+                    f"the Prefect API at {url} stopped answering: serve exits (start the server again, then "
+                    "`lmforge serve`)\n".encode(),
+                )
             stop_descendants()
             os._exit(1)  # Prefect's exit hooks would report to the API that is gone
 

@@ -33,14 +33,30 @@ def sft(checkpoint: str, settings: SFTSettings = SFTSettings(), force: bool = Fa
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         result = sft_task(model_dir, settings, out_dir)
-        plot_metric_curve(out_dir / "metrics.jsonl", out_dir / "loss.png", "loss", "training loss (completion tokens), lower is better",
-                          f"SFT on {settings.load_task().name}")
+        plot_metric_curve(
+            out_dir / "metrics.jsonl",
+            out_dir / "loss.png",
+            "loss",
+            "training loss (completion tokens), lower is better",
+            f"SFT on {settings.load_task().name}",
+        )
         save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
-        rows = [{"eval": f"after ({mode})", **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items() if k != "examples"}}
-                for mode, m in result["after"].items()]
-        create_table_artifact(key="sft-eval", table=rows, description=f"sft on {settings.load_task().name}: held-out evaluation")
-        logger.info("held-out loss %.4f; greedy accuracy %.3f", result["heldout_loss"], result["after"]["greedy"]["accuracy"])
-        return {k: v for k, v in result.items() if k != "after"} | {"greedy_accuracy": result["after"]["greedy"]["accuracy"]}
+        rows = [
+            {
+                "eval": f"after ({mode})",
+                **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items() if k != "examples"},
+            }
+            for mode, m in result["after"].items()
+        ]
+        create_table_artifact(
+            key="sft-eval", table=rows, description=f"sft on {settings.load_task().name}: held-out evaluation"
+        )
+        logger.info(
+            "held-out loss %.4f; greedy accuracy %.3f", result["heldout_loss"], result["after"]["greedy"]["accuracy"]
+        )
+        return {k: v for k, v in result.items() if k != "after"} | {
+            "greedy_accuracy": result["after"]["greedy"]["accuracy"]
+        }
 
     artifact = run_stage(STAGE, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
     return str(artifact.path)

@@ -29,8 +29,19 @@ from pydantic import BaseModel
 from flows.fingerprint import code_fingerprint
 from flows.processes import reassert_stop_handlers
 from flows.registry import STAGES
-from flows.store import (VERIFY_ON_HIT_BYTES, Artifact, ArtifactStore, StoreError, check, compute_key, config_for_key,
-                         differences, fingerprint_file, hashed_bytes, read_manifest)
+from flows.store import (
+    VERIFY_ON_HIT_BYTES,
+    Artifact,
+    ArtifactStore,
+    StoreError,
+    check,
+    compute_key,
+    config_for_key,
+    differences,
+    fingerprint_file,
+    hashed_bytes,
+    read_manifest,
+)
 
 # a full disk or quota: the build cannot finish, however often it is retried
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -91,8 +102,10 @@ def run_stage(
             if e.errno not in DISK_FULL:
                 raise
             # the temp dir is already gone (building() removes it); say where and what to do
-            raise StoreError(f"{stage}/{key}: {os.strerror(e.errno).lower()} writing {e.filename or store.home}: free space there "
-                             f"or set LMFORGE_HOME to a larger disk; nothing was published") from e
+            raise StoreError(
+                f"{stage}/{key}: {os.strerror(e.errno).lower()} writing {e.filename or store.home}: free space there "
+                f"or set LMFORGE_HOME to a larger disk; nothing was published"
+            ) from e
         shutil.rmtree(work_dir, ignore_errors=True)
         artifact = store.get(stage, key)
         assert artifact is not None
@@ -102,7 +115,11 @@ def run_stage(
 
 def _log_why_built(store: ArtifactStore, stage: str, key: str, manifest: dict[str, Any], logger) -> None:
     """Compare with the stage's newest intact artifact: which config, code or inputs changed."""
-    previous = [(m.get("created", ""), a.key, m) for a in store.list() if a.stage == stage and (m := read_manifest(a.path)) is not None]
+    previous = [
+        (m.get("created", ""), a.key, m)
+        for a in store.list()
+        if a.stage == stage and (m := read_manifest(a.path)) is not None
+    ]
     if not previous:
         logger.info("building %s/%s (no earlier %s artifact)", stage, key, stage)
         return

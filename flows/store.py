@@ -77,8 +77,11 @@ def config_for_key(config: BaseModel | dict[str, Any]) -> Any:
     (worker counts and other settings that cannot change the output) are left out, at any depth."""
     if isinstance(config, BaseModel):
         fields = type(config).model_fields
-        return {name: config_for_key(getattr(config, name)) for name, f in fields.items()
-                if not (isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("cache_key") is False)}
+        return {
+            name: config_for_key(getattr(config, name))
+            for name, f in fields.items()
+            if not (isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("cache_key") is False)
+        }
     if dataclasses.is_dataclass(config) and not isinstance(config, type):  # a nested ModelConfig
         return config_for_key(dataclasses.asdict(config))
     if isinstance(config, dict):
@@ -136,7 +139,9 @@ class Artifact:
     def manifest(self) -> dict[str, Any]:
         m = read_manifest(self.path)
         if m is None:
-            raise StoreError(f"{self.path / MANIFEST}: missing or not valid JSON (damaged artifact; `lmforge gc` removes it)")
+            raise StoreError(
+                f"{self.path / MANIFEST}: missing or not valid JSON (damaged artifact; `lmforge gc` removes it)"
+            )
         return m
 
 
@@ -193,8 +198,13 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Why two manifests' keys differ: config fields, code modules, libraries, inputs."""
     out = [f"config {k}: {a} → {b}" for k, a, b in _flat_diff(old.get("config_key", {}), new.get("config_key", {}))]
     old_code, new_code = old.get("code", {}), new.get("code", {})
-    out += [f"code {name} changed" for name, _, _ in _flat_diff(old_code.get("modules", {}), new_code.get("modules", {}))]
-    out += [f"library {name}: {a} → {b}" for name, a, b in _flat_diff(old_code.get("libraries", {}), new_code.get("libraries", {}))]
+    out += [
+        f"code {name} changed" for name, _, _ in _flat_diff(old_code.get("modules", {}), new_code.get("modules", {}))
+    ]
+    out += [
+        f"library {name}: {a} → {b}"
+        for name, a, b in _flat_diff(old_code.get("libraries", {}), new_code.get("libraries", {}))
+    ]
     if old.get("inputs") != new.get("inputs"):
         out.append("input artifacts differ")
     if old.get("raw_inputs") != new.get("raw_inputs"):
@@ -234,8 +244,10 @@ class ArtifactStore:
             raise StoreError(f"{key_or_path} is a {artifact.stage} artifact; {what} takes {kinds_text(kinds)}")
         problems = check(artifact)
         if problems:
-            raise StoreError(f"artifact {artifact.stage}/{artifact.key} is damaged ({'; '.join(problems[:3])}): "
-                             f"rerun the stage that made it to rebuild it")
+            raise StoreError(
+                f"artifact {artifact.stage}/{artifact.key} is damaged ({'; '.join(problems[:3])}): "
+                f"rerun the stage that made it to rebuild it"
+            )
         return artifact
 
     def locate(self, key_or_path: str) -> Artifact:

@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from filters.readers import expand_inputs
-from flows.runners import RunnerConfig, make_task_runner
 from flows.registry import KEY_PARAMETERS
+from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
 from flows.store import Artifact, ArtifactStore
 from lm.bpe import train_bpe_with_summary
@@ -28,7 +28,9 @@ STAGE = "tokenize"
 @task(name="train-bpe")
 def train_bpe_task(sample: Path, config: TokenizeConfig, out_dir: Path) -> dict:
     """Train the byte-level BPE on the sample and save it (vocab, merges, tokenizer.json)."""
-    vocab, merges, summary = train_bpe_with_summary(sample, config.vocab_size, config.special_tokens, workers=config.workers)
+    vocab, merges, summary = train_bpe_with_summary(
+        sample, config.vocab_size, config.special_tokens, workers=config.workers
+    )
     Tokenizer(vocab, merges, config.special_tokens).save(out_dir / "tokenizer")
     return summary
 
@@ -48,11 +50,19 @@ def corpus_files(clean: Artifact | None, config: TokenizeConfig) -> list[Path]:
 
 
 @flow(name="tokenize", log_prints=True)
-def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | None = None, force: bool = False,
-             runner: RunnerConfig | None = None) -> str:
+def tokenize(
+    config: TokenizeConfig = TokenizeConfig(),
+    clean_artifact: str | None = None,
+    force: bool = False,
+    runner: RunnerConfig | None = None,
+) -> str:
     """Train a BPE tokenizer and write train.bin/val.bin; returns the artifact directory."""
     logger = get_run_logger()
-    clean = ArtifactStore().find(clean_artifact, KEY_PARAMETERS["clean_artifact"], "clean_artifact") if clean_artifact else None
+    clean = (
+        ArtifactStore().find(clean_artifact, KEY_PARAMETERS["clean_artifact"], "clean_artifact")
+        if clean_artifact
+        else None
+    )
     files = corpus_files(clean, config)
 
     def build(out_dir: Path, work_dir: Path) -> dict:
@@ -64,8 +74,13 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
         # so the arrays do not depend on where they were encoded
         parts = plan_parts(files, config.workers, out_dir)
         with make_task_runner(runner or RunnerConfig(workers=config.workers)) as tr:
-            futures = [tr.submit(encode_part_task, {"part": p, "tokenizer_dir": out_dir / "tokenizer", "val_fraction": config.val_fraction})
-                       for p in parts]
+            futures = [
+                tr.submit(
+                    encode_part_task,
+                    {"part": p, "tokenizer_dir": out_dir / "tokenizer", "val_fraction": config.val_fraction},
+                )
+                for p in parts
+            ]
             counts = []
             for i, fut in enumerate(futures, 1):
                 counts.append(fut.result())
@@ -80,5 +95,7 @@ def tokenize(config: TokenizeConfig = TokenizeConfig(), clean_artifact: str | No
         )
         return meta
 
-    artifact = run_stage(STAGE, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force)
+    artifact = run_stage(
+        STAGE, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force
+    )
     return str(artifact.path)

@@ -95,7 +95,9 @@ def _count_chunk(args: tuple[str, int, int, list[str]]) -> Counter[bytes]:
 CHUNK_BYTES = 16 << 20  # a worker holds one chunk's text and counts at a time: memory is bounded by this, not the file
 
 
-def pretokenize_file(path: Path, special_tokens: list[str], workers: int | None = None, chunks_per_worker: int = 4) -> Counter[bytes]:
+def pretokenize_file(
+    path: Path, special_tokens: list[str], workers: int | None = None, chunks_per_worker: int = 4
+) -> Counter[bytes]:
     """Distinct pretokens of a file, counted in chunks of at most ~CHUNK_BYTES on `workers` processes
     and merged as they finish: peak memory is the distinct pretokens plus one chunk per worker."""
     workers = workers or os.cpu_count() or 1
@@ -146,7 +148,11 @@ def _initial_vocab(special_tokens: list[str]) -> dict[int, bytes]:
 
 
 def merge_pretokens(
-    pretoken_counts: dict[bytes, int], vocab_size: int, special_tokens: list[str], progress: bool = True, compiled: bool | None = None
+    pretoken_counts: dict[bytes, int],
+    vocab_size: int,
+    special_tokens: list[str],
+    progress: bool = True,
+    compiled: bool | None = None,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """The merges, by the compiled core (`lm/_bpe_core.cpp`) when it is built, else by the same loop in
     Python; `compiled` forces one (the tests run both and compare)."""
@@ -154,12 +160,19 @@ def merge_pretokens(
     if not use_core:
         return merge_pretokens_python(pretoken_counts, vocab_size, special_tokens, progress)
     if _bpe_core is None:
-        raise RuntimeError("the compiled BPE core (lm._bpe_core) is not built: `pip install -e .` builds it (needs g++)")
+        raise RuntimeError(
+            "the compiled BPE core (lm._bpe_core) is not built: `pip install -e .` builds it (needs g++)"
+        )
     vocab = _initial_vocab(special_tokens)
     n_merges = _merges_wanted(vocab, vocab_size, special_tokens)
     bar = tqdm(total=n_merges, desc="BPE merges", unit="merge", disable=not progress, mininterval=0.5)
-    ids = _bpe_core.merge(list(pretoken_counts), list(pretoken_counts.values()), [vocab[i] for i in range(len(vocab))], n_merges,
-                          lambda done: bar.update(done - bar.n))
+    ids = _bpe_core.merge(
+        list(pretoken_counts),
+        list(pretoken_counts.values()),
+        [vocab[i] for i in range(len(vocab))],
+        n_merges,
+        lambda done: bar.update(done - bar.n),
+    )
     bar.close()
     merges = []
     for a, b in ids:
@@ -268,7 +281,11 @@ def train_bpe_with_summary(
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     log.info(
         "BPE: %d distinct pretokens, %d merges; pretokenize %.2fs, merge %.2fs; peak RSS %.0f MB",
-        len(counts), len(merges), t1 - t0, t2 - t1, peak_mb,
+        len(counts),
+        len(merges),
+        t1 - t0,
+        t2 - t1,
+        peak_mb,
     )
     summary = {
         "distinct_pretokens": len(counts),
@@ -280,7 +297,9 @@ def train_bpe_with_summary(
     return vocab, merges, summary
 
 
-def train_bpe_reference(text: str, vocab_size: int, special_tokens: list[str]) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+def train_bpe_reference(
+    text: str, vocab_size: int, special_tokens: list[str]
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """The specification: recount every pair, take the max, merge; no cleverness."""
     vocab = _initial_vocab(special_tokens)
     words = {tuple(bytes([c]) for c in tok): n for tok, n in count_pretokens(text, special_tokens).items()}

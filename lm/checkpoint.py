@@ -27,8 +27,14 @@ def write_weights(model: TransformerLM, out_dir: Path, state: dict[str, Any]) ->
     state.json on disk means the weights are there too (crash recovery relies on it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tied = model.config.tie_embeddings
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")},
-              out_dir / "model.safetensors")
+    save_file(
+        {
+            k: v.detach().contiguous().cpu()
+            for k, v in model.state_dict().items()
+            if not (tied and k == "lm_head.weight")
+        },
+        out_dir / "model.safetensors",
+    )
     fsync_path(out_dir / "model.safetensors")
     (out_dir / "state.json").write_text(json.dumps({**state, "model": model.config.to_dict()}, indent=2))
     fsync_path(out_dir / "state.json")
@@ -41,12 +47,18 @@ def load_model(checkpoint_dir: Path, device: str = "cpu") -> TransformerLM:
     return model.to(device)
 
 
-def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, iteration: int,
-                    out: str | os.PathLike | BinaryIO | IO[bytes]) -> None:
+def save_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    out: str | os.PathLike | BinaryIO | IO[bytes],
+) -> None:
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration}, out)
 
 
-def load_checkpoint(src: str | os.PathLike | BinaryIO | IO[bytes], model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+def load_checkpoint(
+    src: str | os.PathLike | BinaryIO | IO[bytes], model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> int:
     """Restore model and optimizer in place; returns the iteration that was saved."""
     state = torch.load(src, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])

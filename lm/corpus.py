@@ -18,12 +18,12 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
 from filters.document import Stats
 from filters.readers import read_documents
 from lm.tokenizer import ENDOFTEXT, Tokenizer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TokenizeConfig(BaseModel):
@@ -31,7 +31,9 @@ class TokenizeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[str] = Field(default_factory=list, description="text/JSONL/Parquet files, if no clean-data artifact is given")
+    inputs: list[str] = Field(
+        default_factory=list, description="text/JSONL/Parquet files, if no clean-data artifact is given"
+    )
     vocab_size: int = Field(10_000, ge=257)
     special_tokens: list[str] = Field(default_factory=lambda: [ENDOFTEXT])
     train_bytes: int = Field(50_000_000, ge=1, description="BPE is trained on the first this-many bytes of the corpus")
@@ -39,11 +41,14 @@ class TokenizeConfig(BaseModel):
     workers: int = Field(2, ge=1, json_schema_extra={"cache_key": False})  # the output does not depend on it
 
     @model_validator(mode="after")
-    def _check(self) -> "TokenizeConfig":
+    def _check(self) -> TokenizeConfig:
         if ENDOFTEXT not in self.special_tokens:
             raise ValueError(f"special_tokens must include {ENDOFTEXT!r}: it separates documents in the token arrays")
         if self.vocab_size < 256 + len(self.special_tokens):
-            raise ValueError(f"vocab_size {self.vocab_size} leaves no room for merges (256 bytes + {len(self.special_tokens)} specials)")
+            raise ValueError(
+                f"vocab_size {self.vocab_size} leaves no room for merges (256 bytes + "
+                f"{len(self.special_tokens)} specials)"
+            )
         return self
 
 
@@ -125,8 +130,12 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
                     counts["val_bytes"] += len(text.encode("utf-8"))
                 else:
                     if h < lowest["hash"]:
-                        lowest = {"hash": h, "offset": counts["train_tokens"] + len(train), "tokens": len(ids) + 1,
-                                  "bytes": len(text.encode("utf-8"))}
+                        lowest = {
+                            "hash": h,
+                            "offset": counts["train_tokens"] + len(train),
+                            "tokens": len(ids) + 1,
+                            "bytes": len(text.encode("utf-8")),
+                        }
                     train.extend(ids)
                     train.append(eot)
             np.array(train, dtype=dtype).tofile(ftrain)
@@ -155,10 +164,14 @@ def _batches(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[st
         yield batch
 
 
-def merge_parts(parts: list[EncodePart], part_counts: list[dict], tokenizer_dir: Path, out_dir: Path, val_fraction: float) -> dict:
+def merge_parts(
+    parts: list[EncodePart], part_counts: list[dict], tokenizer_dir: Path, out_dir: Path, val_fraction: float
+) -> dict:
     """Concatenate the parts, in order, into `train.bin` / `val.bin` and write `meta.json`."""
     tok = Tokenizer.from_dir(tokenizer_dir)
-    total = {k: sum(c[k] for c in part_counts) for k in part_counts[0] if k != "lowest_train_doc"} if part_counts else {}
+    total = (
+        {k: sum(c[k] for c in part_counts) for k in part_counts[0] if k != "lowest_train_doc"} if part_counts else {}
+    )
     # a small corpus whose hashes put no document below val_fraction: hold out the one lowest-hashed
     moved = None
     if not total.get("val_documents") and total.get("documents", 0) >= 2:
@@ -178,7 +191,10 @@ def merge_parts(parts: list[EncodePart], part_counts: list[dict], tokenizer_dir:
                     shutil.copyfileobj(f, out, COPY_CHUNK)
                 piece.unlink()
     if not total.get("val_tokens") or not total.get("train_tokens"):
-        raise ValueError(f"{total.get('documents', 0)} documents cannot be split into train and validation: tokenize needs at least 2")
+        raise ValueError(
+            f"{total.get('documents', 0)} documents cannot be split into train and validation: tokenize needs "
+            "at least 2"
+        )
     meta = {
         "dtype": token_dtype(tok.vocab_size).name,
         "vocab_size": tok.vocab_size,
@@ -195,7 +211,9 @@ def merge_parts(parts: list[EncodePart], part_counts: list[dict], tokenizer_dir:
     return meta
 
 
-def encode_corpus(paths: list[Path], tokenizer_dir: Path, out_dir: Path, val_fraction: float = 0.01, workers: int | None = None) -> dict:
+def encode_corpus(
+    paths: list[Path], tokenizer_dir: Path, out_dir: Path, val_fraction: float = 0.01, workers: int | None = None
+) -> dict:
     """Encode every document into `train.bin` / `val.bin` (np.memmap-readable) + `meta.json`.
 
     The library entry point (a process pool); the tokenize flow runs the same parts on its

@@ -22,7 +22,9 @@ def chunk_tokens(tokens: int, vocab: int) -> int:
     return max(1, min(tokens, CHUNK_LOGIT_BYTES // (4 * vocab)))
 
 
-def _chunked(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, with_grads: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+def _chunked(
+    hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, with_grads: bool
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(mean loss, d loss/d hidden, d loss/d weight in fp32), the gradients only `with_grads`."""
     h = hidden.reshape(-1, hidden.shape[-1])
     t = targets.reshape(-1)

@@ -8,7 +8,13 @@ from torch import Tensor
 from lm.model import KVCache, TransformerLM, softmax
 
 
-def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
+def sample_next(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """logits: (B, V) → next ids (B,). temperature 0 is greedy."""
     if temperature == 0:
         return logits.argmax(-1)
@@ -54,8 +60,8 @@ def generate(
     ids = torch.zeros(B, longest, dtype=torch.long, device=device)
     valid = torch.zeros(B, longest, dtype=torch.bool, device=device)
     for i, p in enumerate(prompts):
-        ids[i, longest - len(p):] = torch.tensor(p, dtype=torch.long)
-        valid[i, longest - len(p):] = True
+        ids[i, longest - len(p) :] = torch.tensor(p, dtype=torch.long)
+        valid[i, longest - len(p) :] = True
     positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
     cache = KVCache() if use_cache else None
     out: list[list[int]] = [[] for _ in range(B)]

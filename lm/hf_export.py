@@ -19,20 +19,26 @@ from lm.tokenizer import ENDOFTEXT
 
 
 def hf_name_map(num_layers: int) -> dict[str, str]:
-    names = {"token_embeddings.weight": "model.embed_tokens.weight", "ln_final.weight": "model.norm.weight", "lm_head.weight": "lm_head.weight"}
+    names = {
+        "token_embeddings.weight": "model.embed_tokens.weight",
+        "ln_final.weight": "model.norm.weight",
+        "lm_head.weight": "lm_head.weight",
+    }
     for i in range(num_layers):
         ours, theirs = f"layers.{i}.", f"model.layers.{i}."
-        names.update({
-            ours + "attn.q_proj.weight": theirs + "self_attn.q_proj.weight",
-            ours + "attn.k_proj.weight": theirs + "self_attn.k_proj.weight",
-            ours + "attn.v_proj.weight": theirs + "self_attn.v_proj.weight",
-            ours + "attn.output_proj.weight": theirs + "self_attn.o_proj.weight",
-            ours + "ffn.w1.weight": theirs + "mlp.gate_proj.weight",
-            ours + "ffn.w3.weight": theirs + "mlp.up_proj.weight",
-            ours + "ffn.w2.weight": theirs + "mlp.down_proj.weight",
-            ours + "ln1.weight": theirs + "input_layernorm.weight",
-            ours + "ln2.weight": theirs + "post_attention_layernorm.weight",
-        })
+        names.update(
+            {
+                ours + "attn.q_proj.weight": theirs + "self_attn.q_proj.weight",
+                ours + "attn.k_proj.weight": theirs + "self_attn.k_proj.weight",
+                ours + "attn.v_proj.weight": theirs + "self_attn.v_proj.weight",
+                ours + "attn.output_proj.weight": theirs + "self_attn.o_proj.weight",
+                ours + "ffn.w1.weight": theirs + "mlp.gate_proj.weight",
+                ours + "ffn.w3.weight": theirs + "mlp.up_proj.weight",
+                ours + "ffn.w2.weight": theirs + "mlp.down_proj.weight",
+                ours + "ln1.weight": theirs + "input_layernorm.weight",
+                ours + "ln2.weight": theirs + "post_attention_layernorm.weight",
+            }
+        )
     return names
 
 
@@ -49,10 +55,22 @@ def llama_config(c: ModelConfig, eos_id: int | None):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff, num_hidden_layers=c.num_layers,
-        num_attention_heads=c.num_heads, num_key_value_heads=c.num_heads, max_position_embeddings=c.context_length,
-        rms_norm_eps=1e-5, rope_theta=c.rope_theta, tie_word_embeddings=c.tie_embeddings, hidden_act="silu",
-        attention_bias=False, mlp_bias=False, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+        vocab_size=c.vocab_size,
+        hidden_size=c.d_model,
+        intermediate_size=c.d_ff,
+        num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads,
+        num_key_value_heads=c.num_heads,
+        max_position_embeddings=c.context_length,
+        rms_norm_eps=1e-5,
+        rope_theta=c.rope_theta,
+        tie_word_embeddings=c.tie_embeddings,
+        hidden_act="silu",
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
         torch_dtype="float32",
     )
 
@@ -79,8 +97,13 @@ def export_hf(model: TransformerLM, tokenizer_dir: Path | None, out_dir: Path) -
     eos_id = None
     if tokenizer_dir is not None:
         specials = json.loads((Path(tokenizer_dir) / "special_tokens.json").read_text())
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(Path(tokenizer_dir) / "tokenizer.json"), eos_token=ENDOFTEXT, bos_token=ENDOFTEXT,
-                                      pad_token=ENDOFTEXT, additional_special_tokens=[s for s in specials if s != ENDOFTEXT])
+        tok = PreTrainedTokenizerFast(
+            tokenizer_file=str(Path(tokenizer_dir) / "tokenizer.json"),
+            eos_token=ENDOFTEXT,
+            bos_token=ENDOFTEXT,
+            pad_token=ENDOFTEXT,
+            additional_special_tokens=[s for s in specials if s != ENDOFTEXT],
+        )
         tok.model_max_length = model.config.context_length
         tok.save_pretrained(out_dir)
         eos_id = tok.convert_tokens_to_ids(ENDOFTEXT)
@@ -88,7 +111,9 @@ def export_hf(model: TransformerLM, tokenizer_dir: Path | None, out_dir: Path) -
     cfg.architectures = ["LlamaForCausalLM"]
     cfg.save_pretrained(out_dir)
     save_file(to_hf_state_dict(model), out_dir / "model.safetensors", metadata={"format": "pt"})
-    GenerationConfig(bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id, do_sample=True, temperature=1.0).save_pretrained(out_dir)
+    GenerationConfig(
+        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id, do_sample=True, temperature=1.0
+    ).save_pretrained(out_dir)
     return out_dir
 
 
@@ -99,9 +124,17 @@ def import_hf(hf_dir: Path, attn_impl: str = "reference") -> TransformerLM:
     cfg = json.loads((Path(hf_dir) / "config.json").read_text())
     if cfg.get("num_key_value_heads", cfg["num_attention_heads"]) != cfg["num_attention_heads"]:
         raise ValueError(f"{hf_dir}: grouped-query attention is not supported by lmforge's model")
-    c = ModelConfig(vocab_size=cfg["vocab_size"], context_length=cfg["max_position_embeddings"], d_model=cfg["hidden_size"],
-                    num_layers=cfg["num_hidden_layers"], num_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"],
-                    rope_theta=cfg.get("rope_theta", 10_000.0), tie_embeddings=cfg.get("tie_word_embeddings", False), attn_impl=attn_impl)
+    c = ModelConfig(
+        vocab_size=cfg["vocab_size"],
+        context_length=cfg["max_position_embeddings"],
+        d_model=cfg["hidden_size"],
+        num_layers=cfg["num_hidden_layers"],
+        num_heads=cfg["num_attention_heads"],
+        d_ff=cfg["intermediate_size"],
+        rope_theta=cfg.get("rope_theta", 10_000.0),
+        tie_embeddings=cfg.get("tie_word_embeddings", False),
+        attn_impl=attn_impl,
+    )
     model = TransformerLM(c)
     theirs = {}
     for f in sorted(Path(hf_dir).glob("*.safetensors")):

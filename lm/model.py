@@ -112,7 +112,9 @@ class RotaryPositionalEmbedding(nn.Module):
         angles = torch.outer(torch.arange(max_seq_len, device=device, dtype=torch.float32), inv_freq)  # (S, d_k/2)
         sign = torch.tensor([-1.0, 1.0], device=device)
         self.register_buffer("cos", angles.cos().repeat_interleave(2, dim=-1), persistent=False)  # (S, d_k)
-        self.register_buffer("sin", (angles.sin()[..., None] * sign).flatten(-2), persistent=False)  # (S, d_k): -sin, +sin
+        self.register_buffer(
+            "sin", (angles.sin()[..., None] * sign).flatten(-2), persistent=False
+        )  # (S, d_k): -sin, +sin
 
     def forward(self, x: Tensor, token_positions: Tensor | None = None) -> Tensor:
         """x: (..., T, d_k); token_positions: (..., T) broadcastable to x's leading dims,
@@ -165,7 +167,14 @@ class KVCache:
 
 
 class MultiHeadSelfAttention(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, rope: RotaryPositionalEmbedding | None, attn_impl: str = "reference", layer: int = 0):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        rope: RotaryPositionalEmbedding | None,
+        attn_impl: str = "reference",
+        layer: int = 0,
+    ):
         super().__init__()
         self.num_heads, self.attn_impl, self.layer = num_heads, attn_impl, layer
         self.q_proj = Linear(d_model, d_model)
@@ -174,9 +183,13 @@ class MultiHeadSelfAttention(nn.Module):
         self.output_proj = Linear(d_model, d_model)
         self.rope = rope
 
-    def forward(self, x: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         B, T, _ = x.shape
-        q, k, v = (rearrange(p(x), "b t (h d) -> b h t d", h=self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            rearrange(p(x), "b t (h d) -> b h t d", h=self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
         if positions is None and cache is not None and cache.length:
             positions = torch.arange(cache.length, cache.length + T, device=x.device).expand(B, T)
         if self.rope is not None:
@@ -190,7 +203,9 @@ class MultiHeadSelfAttention(nn.Module):
             mask = None  # plain causal: lets sdpa use its causal (flash) kernels
         else:
             # the T new queries are the last T of S positions: query t sees keys <= S - T + t
-            causal = torch.arange(S, device=x.device)[None, :] <= torch.arange(S - T, S, device=x.device)[:, None]  # (T, S)
+            causal = (
+                torch.arange(S, device=x.device)[None, :] <= torch.arange(S - T, S, device=x.device)[:, None]
+            )  # (T, S)
             if key_valid is None:
                 mask = causal[None, None]
             else:
@@ -226,14 +241,24 @@ class SwiGLU(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, rope: RotaryPositionalEmbedding | None, attn_impl: str = "reference", layer: int = 0):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        rope: RotaryPositionalEmbedding | None,
+        attn_impl: str = "reference",
+        layer: int = 0,
+    ):
         super().__init__()
         self.ln1 = RMSNorm(d_model)
         self.attn = MultiHeadSelfAttention(d_model, num_heads, rope, attn_impl, layer)
         self.ln2 = RMSNorm(d_model)
         self.ffn = SwiGLU(d_model, d_ff)
 
-    def forward(self, x: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         x = x + self.attn(self.ln1(x), positions, key_valid, cache)
         return x + self.ffn(self.ln2(x))
 
@@ -245,14 +270,22 @@ class TransformerLM(nn.Module):
         # one RoPE table shared by every layer (a buffer, not a parameter)
         rope = RotaryPositionalEmbedding(c.rope_theta, c.d_model // c.num_heads, c.context_length)
         self.token_embeddings = Embedding(c.vocab_size, c.d_model)
-        self.layers = nn.ModuleList(TransformerBlock(c.d_model, c.num_heads, c.d_ff, rope, c.attn_impl, i) for i in range(c.num_layers))
+        self.layers = nn.ModuleList(
+            TransformerBlock(c.d_model, c.num_heads, c.d_ff, rope, c.attn_impl, i) for i in range(c.num_layers)
+        )
         self.ln_final = RMSNorm(c.d_model)
         self.lm_head = Linear(c.d_model, c.vocab_size)
         if c.tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
 
-    def forward(self, token_ids: Tensor, positions: Tensor | None = None, key_valid: Tensor | None = None, cache: KVCache | None = None,
-                head: bool = True) -> Tensor:
+    def forward(
+        self,
+        token_ids: Tensor,
+        positions: Tensor | None = None,
+        key_valid: Tensor | None = None,
+        cache: KVCache | None = None,
+        head: bool = True,
+    ) -> Tensor:
         """token_ids: (B, T) → logits (B, T, vocab); with `head=False` the final normed hidden
         states (B, T, d_model), for a loss fused with the head (lm/fused_loss.py)."""
         x = self.token_embeddings(token_ids)

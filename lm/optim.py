@@ -64,10 +64,19 @@ class AdamW(torch.optim.Optimizer):
     rate and step size enter as 0-d tensors, so a schedule never triggers a recompile.
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, weight_decay: float = 0.01,
-                 compiled: bool = False):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        compiled: bool = False,
+    ):
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
-            raise ValueError(f"invalid AdamW hyper-parameters: lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}")
+            raise ValueError(
+                f"invalid AdamW hyper-parameters: lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}"
+            )
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self._compiled_update = torch.compile(_adamw_update, dynamic=False) if compiled else None
 
@@ -89,7 +98,9 @@ class AdamW(torch.optim.Optimizer):
             t = self.state[params[0]]["step"]  # every param of a group steps together
             step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)  # bias correction folded into α_t
             if self._compiled_update is not None:
-                scalars = torch.tensor([1 - lr * wd, step_size], dtype=torch.float32).to(params[0].device, non_blocking=True)
+                scalars = torch.tensor([1 - lr * wd, step_size], dtype=torch.float32).to(
+                    params[0].device, non_blocking=True
+                )
                 self._compiled_update(params, grads, m, v, scalars, b1, b2, eps)
                 continue
             # one fused kernel per operation over the whole group (torch._foreach_*):
@@ -106,7 +117,16 @@ class AdamW(torch.optim.Optimizer):
         return loss
 
 
-def _adamw_update(params: list[Tensor], grads: list[Tensor], ms: list[Tensor], vs: list[Tensor], scalars: Tensor, b1: float, b2: float, eps: float) -> None:
+def _adamw_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    ms: list[Tensor],
+    vs: list[Tensor],
+    scalars: Tensor,
+    b1: float,
+    b2: float,
+    eps: float,
+) -> None:
     """The same update as AdamW.step's `_foreach` path, per tensor, for torch.compile to fuse.
     scalars = (1 − α·λ, α_t) as a tensor on the parameters' device."""
     decay, step_size = scalars[0], scalars[1]

@@ -18,7 +18,9 @@ def pyplot():
 
 
 @contextmanager
-def figure(*paths: Path, ncols: int = 1, figsize: tuple[float, float] = (7, 4.5), dpi: int = 120, footer: list[str] = ()) -> Iterator[tuple]:  # type: ignore[assignment]
+def figure(
+    *paths: Path, ncols: int = 1, figsize: tuple[float, float] = (7, 4.5), dpi: int = 120, footer: list[str] = ()
+) -> Iterator[tuple]:  # type: ignore[assignment]
     """`with figure(path) as (fig, ax):` draw; on leaving, the figure is laid out, written
     to every path (the format from the suffix) and closed, also when drawing failed.
     `footer` lines (warnings) go under the axes, in red."""

@@ -23,9 +23,15 @@ def write_pretrain_report(work_dir: Path, out_dir: Path, tokenizer_dir: Path, co
     samples.json, hf/. Returns the samples. `config`: the run's PretrainConfig."""
     shutil.copytree(work_dir / "checkpoint", out_dir / "checkpoint")
     shutil.copy(work_dir / "metrics.jsonl", out_dir / "metrics.jsonl")
-    plot_loss_curve(read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss.png", f"pretrain {config.model.d_model}d×{config.model.num_layers}L")
+    plot_loss_curve(
+        read_metrics(out_dir / "metrics.jsonl"),
+        out_dir / "loss.png",
+        f"pretrain {config.model.d_model}d×{config.model.num_layers}L",
+    )
     model = load_model(out_dir / "checkpoint")
-    samples = sample_generations(model, Tokenizer.from_dir(tokenizer_dir), config.sample_prompts, config.sample_max_tokens, config.seed)
+    samples = sample_generations(
+        model, Tokenizer.from_dir(tokenizer_dir), config.sample_prompts, config.sample_max_tokens, config.seed
+    )
     (out_dir / "samples.json").write_text(json.dumps(samples, indent=2, ensure_ascii=False))
     export_hf(model, tokenizer_dir, out_dir / "hf")
     return samples
@@ -46,7 +52,9 @@ def plot_loss_curve(metrics: list[dict], path: Path, title: str = "pretraining")
         ax.legend()
 
 
-def sample_generations(model: TransformerLM, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int, seed: int = 0) -> list[dict]:
+def sample_generations(
+    model: TransformerLM, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int, seed: int = 0
+) -> list[dict]:
     if not prompts:  # `sample_prompts: []` turns samples off
         return []
     ids = [tokenizer.encode(p) for p in prompts]

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-
 from lm.bpe import GPT2_PATTERN, PRETOKEN_RE, special_split_re
 
 ENDOFTEXT = "<|endoftext|>"
@@ -24,7 +23,9 @@ ENDOFTEXT = "<|endoftext|>"
 @lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable unicode characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     n = 0
     for b in range(256):
@@ -46,7 +47,13 @@ def _from_unicode(s: str) -> bytes:
 
 
 class Tokenizer:
-    def __init__(self, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str] | None = None, backend: str = "tiktoken"):
+    def __init__(
+        self,
+        vocab: dict[int, bytes],
+        merges: list[tuple[bytes, bytes]],
+        special_tokens: list[str] | None = None,
+        backend: str = "tiktoken",
+    ):
         self.vocab = dict(vocab)
         self.merges = list(merges)
         self.special_tokens = list(special_tokens or [])
@@ -65,7 +72,9 @@ class Tokenizer:
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
-    def from_files(cls, vocab_filepath: str | Path, merges_filepath: str | Path, special_tokens: list[str] | None = None, **kw) -> Tokenizer:
+    def from_files(
+        cls, vocab_filepath: str | Path, merges_filepath: str | Path, special_tokens: list[str] | None = None, **kw
+    ) -> Tokenizer:
         raw_vocab = json.loads(Path(vocab_filepath).read_text(encoding="utf-8"))
         vocab = {int(i): _from_unicode(tok) for tok, i in raw_vocab.items()}
         merges = []

@@ -67,18 +67,31 @@ class PretrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     # --- execution ---
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: cuda > mps > cpu")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on a CUDA GPU that has it, else fp32")
-    compile: bool | Literal["auto"] = Field("auto", description=f"auto: on CUDA; on CPU for runs of ≥ {COMPILE_MIN_STEPS_CPU} steps")
-    fused_loss: bool = Field(False, description="cross-entropy fused with the LM head in token chunks: no (tokens × vocabulary) "
-                             "logits tensor (memory for large vocabularies; BENCHMARKS.md has the CPU figures)")
-    peak_flops: float | None = Field(None, gt=0, json_schema_extra={"cache_key": False},
-                                     description="device peak FLOP/s for MFU; None: lm.accounting's table of known GPUs")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on a CUDA GPU that has it, else fp32"
+    )
+    compile: bool | Literal["auto"] = Field(
+        "auto", description=f"auto: on CUDA; on CPU for runs of ≥ {COMPILE_MIN_STEPS_CPU} steps"
+    )
+    fused_loss: bool = Field(
+        False,
+        description="cross-entropy fused with the LM head in token chunks: no (tokens × vocabulary) "
+        "logits tensor (memory for large vocabularies; BENCHMARKS.md has the CPU figures)",
+    )
+    peak_flops: float | None = Field(
+        None,
+        gt=0,
+        json_schema_extra={"cache_key": False},
+        description="device peak FLOP/s for MFU; None: lm.accounting's table of known GPUs",
+    )
     seed: int = 0
     eval_interval: int = Field(100, ge=1)
     eval_batches: int = Field(10, ge=1)
     checkpoint_interval: int = Field(200, ge=1)
     log_interval: int = Field(10, ge=1)
-    loggers: list[Literal["wandb", "tensorboard"]] = Field([], json_schema_extra={"cache_key": False})  # they write outside the artifact
+    loggers: list[Literal["wandb", "tensorboard"]] = Field(
+        [], json_schema_extra={"cache_key": False}
+    )  # they write outside the artifact
     # --- report: continuations written next to the checkpoint at the end ---
     sample_prompts: list[str] = ["Once upon a time", "The little dog"]
     sample_max_tokens: int = Field(60, ge=1)
@@ -117,7 +130,13 @@ class TrainingDiverged(RuntimeError):
 
 
 # --- data ---------------------------------------------------------------------------------------
-def get_batch(data: np.ndarray, batch_size: int, context_length: int, device: str | torch.device, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def get_batch(
+    data: np.ndarray,
+    batch_size: int,
+    context_length: int,
+    device: str | torch.device,
+    rng: np.random.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows: x = data[i : i+T], y = data[i+1 : i+T+1]; (B, T) int64 each."""
     rng = rng or np.random.default_rng()
     if len(data) <= context_length:
@@ -144,8 +163,10 @@ def check_data_fits(cfg: PretrainConfig, data_dir: Path) -> None:
     train_data, val_data, _ = open_tokens(data_dir)
     for split, data in (("train", train_data), ("validation", val_data)):
         if len(data) <= cfg.context_length:
-            raise ValueError(f"context_length {cfg.context_length} does not fit the {split} split of {data_dir} "
-                             f"({len(data)} tokens): lower context_length or tokenize more data")
+            raise ValueError(
+                f"context_length {cfg.context_length} does not fit the {split} split of {data_dir} "
+                f"({len(data)} tokens): lower context_length or tokenize more data"
+            )
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -153,7 +174,10 @@ def pick_device(requested: str = "auto") -> str:
     if requested.startswith("cuda"):
         index = int(requested.partition(":")[2] or 0)
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise ValueError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA devices; use device: auto or cpu")
+            raise ValueError(
+                f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA devices; use device: "
+                "auto or cpu"
+            )
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps': not available on this machine; use device: auto or cpu")
     if requested != "auto":
@@ -175,7 +199,9 @@ def resolve_auto(cfg: PretrainConfig) -> PretrainConfig:
         precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
     compile_ = cfg.compile
     if compile_ == "auto":
-        compile_ = cuda or (device == "cpu" and cfg.total_steps >= COMPILE_MIN_STEPS_CPU and shutil.which("c++") is not None)
+        compile_ = cuda or (
+            device == "cpu" and cfg.total_steps >= COMPILE_MIN_STEPS_CPU and shutil.which("c++") is not None
+        )
     return cfg.model_copy(update={"device": device, "precision": precision, "compile": compile_})
 
 
@@ -194,8 +220,13 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> AdamW:
     """AdamW with decay on matrices only (not on RMSNorm gains)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                 lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, compiled=cfg.compile is True)
+    return AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        compiled=cfg.compile is True,
+    )
 
 
 def autocast_for(device: str, precision: str):
@@ -210,7 +241,15 @@ def enable_tf32() -> None:
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
-def save_training_state(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, step: int, tokens: int, data_rng: np.random.Generator, config: PretrainConfig) -> None:
+def save_training_state(
+    path: Path,
+    model: TransformerLM,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    tokens: int,
+    data_rng: np.random.Generator,
+    config: PretrainConfig,
+) -> None:
     """Write `<path>.tmp` (state.json last, all fsynced), then swap it in by two renames.
 
     A kill at any instant leaves a whole checkpoint findable by `recover_checkpoint`:
@@ -222,12 +261,21 @@ def save_training_state(path: Path, model: TransformerLM, optimizer: torch.optim
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "data": data_rng.bit_generator.state}, tmp / "rng.pt")
+    torch.save(
+        {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "data": data_rng.bit_generator.state,
+        },
+        tmp / "rng.pt",
+    )
     for f in tmp.iterdir():
         fsync_path(f)
-    write_weights(model, tmp, {"step": step, "tokens": tokens, "train": config.model_dump(mode="json")})  # state.json last
+    write_weights(
+        model, tmp, {"step": step, "tokens": tokens, "train": config.model_dump(mode="json")}
+    )  # state.json last
     fsync_path(tmp)
     old = path.with_name(path.name + ".old")
     if path.exists():
@@ -250,8 +298,12 @@ def recover_checkpoint(path: Path) -> None:
             return
 
 
-def _restore(path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, data_rng: np.random.Generator, device: str) -> tuple[int, int]:
-    model.load_state_dict(load_file(path / "model.safetensors", device=str(device)), strict=not model.config.tie_embeddings)
+def _restore(
+    path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, data_rng: np.random.Generator, device: str
+) -> tuple[int, int]:
+    model.load_state_dict(
+        load_file(path / "model.safetensors", device=str(device)), strict=not model.config.tie_embeddings
+    )
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=False))
     rng = torch.load(path / "rng.pt", weights_only=False)
     random.setstate(rng["python"])
@@ -302,7 +354,9 @@ class _Loggers:
 
 
 # --- the loop -------------------------------------------------------------------------------------
-def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int | None = None, progress: bool = True) -> dict:
+def train(
+    cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int | None = None, progress: bool = True
+) -> dict:
     """Train (or resume) in `work_dir`: `checkpoint/`, `metrics.jsonl`. Returns a summary.
 
     `stop_at_step` ends the run early at a checkpoint without changing the schedule, so a
@@ -351,7 +405,9 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
     total_steps = cfg.total_steps
     train_model: torch.nn.Module = model
     if ddp:
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.startswith("cuda") else None
+        )
     if cfg.fused_loss:  # the fused loss is its own chunked kernel sequence: compile the model alone
         train_model = torch.compile(train_model) if cfg.compile else train_model
         loss_of = functools.partial(model_loss, fused=True)
@@ -363,14 +419,26 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
         enable_tf32()
     device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else device
     if master:
-        log.info("model: %s params (%s non-embedding), %.3g training FLOPs/token (6N: %.3g); %d steps × %d tokens on %s, %s%s",
-                 f"{counts.params:,}", f"{counts.non_embedding_params:,}", counts.flops_per_token, counts.flops_per_token_6n,
-                 total_steps, cfg.tokens_per_step, device_name, cfg.precision, ", compiled" if cfg.compile else "")
+        log.info(
+            "model: %s params (%s non-embedding), %.3g training FLOPs/token (6N: %.3g); %d steps × %d tokens on "
+            "%s, %s%s",
+            f"{counts.params:,}",
+            f"{counts.non_embedding_params:,}",
+            counts.flops_per_token,
+            counts.flops_per_token_6n,
+            total_steps,
+            cfg.tokens_per_step,
+            device_name,
+            cfg.precision,
+            ", compiled" if cfg.compile else "",
+        )
     loggers = _Loggers(cfg.loggers, work_dir, cfg.model_dump()) if master else None
 
     # 4) the loop
     last_val = float("nan")
-    bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", disable=not (progress and master), mininterval=1)
+    bar = tqdm(
+        total=total_steps, initial=step, desc="pretrain", unit="step", disable=not (progress and master), mininterval=1
+    )
     t_last, tokens_last = time.time(), tokens
     with open(metrics_path, "a") as metrics:
         while step < total_steps:
@@ -385,7 +453,7 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
             for micro in range(cfg.grad_accum_steps):
                 x, y = get_batch(train_data, cfg.batch_size, cfg.context_length, device, data_rng)
                 sync = not ddp or micro == cfg.grad_accum_steps - 1  # all-reduce once per step
-                with (nullcontext() if sync else train_model.no_sync()), autocast:
+                with nullcontext() if sync else train_model.no_sync(), autocast:
                     loss = loss_of(train_model, x, y) / cfg.grad_accum_steps
                 loss.backward()
                 loss_acc += loss.detach()
@@ -400,7 +468,9 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
                 # a non-finite loss is caught before any checkpoint can save its weights
                 loss_sum = loss_acc.item()
                 if not math.isfinite(loss_sum):
-                    raise TrainingDiverged(f"loss became {loss_sum} by step {step}; the last good checkpoint is kept at {ckpt}")
+                    raise TrainingDiverged(
+                        f"loss became {loss_sum} by step {step}; the last good checkpoint is kept at {ckpt}"
+                    )
             if step % cfg.eval_interval == 0 or last_step:
                 last_val = evaluate(model, val_data, cfg, device, autocast)
                 row["val_loss"] = last_val
@@ -409,7 +479,15 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
                 now = time.time()
                 tps = (tokens - tokens_last) / max(now - t_last, 1e-9)
                 t_last, tokens_last = now, tokens
-                row = {"step": step, "tokens": tokens, "lr": lr, "train_loss": loss_sum, "grad_norm": grad_norm, "tokens_per_s": tps, **row}
+                row = {
+                    "step": step,
+                    "tokens": tokens,
+                    "lr": lr,
+                    "train_loss": loss_sum,
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": tps,
+                    **row,
+                }
                 if (u := mfu(tps, counts.flops_per_token, device_name, cfg.peak_flops)) is not None:
                     row["mfu"] = u
                 metrics.write(json.dumps(row) + "\n")
@@ -427,9 +505,16 @@ def train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int
         last_val = evaluate(model, val_data, cfg, device, autocast)  # same fixed windows, same value as logged
     if ddp:
         torch.distributed.destroy_process_group()
-    return {"steps": step, "tokens": tokens, "final_val_loss": last_val, "params": counts.params,
-            "non_embedding_params": counts.non_embedding_params, "flops_per_token": counts.flops_per_token,
-            "flops": counts.flops_per_token * tokens, "finished": step >= total_steps}
+    return {
+        "steps": step,
+        "tokens": tokens,
+        "final_val_loss": last_val,
+        "params": counts.params,
+        "non_embedding_params": counts.non_embedding_params,
+        "flops_per_token": counts.flops_per_token,
+        "flops": counts.flops_per_token * tokens,
+        "finished": step >= total_steps,
+    }
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -66,13 +66,16 @@ def score(task: Task, rows: list[dict], completions: list[str], lengths: list[in
         per_row = [sum(correct[i * samples : (i + 1) * samples]) for i in range(len(rows))]
         for k in sorted({k for k in (1, 2, 4, 8) if k <= samples} | {samples}):
             out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in per_row) / len(rows)
-    out["examples"] = [{"prompt": r["prompt"], "completion": c, "answer": r["answer"], "reward": t}
-                       for r, c, t in list(zip(expanded, completions, per["total"]))[: 5 * samples : samples]]
+    out["examples"] = [
+        {"prompt": r["prompt"], "completion": c, "answer": r["answer"], "reward": t}
+        for r, c, t in list(zip(expanded, completions, per["total"]))[: 5 * samples : samples]
+    ]
     return out
 
 
-def evaluate(policy, engine: str, task: Task, split: str = "test", limit: int | None = None, seed: int = 0,
-             samples: int = 1) -> dict[str, dict]:
+def evaluate(
+    policy, engine: str, task: Task, split: str = "test", limit: int | None = None, seed: int = 0, samples: int = 1
+) -> dict[str, dict]:
     """{"greedy": metrics, "sampled": metrics} of a loaded policy on the first `limit` rows of `split`."""
     generate = ENGINES[engine][1]
     rows = task.load(split)[:limit]
@@ -80,12 +83,24 @@ def evaluate(policy, engine: str, task: Task, split: str = "test", limit: int | 
     results = {}
     for mode, temperature, n in (("greedy", 0.0, 1), ("sampled", 1.0, samples)):
         completions, lengths = generate(policy, prompts, task.max_completion_tokens, temperature, seed, n=n)
-        results[mode] = {"engine": engine, "split": split, "temperature": temperature, **score(task, rows, completions, lengths, n)}
+        results[mode] = {
+            "engine": engine,
+            "split": split,
+            "temperature": temperature,
+            **score(task, rows, completions, lengths, n),
+        }
     return results
 
 
-def evaluate_model_dir(model_dir: Path, task: Task, split: str = "test", limit: int | None = None, seed: int = 0,
-                       engine: str = "auto", samples: int = 1) -> dict[str, dict]:
+def evaluate_model_dir(
+    model_dir: Path,
+    task: Task,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    engine: str = "auto",
+    samples: int = 1,
+) -> dict[str, dict]:
     """Load a Hugging Face model folder with `engine` and evaluate it."""
     engine = resolve_engine(engine)
     return evaluate(ENGINES[engine][0](Path(model_dir)), engine, task, split, limit, seed, samples)

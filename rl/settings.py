@@ -15,7 +15,9 @@ from rl.tasks import Task, get_task
 class TaskSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: str | dict[str, Any] = Field("addition", description="a built-in task name, a task file (YAML), or the task's mapping inline")
+    task: str | dict[str, Any] = Field(
+        "addition", description="a built-in task name, a task file (YAML), or the task's mapping inline"
+    )
     max_completion_tokens: int | None = Field(None, ge=1, description="generation limit; None: the task's")
     engine: Literal["auto", "vllm", "transformers"] = "auto"
     _task: Task | None = PrivateAttr(None)
@@ -34,6 +36,8 @@ class TaskSettings(BaseModel):
         if self._task is None:
             task = get_task(self.task)
             if self.max_completion_tokens is not None:
-                task = replace(task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens}))
+                task = replace(
+                    task, spec=task.spec.model_copy(update={"max_completion_tokens": self.max_completion_tokens})
+                )
             self._task = task
         return self._task

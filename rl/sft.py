@@ -30,9 +30,14 @@ class SFTSettings(TaskSettings):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     max_steps: int = Field(200, ge=1)
     batch_size: int = Field(32, ge=1)
-    max_length: int | None = Field(None, ge=2, description="tokens per example (prompt + completion); None: the model's context")
-    packing: bool = Field(False, description="pack examples into max_length rows (TRL's BFD packing, padding-free, position ids restart "
-                                             "per example; examples stay apart only with an attention that reads them, e.g. flash_attention_2)")
+    max_length: int | None = Field(
+        None, ge=2, description="tokens per example (prompt + completion); None: the model's context"
+    )
+    packing: bool = Field(
+        False,
+        description="pack examples into max_length rows (TRL's BFD packing, padding-free, position ids restart "
+        "per example; examples stay apart only with an attention that reads them, e.g. flash_attention_2)",
+    )
     weight_decay: float = Field(0.0, ge=0)
     eval_examples: int = Field(500, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
@@ -45,7 +50,12 @@ def sft_rows(task: Task, split: str) -> list[dict]:
     for r in task.load(split):
         completion = task.completion(r)
         chat = isinstance(r["prompt"], list)
-        rows.append({"prompt": r["prompt"], "completion": [{"role": "assistant", "content": completion}] if chat else completion})
+        rows.append(
+            {
+                "prompt": r["prompt"],
+                "completion": [{"role": "assistant", "content": completion}] if chat else completion,
+            }
+        )
     return rows
 
 
@@ -79,16 +89,22 @@ def trl_config(s: SFTSettings, out_dir: Path, max_length: int):
 
 
 def check_lengths(task: Task, tokenizer, max_length: int, context: int) -> None:
-    """Before training: an example cut at max_length would lose its answer (or all of it); say which and what to change."""
+    """Before training: an example cut at max_length would lose its answer (or all of it); say
+    which and what to change."""
     rows = task.load("train")
     prompts = prompt_texts(task, rows, tokenizer)
-    lengths = [len(p) + len(c) + 1 for p, c in zip(tokenizer(prompts)["input_ids"], tokenizer([task.completion(r) for r in rows])["input_ids"])]
+    lengths = [
+        len(p) + len(c) + 1
+        for p, c in zip(tokenizer(prompts)["input_ids"], tokenizer([task.completion(r) for r in rows])["input_ids"])
+    ]
     over = [i for i, n in enumerate(lengths) if n > max_length]
     if over:
         longest = max(over, key=lambda i: lengths[i])
-        raise ValueError(f"{len(over)} of {len(rows)} {task.name} train rows are longer than max_length={max_length} tokens "
-                         f"(the longest, row {longest}: {lengths[longest]}): raise max_length (the model's context is {context}) "
-                         "or shorten the prompt")
+        raise ValueError(
+            f"{len(over)} of {len(rows)} {task.name} train rows are longer than max_length={max_length} tokens "
+            f"(the longest, row {longest}: {lengths[longest]}): raise max_length (the model's context is {context}) "
+            "or shorten the prompt"
+        )
 
 
 def build_trainer(model_dir: Path, settings: SFTSettings, out_dir: Path, callbacks: list | None = None):
@@ -102,8 +118,14 @@ def build_trainer(model_dir: Path, settings: SFTSettings, out_dir: Path, callbac
     max_length = settings.max_length or model.config.max_position_embeddings
     check_lengths(task, tokenizer, max_length, model.config.max_position_embeddings)
     train, test = sft_rows(task, "train"), sft_rows(task, "test")[: settings.eval_examples]
-    return SFTTrainer(model=model, args=trl_config(settings, out_dir, max_length), train_dataset=Dataset.from_list(train),
-                      eval_dataset=Dataset.from_list(test), processing_class=tokenizer, callbacks=callbacks)
+    return SFTTrainer(
+        model=model,
+        args=trl_config(settings, out_dir, max_length),
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(test),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
 
 
 def tokens_seen(trainer) -> int:
@@ -136,9 +158,19 @@ def run_sft(model_dir: Path, settings: SFTSettings, out_dir: Path) -> dict:
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
     shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
-    (out_dir / "hf" / "training_args.bin").unlink(missing_ok=True)  # a pickle of TRL's settings: not part of a model folder
-    after = evaluate_model_dir(out_dir / "hf", task, "test", settings.eval_examples, settings.seed, settings.engine, settings.eval_samples)
-    result = {"task": task.name, "train_seconds": round(train_s, 1), "steps": settings.max_steps, "tokens_seen": tokens_seen(trainer),
-              "heldout_loss": heldout.get("eval_loss"), "after": after}
+    (out_dir / "hf" / "training_args.bin").unlink(
+        missing_ok=True
+    )  # a pickle of TRL's settings: not part of a model folder
+    after = evaluate_model_dir(
+        out_dir / "hf", task, "test", settings.eval_examples, settings.seed, settings.engine, settings.eval_samples
+    )
+    result = {
+        "task": task.name,
+        "train_seconds": round(train_s, 1),
+        "steps": settings.max_steps,
+        "tokens_seen": tokens_seen(trainer),
+        "heldout_loss": heldout.get("eval_loss"),
+        "after": after,
+    }
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return result

@@ -50,7 +50,9 @@ class DataSpec(BaseModel):
     train: str | None = None
     test: str | None = None
     path: str | None = None
-    test_fraction: float = Field(0.1, gt=0, lt=1, description="with `path`: the share of rows (by a hash of the row) held out")
+    test_fraction: float = Field(
+        0.1, gt=0, lt=1, description="with `path`: the share of rows (by a hash of the row) held out"
+    )
     generator: Literal["addition"] | None = None
 
     @model_validator(mode="after")
@@ -73,14 +75,26 @@ class TaskSpec(BaseModel):
 
     name: str
     data: DataSpec
-    prompt: str | None = Field(None, description="a format string ({column}) or a Jinja template ({{ column }}) over a row")
+    prompt: str | None = Field(
+        None, description="a format string ({column}) or a Jinja template ({{ column }}) over a row"
+    )
     messages: str | None = Field(None, description="instead of `prompt`: the column that holds chat messages")
     answer_field: str = "answer"
-    completion: str | None = Field(None, description="what `sft` trains the model to write: a template over the row; default: the answer")
-    answer_template: str | None = Field(None, description="instead of answer_field: a template over the row (lm-eval's doc_to_target)")
-    stop: list[str] = Field(default_factory=list, description="completions are cut at the first of these before scoring (lm-eval's `until`)")
-    answer_pattern: str | None = Field(None, description="a regex on the answer field whose group 1 is the answer (GSM8K: '####\\s*(.+)')")
-    chat_template: bool = Field(False, description="wrap the prompt in the model's chat template (with `system`, if given)")
+    completion: str | None = Field(
+        None, description="what `sft` trains the model to write: a template over the row; default: the answer"
+    )
+    answer_template: str | None = Field(
+        None, description="instead of answer_field: a template over the row (lm-eval's doc_to_target)"
+    )
+    stop: list[str] = Field(
+        default_factory=list, description="completions are cut at the first of these before scoring (lm-eval's `until`)"
+    )
+    answer_pattern: str | None = Field(
+        None, description="a regex on the answer field whose group 1 is the answer (GSM8K: '####\\s*(.+)')"
+    )
+    chat_template: bool = Field(
+        False, description="wrap the prompt in the model's chat template (with `system`, if given)"
+    )
     system: str | None = None
     num_fewshot: int = Field(0, ge=0, description="solved train rows put before each prompt")
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(kind="exact")], min_length=1)
@@ -150,7 +164,10 @@ class Task:
             self._rows.update(self._load_splits())
         rows = self._rows[split]
         if not rows:
-            raise ConfigError(f"task {self.name}: the {split} split has no rows (data: {self.spec.data.model_dump(exclude_none=True)})")
+            raise ConfigError(
+                f"task {self.name}: the {split} split has no rows (data: "
+                f"{self.spec.data.model_dump(exclude_none=True)})"
+            )
         return rows
 
     def files(self) -> list[Path]:
@@ -164,7 +181,9 @@ class Task:
     def write_pretraining_corpus(self, path: Path) -> Path:
         """For generated tasks a small LM must first learn: each train problem with its answer, one block each."""
         if self.spec.data.generator is None:
-            raise ConfigError(f"task {self.name} has no generated data to pretrain on: give the pipeline a checkpoint to tune")
+            raise ConfigError(
+                f"task {self.name} has no generated data to pretrain on: give the pipeline a checkpoint to tune"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "\n\n".join(r["prompt"] + r["answer"] for r in self.load("train")) + "\n"
         if not path.exists() or path.read_text() != text:
@@ -187,10 +206,16 @@ class Task:
                 raw["test" if _hash_fraction(r) < d.test_fraction else "train"].append(r)
         else:
             raw = {s: read_rows(self._path(p)) if (p := getattr(d, s)) else [] for s in SPLITS}
-        where = {s: str(self._path(getattr(d, s) or d.path)) for s in SPLITS if getattr(d, s) or d.path} if not d.generator else {}
+        where = (
+            {s: str(self._path(getattr(d, s) or d.path)) for s in SPLITS if getattr(d, s) or d.path}
+            if not d.generator
+            else {}
+        )
         train_where = where.get("train", "train")
-        shots = [(render_template(self.spec.prompt or "", r, train_where, i), self._answer(r, train_where, i))
-                 for i, r in enumerate(raw["train"][: self.spec.num_fewshot])]
+        shots = [
+            (render_template(self.spec.prompt or "", r, train_where, i), self._answer(r, train_where, i))
+            for i, r in enumerate(raw["train"][: self.spec.num_fewshot])
+        ]
         out = {}
         for split, rows in raw.items():
             skip = self.spec.num_fewshot if split == "train" else 0  # the shots are not also problems
@@ -202,27 +227,38 @@ class Task:
         if s.answer_template is not None:
             answer = render_template(s.answer_template, row, where, index, "answer_template")
         elif s.answer_field not in row:
-            raise ConfigError(f"{where}: row {index} has no column {s.answer_field!r} (answer_field); its columns: {', '.join(row)}")
+            raise ConfigError(
+                f"{where}: row {index} has no column {s.answer_field!r} (answer_field); its columns: {', '.join(row)}"
+            )
         else:
             answer = str(row[s.answer_field])
         if s.answer_pattern:
             value = regex_value(s.answer_pattern, answer)
             if value is None:
-                raise ConfigError(f"{where}: row {index}: answer {answer[:60]!r} does not match answer_pattern {s.answer_pattern!r}")
+                raise ConfigError(
+                    f"{where}: row {index}: answer {answer[:60]!r} does not match answer_pattern {s.answer_pattern!r}"
+                )
             answer = value
         return answer
 
     def _render(self, row: dict, where: str, index: int, shots: list[tuple[str, str]]) -> dict:
-        """A row with its prompt (text, or chat messages), gold answer and SFT target. `shots`: (prompt text, answer) pairs."""
+        """A row with its prompt (text, or chat messages), gold answer and SFT target.
+        `shots`: (prompt text, answer) pairs."""
         s = self.spec
         answer = self._answer(row, where, index)
         if s.messages is not None:
             if s.messages not in row:
-                raise ConfigError(f"{where}: row {index} has no column {s.messages!r} (messages); its columns: {', '.join(row)}")
+                raise ConfigError(
+                    f"{where}: row {index} has no column {s.messages!r} (messages); its columns: {', '.join(row)}"
+                )
             prompt: Any = [m for m in row[s.messages] if m.get("role") != "assistant"]
         else:
             text = "".join(f"{q} {a}\n\n" for q, a in shots) + render_template(s.prompt or "", row, where, index)
-            prompt = ([{"role": "system", "content": s.system}] if s.system else []) + [{"role": "user", "content": text}] if s.chat_template else text
+            prompt = (
+                ([{"role": "system", "content": s.system}] if s.system else []) + [{"role": "user", "content": text}]
+                if s.chat_template
+                else text
+            )
         target = render_template(s.completion, row, where, index, "completion") if s.completion else answer
         return {**row, "prompt": prompt, "answer": answer, "target": target}
 
@@ -248,15 +284,21 @@ def cut_at_stops(reward: Callable[..., list[float | None]], stops: list[str]) ->
 
 
 def render_template(template: str, row: dict, where: str, index: int, what: str = "prompt") -> str:
-    """`{{ column }}` templates through Jinja (as lm-evaluation-harness's doc_to_text), `{column}` ones through str.format."""
+    """`{{ column }}` templates through Jinja (as lm-evaluation-harness's doc_to_text),
+    `{column}` ones through str.format."""
     try:
         if "{{" in template or "{%" in template:
             return _jinja(template).render(**row)
         return template.format(**row)
     except KeyError as e:
-        raise ConfigError(f"{where}: row {index}: the {what} names column {e}, which the row does not have; its columns: {', '.join(row)}") from None
+        raise ConfigError(
+            f"{where}: row {index}: the {what} names column {e}, which the row does not have; its columns: "
+            f"{', '.join(row)}"
+        ) from None
     except Exception as e:  # jinja2's UndefinedError / TemplateSyntaxError, format's IndexError/ValueError
-        raise ConfigError(f"{where}: row {index}: the {what} template does not render: {e}; its columns: {', '.join(row)}") from None
+        raise ConfigError(
+            f"{where}: row {index}: the {what} template does not render: {e}; its columns: {', '.join(row)}"
+        ) from None
 
 
 @lru_cache(maxsize=64)
@@ -337,7 +379,9 @@ def task_source(task: str | dict) -> Path | None:
         if not path.is_file():
             raise ConfigError(f"task file {task} does not exist")
         return path
-    raise ConfigError(f"unknown task {task!r}: give a task file (.yaml) or a built-in name ({', '.join(builtin_tasks())})")
+    raise ConfigError(
+        f"unknown task {task!r}: give a task file (.yaml) or a built-in name ({', '.join(builtin_tasks())})"
+    )
 
 
 def get_task(task: str | dict | Task, base: Path | None = None) -> Task:
@@ -354,7 +398,9 @@ def get_task(task: str | dict | Task, base: Path | None = None) -> Task:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(root)'}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"{where}: invalid task: {problems}") from None
-    loaded = Task(spec, source.parent.resolve() if source else (base or Path.cwd()), source.resolve() if source else None)
+    loaded = Task(
+        spec, source.parent.resolve() if source else (base or Path.cwd()), source.resolve() if source else None
+    )
     try:
         loaded.rewards  # noqa: B018  a python reward that does not import fails here
     except ConfigError as e:

@@ -61,6 +61,9 @@ def prepare_cpu_engine(model_config: dict, where: str) -> None:
         return
     head_dim = model_config.get("head_dim") or model_config["hidden_size"] // model_config["num_attention_heads"]
     if head_dim not in SUPPORTED_HEAD_DIMS:
-        raise ValueError(f"{where}: head_dim {head_dim} is not supported by vLLM on CPU (supported: {', '.join(map(str, SUPPORTED_HEAD_DIMS))}); "
-                         "change d_model / num_heads, or use engine 'transformers'")
+        raise ValueError(
+            f"{where}: head_dim {head_dim} is not supported by vLLM on CPU (supported: "
+            f"{', '.join(map(str, SUPPORTED_HEAD_DIMS))}); "
+            "change d_model / num_heads, or use engine 'transformers'"
+        )
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_KVCACHE_GIB)

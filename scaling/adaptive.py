@@ -27,8 +27,10 @@ from scaling.grid import GridPoint
 
 MAX_EDGE_STEPS = 4  # how far past the edge an added size may go looking for a new shape
 
-RULES = ("unbracketed minimum → one more size beyond the edge (× step)",
-         "no convex parabola inside the grid → the 3 sizes nearest the minimum again with a new seed")
+RULES = (
+    "unbracketed minimum → one more size beyond the edge (× step)",
+    "no convex parabola inside the grid → the 3 sizes nearest the minimum again with a new seed",
+)
 
 
 class AdaptiveConfig(BaseModel):
@@ -41,8 +43,12 @@ class AdaptiveConfig(BaseModel):
 
 def runs_of(rows: list[dict]) -> Runs:
     """The sweep's result rows (runs.csv) as a Runs table on the nominal budgets."""
-    return Runs(np.array([float(r["parameters"]) for r in rows]), np.array([float(r["tokens"]) for r in rows]),
-                np.array([float(r["compute"]) for r in rows]), np.array([float(r["loss"]) for r in rows]))
+    return Runs(
+        np.array([float(r["parameters"]) for r in rows]),
+        np.array([float(r["tokens"]) for r in rows]),
+        np.array([float(r["compute"]) for r in rows]),
+        np.array([float(r["loss"]) for r in rows]),
+    )
 
 
 def grid_step(sizes: list[float]) -> float:
@@ -50,7 +56,9 @@ def grid_step(sizes: list[float]) -> float:
     return float(np.exp(np.median(ratios))) if len(ratios) else 2.0
 
 
-def next_points(rows: list[dict], done: list[GridPoint], make_point, cfg: AdaptiveConfig, sizes: list[float]) -> tuple[list[GridPoint], list[str]]:
+def next_points(
+    rows: list[dict], done: list[GridPoint], make_point, cfg: AdaptiveConfig, sizes: list[float]
+) -> tuple[list[GridPoint], list[str]]:
     """The runs the next round adds, and a line per decision.
 
     `rows[i]` is the result of `done[i]`; `make_point(compute, size)` builds (or refuses,
@@ -74,17 +82,33 @@ def next_points(rows: list[dict], done: list[GridPoint], make_point, cfg: Adapti
                 if point.skipped or (c, point.shape) not in tried:
                     break
             if point.skipped:
-                notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size, but a size of {size:,.0f} cannot run ({point.skipped})")
+                notes.append(
+                    f"C = {c:.3g}: minimum at the {b['edge']} size, but a size of {size:,.0f} cannot run "
+                    f"({point.skipped})"
+                )
             elif (c, point.shape) in tried:
-                notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size; the next size rounds to a shape already run (or failed)")
+                notes.append(
+                    f"C = {c:.3g}: minimum at the {b['edge']} size; the next size rounds to a shape already run "
+                    "(or failed)"
+                )
             else:
                 new.append(point)
-                notes.append(f"C = {c:.3g}: minimum at the {b['edge']} size → adding N ≈ {point.shape.non_embedding_params:,}")
+                notes.append(
+                    f"C = {c:.3g}: minimum at the {b['edge']} size → adding N ≈ {point.shape.non_embedding_params:,}"
+                )
         elif b["curvature"] is None:
             best = min(mine, key=lambda pr: pr[1]["loss"])[0]
-            nearest = sorted({p.shape.non_embedding_params for p, _ in mine}, key=lambda n: abs(np.log(n / best.shape.non_embedding_params)))[:3]
+            nearest = sorted(
+                {p.shape.non_embedding_params for p, _ in mine},
+                key=lambda n: abs(np.log(n / best.shape.non_embedding_params)),
+            )[:3]
             seed = 1 + max(p.seed for p, _ in mine)
-            repeats = [replace(p, seed=seed) for p, _ in mine if p.shape.non_embedding_params in nearest and p.seed == 0]
+            repeats = [
+                replace(p, seed=seed) for p, _ in mine if p.shape.non_embedding_params in nearest and p.seed == 0
+            ]
             new += repeats
-            notes.append(f"C = {c:.3g}: no convex parabola inside the grid → repeating {len(repeats)} sizes near the minimum with seed {seed}")
+            notes.append(
+                f"C = {c:.3g}: no convex parabola inside the grid → repeating {len(repeats)} sizes near the "
+                f"minimum with seed {seed}"
+            )
     return new, notes

@@ -36,14 +36,18 @@ def budget_diagnostics(runs: Runs) -> list[dict[str, Any]]:
         # noise: spread of the losses of repeated (same size) runs, pooled over sizes
         repeats = [loss[n == s] for s in sizes if (n == s).sum() > 1]
         noise = float(np.sqrt(np.mean([np.var(r, ddof=1) for r in repeats]))) if repeats else None
-        out.append({
-            "compute": row["compute"],
-            "sizes": len(sizes),
-            "interior": bool(sizes.min() < best_n < sizes.max()),
-            "edge": None if sizes.min() < best_n < sizes.max() else ("smallest" if best_n == sizes.min() else "largest"),
-            "curvature": row["parabola"][0] if row["parabola"] else None,
-            "noise": noise,
-        })
+        out.append(
+            {
+                "compute": row["compute"],
+                "sizes": len(sizes),
+                "interior": bool(sizes.min() < best_n < sizes.max()),
+                "edge": None
+                if sizes.min() < best_n < sizes.max()
+                else ("smallest" if best_n == sizes.min() else "largest"),
+                "curvature": row["parabola"][0] if row["parabola"] else None,
+                "noise": noise,
+            }
+        )
     return out
 
 
@@ -53,13 +57,19 @@ def diagnose(runs: Runs, isoflop: dict | None) -> dict[str, Any]:
     warnings = []
     for b in budgets:
         if not b["interior"]:
-            warnings.append(f"C = {b['compute']:.3g}: the lowest loss is at the {b['edge']} size; the minimum is not bracketed "
-                            f"(add sizes {'below' if b['edge'] == 'smallest' else 'above'} it)")
+            warnings.append(
+                f"C = {b['compute']:.3g}: the lowest loss is at the {b['edge']} size; the minimum is not bracketed "
+                f"(add sizes {'below' if b['edge'] == 'smallest' else 'above'} it)"
+            )
         elif b["curvature"] is None:
-            warnings.append(f"C = {b['compute']:.3g}: no convex parabola with its vertex inside the grid fits the losses; "
-                            f"its minimum is the lowest run, not a fitted one (noise, or too few sizes)")
+            warnings.append(
+                f"C = {b['compute']:.3g}: no convex parabola with its vertex inside the grid fits the losses; "
+                f"its minimum is the lowest run, not a fitted one (noise, or too few sizes)"
+            )
     if not budgets:
-        notes = ["no compute budget holds two or more runs: no IsoFLOP profiles to check, only the parametric law applies"]
+        notes = [
+            "no compute budget holds two or more runs: no IsoFLOP profiles to check, only the parametric law applies"
+        ]
     else:
         notes = []
     compute = np.unique(runs.C)
@@ -74,11 +84,19 @@ def diagnose(runs: Runs, isoflop: dict | None) -> dict[str, Any]:
         exponents = {"N_opt": a, "D_opt": b, "N_opt_ci95": ci, "sum": a + b}
         lo, hi = PLAUSIBLE_N_EXPONENT
         if not lo <= a <= hi:
-            warnings.append(f"N_opt ∝ C^{a:.2f} is outside the plausible {lo}–{hi}: the grid does not pin the optimum down")
+            warnings.append(
+                f"N_opt ∝ C^{a:.2f} is outside the plausible {lo}–{hi}: the grid does not pin the optimum down"
+            )
         if abs(a + b - 1) > EXPONENT_SUM_TOLERANCE:
             warnings.append(f"the N_opt and D_opt exponents sum to {a + b:.2f}, not about 1")
-    return {"budgets": budgets, "compute_span": span, "exponents": exponents, "warnings": warnings, "notes": notes,
-            "supports_extrapolation": not warnings}
+    return {
+        "budgets": budgets,
+        "compute_span": span,
+        "exponents": exponents,
+        "warnings": warnings,
+        "notes": notes,
+        "supports_extrapolation": not warnings,
+    }
 
 
 def holdout_check(runs: Runs, n_bootstrap: int = 200) -> dict[str, Any] | None:
@@ -100,6 +118,12 @@ def holdout_check(runs: Runs, n_bootstrap: int = 200) -> dict[str, Any] | None:
     n_grid = np.exp(np.linspace(np.log(runs.N[sel].min()), np.log(runs.N[sel].max()), 400))
     loss_pred = float(np.min(parametric_loss(law, n_grid, np.exp(icpt + slope * np.log(n_grid)))))
     held = next(m for m in isoflop_minima(runs, "parabola") if m["compute"] == compute[-1])
-    return {"compute": float(compute[-1]), "N_opt_predicted": float(n_pred), "N_opt_observed": held["N_opt"],
-            "N_opt_ratio": float(n_pred / held["N_opt"]), "loss_predicted": loss_pred, "loss_observed": held["loss_opt"],
-            "loss_error": float(loss_pred / held["loss_opt"] - 1)}
+    return {
+        "compute": float(compute[-1]),
+        "N_opt_predicted": float(n_pred),
+        "N_opt_observed": held["N_opt"],
+        "N_opt_ratio": float(n_pred / held["N_opt"]),
+        "loss_predicted": loss_pred,
+        "loss_observed": held["loss_opt"],
+        "loss_error": float(loss_pred / held["loss_opt"] - 1),
+    }

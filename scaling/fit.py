@@ -49,8 +49,15 @@ def isoflop_minima(runs: Runs, method: str = "parabola") -> list[dict]:
         sel = runs.C == c
         n, d, loss = runs.N[sel], runs.D[sel], runs.L[sel]
         best = int(np.argmin(loss))
-        row = {"compute": float(c), "n_runs": int(sel.sum()), "N_opt": float(n[best]), "D_opt": float(d[best]),
-               "loss_opt": float(loss[best]), "method": "min", "parabola": None}
+        row = {
+            "compute": float(c),
+            "n_runs": int(sel.sum()),
+            "N_opt": float(n[best]),
+            "D_opt": float(d[best]),
+            "loss_opt": float(loss[best]),
+            "method": "min",
+            "parabola": None,
+        }
         if method in ("parabola", "huber") and np.unique(n).size >= 3:  # a resample may repeat one size
             x = np.log(n)
             # Polynomial.fit rescales log N internally: a plain polyfit is badly conditioned here
@@ -62,8 +69,13 @@ def isoflop_minima(runs: Runs, method: str = "parabola") -> list[dict]:
                 n_opt = float(np.exp(vertex))
                 # tokens at the vertex: interpolate log D linearly in log N within this budget
                 slope, icpt = np.polyfit(x, np.log(d), 1)
-                row.update(N_opt=n_opt, D_opt=float(np.exp(icpt + slope * vertex)), loss_opt=float(np.polyval([a, b, c0], vertex)),
-                           method=method, parabola=[float(a), float(b), float(c0)])
+                row.update(
+                    N_opt=n_opt,
+                    D_opt=float(np.exp(icpt + slope * vertex)),
+                    loss_opt=float(np.polyval([a, b, c0], vertex)),
+                    method=method,
+                    parabola=[float(a), float(b), float(c0)],
+                )
         out.append(row)
     return out
 
@@ -110,8 +122,13 @@ def fit_isoflop(runs: Runs, method: str = "parabola", n_bootstrap: int = 1000, s
         bc = np.array([r["compute"] for r in m])
         boot.append(power_law(bc, np.array([r["N_opt"] for r in m])) + power_law(bc, np.array([r["D_opt"] for r in m])))
     boot_arr = np.array(boot)  # (n_bootstrap, 4): kn, a, kd, b
-    return {"method": method, "minima": minima, "N_opt": {"k": kn, "exponent": a}, "D_opt": {"k": kd, "exponent": b},
-            "bootstrap": {"n": n_bootstrap, "seed": seed, "samples": boot_arr.tolist()}}
+    return {
+        "method": method,
+        "minima": minima,
+        "N_opt": {"k": kn, "exponent": a},
+        "D_opt": {"k": kd, "exponent": b},
+        "bootstrap": {"n": n_bootstrap, "seed": seed, "samples": boot_arr.tolist()},
+    }
 
 
 def predict_isoflop(fit: dict, compute: float, ci: float = 0.95) -> dict:
@@ -127,7 +144,9 @@ def predict_isoflop(fit: dict, compute: float, ci: float = 0.95) -> dict:
 
 
 # --- Approach 3: the parametric law ---------------------------------------------------------------
-def _huber_objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+def _huber_objective(
+    theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
     """Σ Huber_δ(LSE(a − α log N, b − β log D, e) − log L) / δ and its gradient; θ = (a, b, e, α, β).
 
     Divided by δ (same minimiser): with δ = 1e-3 the raw loss and gradient are ~1e-3 in size,
@@ -141,13 +160,20 @@ def _huber_objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL
     loss = np.where(quad, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta)).sum() / delta
     dr = np.where(quad, r, delta * np.sign(r)) / delta  # dHuber/dr, scaled
     w = np.exp(terms - lse)  # softmax weights = dLSE/dterm
-    grad = np.array([(dr * w[0]).sum(), (dr * w[1]).sum(), (dr * w[2]).sum(), -(dr * w[0] * logN).sum(), -(dr * w[1] * logD).sum()])
+    grad = np.array(
+        [(dr * w[0]).sum(), (dr * w[1]).sum(), (dr * w[2]).sum(), -(dr * w[0] * logN).sum(), -(dr * w[1] * logD).sum()]
+    )
     return float(loss), grad
 
 
 # Hoffmann et al.'s initialisation grid (App. D.2), as Epoch AI replicated it
-INIT_GRID = {"a": np.arange(0, 30, 5.0), "b": np.arange(0, 30, 5.0), "e": np.arange(-1, 1.5, 0.5),
-             "alpha": np.arange(0, 2.5, 0.5), "beta": np.arange(0, 2.5, 0.5)}
+INIT_GRID = {
+    "a": np.arange(0, 30, 5.0),
+    "b": np.arange(0, 30, 5.0),
+    "e": np.arange(-1, 1.5, 0.5),
+    "alpha": np.arange(0, 2.5, 0.5),
+    "beta": np.arange(0, 2.5, 0.5),
+}
 
 
 # a, b, e free; α, β ≥ 0: a negative exponent is a loss that grows with scale (it happens
@@ -173,8 +199,15 @@ def _grid_starts() -> np.ndarray:
 def _params(theta: np.ndarray) -> dict:
     a, b, e, alpha, beta = theta
     total = alpha + beta if alpha + beta > 0 else float("nan")
-    return {"A": float(np.exp(a)), "B": float(np.exp(b)), "E": float(np.exp(e)), "alpha": float(alpha), "beta": float(beta),
-            "a": float(beta / total), "b": float(alpha / total)}
+    return {
+        "A": float(np.exp(a)),
+        "B": float(np.exp(b)),
+        "E": float(np.exp(e)),
+        "alpha": float(alpha),
+        "beta": float(beta),
+        "a": float(beta / total),
+        "b": float(alpha / total),
+    }
 
 
 def _screen(starts: np.ndarray, logN, logD, logL, delta: float, keep: int) -> np.ndarray:
@@ -198,8 +231,15 @@ def _fit_resample(args) -> np.ndarray:
     return _fit_from(starts, logN[idx], logD[idx], logL[idx], delta)[1]
 
 
-def fit_parametric(runs: Runs, delta: float = 1e-3, n_bootstrap: int = 1000, seed: int = 0, workers: int = 2,
-                   starts: int = 100, progress: bool = True) -> dict:
+def fit_parametric(
+    runs: Runs,
+    delta: float = 1e-3,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    workers: int = 2,
+    starts: int = 100,
+    progress: bool = True,
+) -> dict:
     """L(N, D) = E + A/N^α + B/D^β, fitted as Epoch AI did (arXiv:2404.10102).
 
     Minimise Σ Huber_δ(LSE(a − α log N, b − β log D, e) − log L) with L-BFGS-B (analytic
@@ -219,11 +259,27 @@ def fit_parametric(runs: Runs, delta: float = 1e-3, n_bootstrap: int = 1000, see
         jobs = [(seed + i, theta[None, :], logN, logD, logL, delta) for i in range(n_bootstrap)]
         with ProcessPoolExecutor(workers, initializer=_single_threaded_worker) as pool:
             done = pool.map(_fit_resample, jobs, chunksize=max(1, n_bootstrap // (workers * 20)))
-            boot = np.array(list(tqdm(done, total=n_bootstrap, desc="parametric bootstrap", unit="resample",
-                                      disable=not progress, mininterval=1)))
+            boot = np.array(
+                list(
+                    tqdm(
+                        done,
+                        total=n_bootstrap,
+                        desc="parametric bootstrap",
+                        unit="resample",
+                        disable=not progress,
+                        mininterval=1,
+                    )
+                )
+            )
     params = _params(theta)
-    out = {"params": params, "theta": theta.tolist(), "huber_loss": loss, "delta": delta, "n_runs": len(runs),
-           "bootstrap": {"n": n_bootstrap, "seed": seed, "samples": boot.tolist()}}
+    out = {
+        "params": params,
+        "theta": theta.tolist(),
+        "huber_loss": loss,
+        "delta": delta,
+        "n_runs": len(runs),
+        "bootstrap": {"n": n_bootstrap, "seed": seed, "samples": boot.tolist()},
+    }
     if n_bootstrap:
         derived = np.array([list(_params(t).values()) for t in boot])
         names = list(params)
@@ -233,7 +289,11 @@ def fit_parametric(runs: Runs, delta: float = 1e-3, n_bootstrap: int = 1000, see
 
 
 def parametric_loss(params: dict, N, D):
-    return params["E"] + params["A"] / np.asarray(N, float) ** params["alpha"] + params["B"] / np.asarray(D, float) ** params["beta"]
+    return (
+        params["E"]
+        + params["A"] / np.asarray(N, float) ** params["alpha"]
+        + params["B"] / np.asarray(D, float) ** params["beta"]
+    )
 
 
 def _optimal_allocation(p: dict, compute: float) -> tuple[float, float]:
@@ -258,6 +318,9 @@ def predict_parametric(fit: dict, compute: float, ci: float = 0.95) -> dict:
             bn, bd = _optimal_allocation(q, compute)
             preds.append((bn, bd, float(parametric_loss(q, bn, bd))))
         arr = np.array(preds)
-        out.update(N_opt_ci=np.nanpercentile(arr[:, 0], [lo, hi]).tolist(), D_opt_ci=np.nanpercentile(arr[:, 1], [lo, hi]).tolist(),
-                   loss_ci=np.nanpercentile(arr[:, 2], [lo, hi]).tolist())
+        out.update(
+            N_opt_ci=np.nanpercentile(arr[:, 0], [lo, hi]).tolist(),
+            D_opt_ci=np.nanpercentile(arr[:, 1], [lo, hi]).tolist(),
+            loss_ci=np.nanpercentile(arr[:, 2], [lo, hi]).tolist(),
+        )
     return out

@@ -23,7 +23,9 @@ class Shape:
     flops_per_token_6n: float  # 6 × non-embedding parameters
 
 
-def shape_for(target_non_embedding: float, vocab_size: int, context_length: int, aspect: int = 32, head_dim: int = 32) -> Shape:
+def shape_for(
+    target_non_embedding: float, vocab_size: int, context_length: int, aspect: int = 32, head_dim: int = 32
+) -> Shape:
     """(layers, width) closest to the target size, preferring d_model ≈ aspect · layers.
 
     Per layer a SwiGLU block has ≈ 12·d² weights, so for each depth L the width is
@@ -37,7 +39,9 @@ def shape_for(target_non_embedding: float, vocab_size: int, context_length: int,
     for L in range(1, 65):
         d_exact = math.sqrt(target_non_embedding / (12 * L)) / head_dim
         for d in {max(head_dim, math.floor(d_exact) * head_dim), max(head_dim, math.ceil(d_exact) * head_dim)}:
-            c = ModelConfig(vocab_size=vocab_size, context_length=context_length, d_model=d, num_layers=L, num_heads=d // head_dim)
+            c = ModelConfig(
+                vocab_size=vocab_size, context_length=context_length, d_model=d, num_layers=L, num_heads=d // head_dim
+            )
             n = count(c).non_embedding_params
             score = abs(math.log(n / target_non_embedding)) + 0.3 * abs(math.log(d / L / aspect))
             if best is None or score < best[0]:
@@ -45,8 +49,16 @@ def shape_for(target_non_embedding: float, vocab_size: int, context_length: int,
     assert best is not None
     c = best[1]
     counts = count(c)
-    return Shape(c.num_layers, c.d_model, c.num_heads, c.d_ff, counts.non_embedding_params, counts.params, counts.flops_per_token,
-                 counts.flops_per_token_6n)
+    return Shape(
+        c.num_layers,
+        c.d_model,
+        c.num_heads,
+        c.d_ff,
+        counts.non_embedding_params,
+        counts.params,
+        counts.flops_per_token,
+        counts.flops_per_token_6n,
+    )
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,16 @@ class GridPoint:
 
 
 def grid_table(points: list[GridPoint]) -> list[dict]:
-    return [{"compute": f"{p.compute:.2e}", "layers": p.shape.num_layers, "d_model": p.shape.d_model, "heads": p.shape.num_heads,
-             "non_emb_params": f"{p.shape.non_embedding_params:,}", "tokens": f"{p.tokens:,}", "steps": p.steps,
-             "status": p.skipped or "run"} for p in points]
+    return [
+        {
+            "compute": f"{p.compute:.2e}",
+            "layers": p.shape.num_layers,
+            "d_model": p.shape.d_model,
+            "heads": p.shape.num_heads,
+            "non_emb_params": f"{p.shape.non_embedding_params:,}",
+            "tokens": f"{p.tokens:,}",
+            "steps": p.steps,
+            "status": p.skipped or "run",
+        }
+        for p in points
+    ]

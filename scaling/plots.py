@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lm.plotting import figure, pyplot
 import numpy as np  # noqa: E402
 
+from lm.plotting import figure, pyplot
 from scaling.fit import Runs, parametric_loss, predict_isoflop  # noqa: E402
 
 
@@ -35,7 +35,9 @@ def plot_isoflop_profiles(ax, runs: Runs, fit: dict) -> None:
     ax.legend(fontsize=7, ncol=2)
 
 
-def plot_optimal_vs_compute(ax, fit: dict, key: str, predict_at: list[float], extrapolate_to: float | None = None) -> None:
+def plot_optimal_vs_compute(
+    ax, fit: dict, key: str, predict_at: list[float], extrapolate_to: float | None = None
+) -> None:
     """Minima, the fitted power law and its band, drawn out to `extrapolate_to` (default: just
     past the last prediction or budget, never decades beyond what was asked)."""
     label = {"N_opt": "parameters N_opt", "D_opt": "tokens D_opt"}[key]
@@ -48,11 +50,20 @@ def plot_optimal_vs_compute(ax, fit: dict, key: str, predict_at: list[float], ex
     k, e = fit[key]["k"], fit[key]["exponent"]
     ax.plot(grid, [p[key] for p in preds], "-", color="C1", label=f"fit: {k:.3g}·C^{e:.3f}")
     if f"{key}_ci" in preds[0]:
-        ax.fill_between(grid, [p[f"{key}_ci"][0] for p in preds], [p[f"{key}_ci"][1] for p in preds], color="C1", alpha=0.2, label="95% bootstrap CI")
+        ax.fill_between(
+            grid,
+            [p[f"{key}_ci"][0] for p in preds],
+            [p[f"{key}_ci"][1] for p in preds],
+            color="C1",
+            alpha=0.2,
+            label="95% bootstrap CI",
+        )
     for c in predict_at:
         p = predict_isoflop(fit, c)
         ax.plot(c, p[key], "D", color="C3", ms=7)
-        ax.annotate(f"{p[key]:.3g} @ {c:.0e}", (c, p[key]), textcoords="offset points", xytext=(-10, 8), ha="right", fontsize=8)
+        ax.annotate(
+            f"{p[key]:.3g} @ {c:.0e}", (c, p[key]), textcoords="offset points", xytext=(-10, 8), ha="right", fontsize=8
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training compute C (FLOPs)")
@@ -84,8 +95,14 @@ def plot_parametric(ax, runs: Runs, fit: dict, budgets: list[float]) -> None:
     ax.legend(fontsize=7)
 
 
-def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float], diagnostics: dict | None = None,
-                holdout: dict | None = None) -> list[Path]:
+def write_plots(
+    runs: Runs,
+    fits: dict,
+    out_dir: Path,
+    predict_at: list[float],
+    diagnostics: dict | None = None,
+    holdout: dict | None = None,
+) -> list[Path]:
     """Extrapolations (predictions, the law beyond the runs) are drawn only when the diagnostics
     support them; otherwise the figure carries the warnings instead. The held-out check, when
     there is one, is printed under the panels."""
@@ -94,8 +111,11 @@ def write_plots(runs: Runs, fits: dict, out_dir: Path, predict_at: list[float], 
     if "isoflop" in fits:
         footer = [] if supported else ["NOT A LAW TO EXTRAPOLATE:", *diagnostics["warnings"]]
         if holdout:
-            footer.append(f"held-out check (fit without C = {holdout['compute']:.3g}): N_opt x{holdout['N_opt_ratio']:.2f} of observed, "
-                          f"minimum loss {holdout['loss_error']:+.1%}")
+            footer.append(
+                f"held-out check (fit without C = {holdout['compute']:.3g}): N_opt "
+                f"x{holdout['N_opt_ratio']:.2f} of observed, "
+                f"minimum loss {holdout['loss_error']:+.1%}"
+            )
         files = [out_dir / "isoflop.png", out_dir / "isoflop.svg"]
         with figure(*files, ncols=3, figsize=(17, 5), dpi=130, footer=footer) as (fig, axes):
             plot_isoflop_profiles(axes[0], runs, fits["isoflop"])

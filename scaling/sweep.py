@@ -12,7 +12,6 @@ from lm.train import PretrainConfig
 from scaling.adaptive import AdaptiveConfig
 from scaling.grid import GridPoint, shape_for
 
-
 # Kaplan et al. 2020, appendix D.1: the learning rate their sweeps found best for N
 # non-embedding parameters (Adam, after warmup), LR(N) ≈ 0.003239 − 0.0001395·log N
 KAPLAN_LR_INTERCEPT, KAPLAN_LR_SLOPE = 0.003239, 0.0001395
@@ -27,14 +26,23 @@ class SweepConfig(BaseModel):
     aspect: int = Field(32, ge=1, description="d_model ≈ aspect × layers")
     head_dim: int = Field(32, ge=2)
     min_tokens_per_param: float = Field(1.0, ge=0)
-    max_tokens_per_param: float | None = Field(None, gt=0, description="skip points with more tokens per parameter: a budget "
-                                               "trains only the sizes near its optimum, not tiny models for many steps")
+    max_tokens_per_param: float | None = Field(
+        None,
+        gt=0,
+        description="skip points with more tokens per parameter: a budget "
+        "trains only the sizes near its optimum, not tiny models for many steps",
+    )
     max_tokens: int | None = None
     train: PretrainConfig = PretrainConfig(max_steps=1)  # shared recipe: dims and length set per point
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
-    lr_rule: Literal["constant", "kaplan"] = Field("constant", description="constant: train.lr for every size; kaplan: "
-                                                   "Kaplan et al. 2020 eq. D.1, lr = 0.003239 − 0.0001395·ln N (min_lr keeps its ratio)")
-    concurrency: int = Field(2, ge=1, description="grid points trained at once (one per core or GPU)", json_schema_extra={"cache_key": False})
+    lr_rule: Literal["constant", "kaplan"] = Field(
+        "constant",
+        description="constant: train.lr for every size; kaplan: "
+        "Kaplan et al. 2020 eq. D.1, lr = 0.003239 − 0.0001395·ln N (min_lr keeps its ratio)",
+    )
+    concurrency: int = Field(
+        2, ge=1, description="grid points trained at once (one per core or GPU)", json_schema_extra={"cache_key": False}
+    )
     adaptive: AdaptiveConfig = AdaptiveConfig()
     n_bootstrap: int = Field(200, ge=0)
     predict_at: list[float] = [1e15, 1e17, 1e19]
@@ -83,10 +91,15 @@ class SweepConfig(BaseModel):
     def flops_definition(self) -> str:
         """What a budget's FLOPs count, as fit.json states it."""
         if self.flops == "6n":
-            return ("6n: C = 6·N·D, N = non-embedding parameters (Kaplan et al.); the grid, the IsoFLOP and parametric fits, "
-                    "their predictions and the plots all use it")
-        return ("exact: C = exact training FLOPs per token (attention and output layer included) × D; the parametric law's "
-                "optimal allocation converts C with 6N, so its predictions are approximate for small models")
+            return (
+                "6n: C = 6·N·D, N = non-embedding parameters (Kaplan et al.); the grid, the IsoFLOP and "
+                "parametric fits, "
+                "their predictions and the plots all use it"
+            )
+        return (
+            "exact: C = exact training FLOPs per token (attention and output layer included) × D; the parametric law's "
+            "optimal allocation converts C with 6N, so its predictions are approximate for small models"
+        )
 
     def point_lr(self, non_embedding_params: int) -> tuple[float, float]:
         """(lr, min_lr) of a point of this size under `lr_rule`."""
@@ -98,10 +111,19 @@ class SweepConfig(BaseModel):
     def point_config(self, point: GridPoint) -> PretrainConfig:
         s = point.shape
         lr, min_lr = self.point_lr(s.non_embedding_params)
-        return self.train.model_copy(update={
-            "lr": lr, "min_lr": min_lr,
-            "seed": self.train.seed + point.seed,
-            "model": dataclasses.replace(self.train.model, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads, d_ff=None),
-            "max_steps": point.steps, "max_tokens": None, "warmup_steps": max(1, int(self.warmup_fraction * point.steps)),
-            "eval_interval": point.steps, "checkpoint_interval": max(point.steps // 4, 1), "log_interval": max(point.steps // 50, 1),
-        })
+        return self.train.model_copy(
+            update={
+                "lr": lr,
+                "min_lr": min_lr,
+                "seed": self.train.seed + point.seed,
+                "model": dataclasses.replace(
+                    self.train.model, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads, d_ff=None
+                ),
+                "max_steps": point.steps,
+                "max_tokens": None,
+                "warmup_steps": max(1, int(self.warmup_fraction * point.steps)),
+                "eval_interval": point.steps,
+                "checkpoint_interval": max(point.steps // 4, 1),
+                "log_interval": max(point.steps // 50, 1),
+            }
+        )

@@ -60,8 +60,13 @@ def prefect_server(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-server"))}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300  # a correctness bound, generous for a slow or busy machine
         while True:
@@ -98,12 +103,16 @@ def kill_mid_build():
     import time
 
     def run(cmd: list[str], env: dict, home: Path, stage: str, timeout: float = 300) -> None:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         tmp_root = home / "artifacts" / "tmp"
         deadline = time.time() + timeout
         # building: files in its temp dir, or finished partitions in its work dir (clean-data)
-        while not (any(d.is_dir() and any(d.iterdir()) for d in tmp_root.glob(f"{stage}-*"))
-                   or any((home / "work").glob(f"{stage}-*/done/*.json"))):
+        while not (
+            any(d.is_dir() and any(d.iterdir()) for d in tmp_root.glob(f"{stage}-*"))
+            or any((home / "work").glob(f"{stage}-*/done/*.json"))
+        ):
             assert proc.poll() is None, f"{stage} exited ({proc.returncode}) before its build could be killed"
             assert time.time() < deadline, f"{stage} never started building"
             time.sleep(0.05)
@@ -134,10 +143,10 @@ def token_dir(tmp_path_factory, data) -> Path:
 def addition_model(tmp_path_factory) -> Path:
     """A tiny character-level model pretrained briefly on the addition corpus, exported to HF."""
     from lm.bpe import train_bpe
+    from lm.checkpoint import load_model
     from lm.corpus import encode_corpus
     from lm.hf_export import export_hf
     from lm.tokenizer import Tokenizer
-    from lm.checkpoint import load_model
     from lm.train import PretrainConfig, train
     from rl.tasks import get_task
 
@@ -148,7 +157,14 @@ def addition_model(tmp_path_factory) -> Path:
     (w / "arr").mkdir()
     encode_corpus([corpus], w / "tok", w / "arr", 0.02, 1)
     # head_dim 32: the smallest vLLM's CPU attention kernels support
-    cfg = PretrainConfig(model={"d_model": 64, "num_layers": 2, "num_heads": 2, "context_length": 32}, batch_size=32, max_steps=60, warmup_steps=5,
-                         lr=3e-3, eval_batches=2, eval_interval=60)
+    cfg = PretrainConfig(
+        model={"d_model": 64, "num_layers": 2, "num_heads": 2, "context_length": 32},
+        batch_size=32,
+        max_steps=60,
+        warmup_steps=5,
+        lr=3e-3,
+        eval_batches=2,
+        eval_interval=60,
+    )
     train(cfg, w / "arr", w / "run", progress=False)
     return export_hf(load_model(w / "run" / "checkpoint"), w / "tok", w / "hf")

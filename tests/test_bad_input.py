@@ -18,7 +18,9 @@ from flows.config import ConfigError, load_config
 
 
 def _good_lines(data: Path) -> list[str]:
-    return [line for f in sorted((data / "cc-en-jsonl").iterdir()) for line in f.read_text().splitlines() if line.strip()]
+    return [
+        line for f in sorted((data / "cc-en-jsonl").iterdir()) for line in f.read_text().splitlines() if line.strip()
+    ]
 
 
 def _read(path: Path) -> tuple[list, dict]:
@@ -73,7 +75,9 @@ def test_truncated_warc_record_is_counted_and_dropped(tmp_path, data):
     cut.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
     docs, read = _read(cut)
     assert read["skipped_truncated_record"] == 1
-    assert [d.text for d in docs] == [d.text for d in full[: len(docs)]]  # the complete records before it are kept whole
+    assert [d.text for d in docs] == [
+        d.text for d in full[: len(docs)]
+    ]  # the complete records before it are kept whole
 
 
 def test_binary_file_warns_once_per_kind_not_per_line(tmp_path, caplog):
@@ -112,8 +116,14 @@ def test_mixed_directory_keeps_every_good_document(prefect_harness, lmforge_home
     (d / "cut.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(("\n".join(good) + "\n").encode())[:200])
     (d / "blob.jsonl").write_bytes(bytes(range(256)) * 100)
     (d / "README.wat").write_text("not a document")
-    cfg = CleanConfig(inputs=[str(d)], language={"enabled": False}, quality={"enabled": False}, repetition={"enabled": False},
-                      minhash={"enabled": False}, line_dedup={"enabled": False})
+    cfg = CleanConfig(
+        inputs=[str(d)],
+        language={"enabled": False},
+        quality={"enabled": False},
+        repetition={"enabled": False},
+        minhash={"enabled": False},
+        line_dedup={"enabled": False},
+    )
     out = Path(clean_data(cfg))
     stats = json.loads((out / "stats.json").read_text())
     read = stats["read"]
@@ -150,9 +160,17 @@ def test_yaml_errors_name_the_file_and_line(tmp_path):
         load_config(CleanConfig, tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("bad", [{"quality": {"min_words": -5}}, {"quality": {"max_words": -1}}, {"quality": {"min_alpha_words_ratio": 7}},
-                                 {"language": {"languages": ["klingon"]}}, {"repetition": {"dup_n_grams": [[5, 1.5]]}},
-                                 {"quality": {"min_avg_word_length": 9, "max_avg_word_length": 3}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"quality": {"min_words": -5}},
+        {"quality": {"max_words": -1}},
+        {"quality": {"min_alpha_words_ratio": 7}},
+        {"language": {"languages": ["klingon"]}},
+        {"repetition": {"dup_n_grams": [[5, 1.5]]}},
+        {"quality": {"min_avg_word_length": 9, "max_avg_word_length": 3}},
+    ],
+)
 def test_thresholds_are_range_checked(bad):
     from filters.config import CleanConfig
 
@@ -161,10 +179,10 @@ def test_thresholds_are_range_checked(bad):
 
 
 def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
-    from lm.paths import REPO_ROOT
-    from lm.train import PretrainConfig
     from flows.registry import STAGES
     from lm.configfile import read_yaml
+    from lm.paths import REPO_ROOT
+    from lm.train import PretrainConfig
     from rl.sft import SFTSettings
 
     demo = REPO_ROOT / "configs" / "pipeline-demo.yaml"
@@ -172,4 +190,8 @@ def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
     settings = load_config(SFTSettings, demo, sections=list(STAGES["sft"].sections))
     # the file's values, not the defaults (SFTSettings' max_steps default is 200)
     assert settings.max_steps == data["post_training"]["sft"]["max_steps"] != SFTSettings().max_steps
-    assert load_config(PretrainConfig, demo, sections=["pretrain"]).model.d_model == data["pretrain"]["model"]["d_model"] != PretrainConfig().model.d_model
+    assert (
+        load_config(PretrainConfig, demo, sections=["pretrain"]).model.d_model
+        == data["pretrain"]["model"]["d_model"]
+        != PretrainConfig().model.d_model
+    )

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import free_port
+
 from filters.config import CleanConfig
 from flows.config import ConfigError, load_config
 
@@ -37,7 +37,9 @@ def test_flow_builds_then_hits_cache_then_recomputes_on_change(prefect_harness, 
     from flows.clean_data import clean_data
     from flows.runners import RunnerConfig
 
-    cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0000.warc.gz")])
+    cfg = CleanConfig(
+        inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0000.warc.gz")]
+    )
     runner = RunnerConfig(kind="thread")
     out = Path(clean_data(cfg, runner))
     manifest = json.loads((out / "manifest.json").read_text())
@@ -57,7 +59,10 @@ def test_flow_builds_then_hits_cache_then_recomputes_on_change(prefect_harness, 
 
     changed = cfg.model_copy(update={"quality": cfg.quality.model_copy(update={"min_words": 200})})
     out2 = Path(clean_data(changed, runner))
-    assert out2 != out and json.loads((out2 / "stats.json").read_text())["output"]["docs_out"] <= stats["output"]["docs_out"]
+    assert (
+        out2 != out
+        and json.loads((out2 / "stats.json").read_text())["output"]["docs_out"] <= stats["output"]["docs_out"]
+    )
 
 
 def test_invalid_config_fails_at_load(tmp_path):
@@ -71,14 +76,22 @@ def test_invalid_config_fails_at_load(tmp_path):
 
 
 def test_cli_missing_input_fails_fast(lmforge_home, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "clean-data", str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "clean-data", str(tmp_path / "missing.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "matches no file" in r.stderr
 
 
 def test_cli_prints_artifact_dir_last(lmforge_home, data):
     r = subprocess.run(
         [sys.executable, "-m", "flows.cli", "clean-data", str(data / "cc-en-jsonl"), "--workers", "2"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PREFECT_LOGGING_LEVEL": "INFO"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PREFECT_LOGGING_LEVEL": "INFO"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
     out = Path(r.stdout.strip().splitlines()[-1])
@@ -93,11 +106,20 @@ def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
     # once failed its flow run within a second in CI (cause not captured); isolated, it never has
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
     bin_dir = Path(sys.executable).parent
-    server = subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     serve = None
     try:
         for _ in range(120):
@@ -108,15 +130,24 @@ def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
                 time.sleep(0.5)
         else:
             pytest.fail("prefect server did not become healthy")
-        serve = subprocess.Popen([str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        serve = subprocess.Popen(
+            [str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         params = json.dumps({"config": {"inputs": [str(data / "cc-en-jsonl")]}})
         for _ in range(60):  # wait until the deployment is registered
-            r = subprocess.run([str(bin_dir / "prefect"), "deployment", "inspect", "clean-data/default"], env=env, capture_output=True)
+            r = subprocess.run(
+                [str(bin_dir / "prefect"), "deployment", "inspect", "clean-data/default"], env=env, capture_output=True
+            )
             if r.returncode == 0:
                 break
             time.sleep(1)
-        r = subprocess.run([str(bin_dir / "prefect"), "deployment", "run", "clean-data/default", "--params", params, "--watch"],
-                           env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [str(bin_dir / "prefect"), "deployment", "run", "clean-data/default", "--params", params, "--watch"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         assert "Completed" in r.stdout
         finished = list((lmforge_home / "artifacts" / "clean-data").glob("*/manifest.json"))
@@ -133,5 +164,7 @@ def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
 
 def test_serve_without_server_fails_fast(tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
-    r = subprocess.run([str(Path(sys.executable).parent / "lmforge"), "serve"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "lmforge"), "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and "is not answering" in r.stderr and "lmforge server start" in r.stderr

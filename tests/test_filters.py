@@ -22,7 +22,13 @@ from filters.writer import ParquetShardWriter, read_shards
 def test_jsonl_reader_keeps_ids_and_counts_bad_lines(tmp_path, data):
     src = (data / "cc-en-jsonl" / "cc_en_head-0091.jsonl").read_bytes().splitlines()
     bad = tmp_path / "mixed.jsonl.gz"
-    lines = [src[0], b"{not json", json.dumps({"id": "x", "no_text": 1}).encode(), b'{"text": "bad \xff utf8", "id": "u"}', src[1]]
+    lines = [
+        src[0],
+        b"{not json",
+        json.dumps({"id": "x", "no_text": 1}).encode(),
+        b'{"text": "bad \xff utf8", "id": "u"}',
+        src[1],
+    ]
     with gzip.open(bad, "wb") as f:
         f.write(b"\n".join(lines) + b"\n")
     stats = Stats()
@@ -67,7 +73,9 @@ def test_empty_and_oversized_documents(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     big = tmp_path / "big.jsonl"
-    big.write_text(json.dumps({"id": "big", "text": "word " * 2_000_000}) + "\n" + json.dumps({"id": "ok", "text": "fine"}) + "\n")
+    big.write_text(
+        json.dumps({"id": "big", "text": "word " * 2_000_000}) + "\n" + json.dumps({"id": "ok", "text": "fine"}) + "\n"
+    )
     stats = Stats()
     assert list(read_documents(empty, stats)) == []
     assert [d.id for d in read_documents(big, stats, max_chars=1_000_000)] == ["ok"]
@@ -80,7 +88,9 @@ def test_missing_input_fails_before_work(tmp_path):
 
 
 def test_text_reader_blocks(data):
-    docs = list(read_documents(data / "tinystories-val-sample" / "tinystories_val.txt", Stats(), split_blank_lines=True))
+    docs = list(
+        read_documents(data / "tinystories-val-sample" / "tinystories_val.txt", Stats(), split_blank_lines=True)
+    )
     assert len(docs) > 1000 and docs[0].text.startswith("Spot.")
 
 
@@ -126,16 +136,26 @@ def test_gopher_quality_keeps_wiki_drops_junk(data):
     assert f.filter(Document("the cat and the dog", "s", "t")) == (False, "gopher_below_min_words")
     bullets = "\n".join(f"• item number {i} of the list and the rest" for i in range(20))
     assert f.filter(Document(bullets, "b", "t")) == (False, "gopher_bullet_lines_ratio")
-    assert GopherQualityFilter(QualityConfig(min_words=None)).filter(Document("the cat and the dog sat", "s", "t")) is True
+    assert (
+        GopherQualityFilter(QualityConfig(min_words=None)).filter(Document("the cat and the dog sat", "s", "t")) is True
+    )
 
 
 def test_gopher_repetition(data):
     f = GopherRepetitionFilter()
     story = Document((data / "cs336-a1-fixtures" / "address.txt").read_text(), "a", "t")
     assert f.filter(story) is True
-    looped = Document("\n".join(["Buy cheap watches online today and save."] * 10 + ["A different line here."]), "l", "t")
+    looped = Document(
+        "\n".join(["Buy cheap watches online today and save."] * 10 + ["A different line here."]), "l", "t"
+    )
     assert f.filter(looped)[1].startswith("gopher_dup_")
-    spam = Document(" ".join(["click here to win a prize now"] * 3 + ["unique words follow in this sentence about many things"] * 1), "s", "t")
+    spam = Document(
+        " ".join(
+            ["click here to win a prize now"] * 3 + ["unique words follow in this sentence about many things"] * 1
+        ),
+        "s",
+        "t",
+    )
     assert f.filter(spam)[0] is False
 
 
@@ -189,7 +209,15 @@ def test_parquet_writer_rolls_shards(tmp_path):
     assert len(w.paths) > 1
     rows = list(read_shards(w.paths))
     assert [r["id"] for r in rows] == [str(i) for i in range(50)] and rows[0]["lang"] == "en"
-    assert pq.read_schema(w.paths[0]).names == ["id", "text", "source", "lang", "lang_score", "quality_score", "metadata"]
+    assert pq.read_schema(w.paths[0]).names == [
+        "id",
+        "text",
+        "source",
+        "lang",
+        "lang_score",
+        "quality_score",
+        "metadata",
+    ]
 
 
 def test_stats_table_never_shows_an_uncounted_figure_as_zero():

@@ -31,7 +31,9 @@ def mistakes(tmp_path_factory, token_dir) -> dict[str, Path]:
     (w / "no-text.jsonl").write_text(json.dumps({"body": "a document under another field"}) + "\n")
     (w / "one-doc.jsonl").write_text(json.dumps({"id": "1", "text": "a single short document"}) + "\n")
     (w / "pretrain.yaml").write_text("max_steps: 2\n")
-    model = TransformerLM(ModelConfig(vocab_size=300, context_length=32, d_model=64, num_layers=1, num_heads=4))  # head_dim 16
+    model = TransformerLM(
+        ModelConfig(vocab_size=300, context_length=32, d_model=64, num_layers=1, num_heads=4)
+    )  # head_dim 16
     export_hf(model, token_dir / "tokenizer", w / "head16")
     return {"dir": w, "tokens": token_dir}
 
@@ -51,20 +53,44 @@ def _home_with_tokenize(tmp_path: Path, token_dir: Path) -> tuple[Path, str]:
 
 CASES = [
     # (id, argv builder, what the one line must say)
-    ("checkpoint-is-a-tokenize-key", lambda d, key: ["grpo", "--checkpoint", key[:8]],
-     "is a tokenize artifact; --checkpoint takes a pretrain, sft or grpo artifact"),
-    ("sft-checkpoint-unknown", lambda d, key: ["sft", "--checkpoint", "ffff0000"], "'ffff0000' is neither an lmforge artifact"),
+    (
+        "checkpoint-is-a-tokenize-key",
+        lambda d, key: ["grpo", "--checkpoint", key[:8]],
+        "is a tokenize artifact; --checkpoint takes a pretrain, sft or grpo artifact",
+    ),
+    (
+        "sft-checkpoint-unknown",
+        lambda d, key: ["sft", "--checkpoint", "ffff0000"],
+        "'ffff0000' is neither an lmforge artifact",
+    ),
     ("empty-directory", lambda d, key: ["clean-data", str(d / "empty")], "empty: an empty directory"),
     ("binary-jsonl", lambda d, key: ["clean-data", str(d / "binary")], "data.jsonl holds binary data, not JSON lines"),
-    ("no-text-field", lambda d, key: ["clean-data", str(d / "no-text.jsonl")], "line 1 has no 'text' field (its fields: body)"),
+    (
+        "no-text-field",
+        lambda d, key: ["clean-data", str(d / "no-text.jsonl")],
+        "line 1 has no 'text' field (its fields: body)",
+    ),
     ("missing-path", lambda d, key: ["clean-data", str(d / "nope")], "nope' matches no file"),
-    ("tokenize-one-document", lambda d, key: ["tokenize", "--input", str(d / "one-doc.jsonl")],
-     "1 document; tokenize needs at least 2 (one is held out for validation: --val-fraction)"),
-    ("head-dim-16-on-vllm", lambda d, key: ["grpo", "--checkpoint", str(d / "head16"), "-c", str(d / "grpo.yaml")],
-     "head_dim 16 is not supported by vLLM on CPU"),
-    ("run-without-its-key", lambda d, key: ["run", "pretrain", "-c", str(d / "pretrain.yaml")],
-     "missing --param tokenize_artifact=VALUE"),
-    ("run-with-a-wrong-kind", lambda d, key: ["run", "sft", "--param", f"checkpoint={key}"], "a1b2c3d4e5f60718 is a tokenize artifact"),
+    (
+        "tokenize-one-document",
+        lambda d, key: ["tokenize", "--input", str(d / "one-doc.jsonl")],
+        "1 document; tokenize needs at least 2 (one is held out for validation: --val-fraction)",
+    ),
+    (
+        "head-dim-16-on-vllm",
+        lambda d, key: ["grpo", "--checkpoint", str(d / "head16"), "-c", str(d / "grpo.yaml")],
+        "head_dim 16 is not supported by vLLM on CPU",
+    ),
+    (
+        "run-without-its-key",
+        lambda d, key: ["run", "pretrain", "-c", str(d / "pretrain.yaml")],
+        "missing --param tokenize_artifact=VALUE",
+    ),
+    (
+        "run-with-a-wrong-kind",
+        lambda d, key: ["run", "sft", "--param", f"checkpoint={key}"],
+        "a1b2c3d4e5f60718 is a tokenize artifact",
+    ),
 ]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +18,32 @@ import torch.nn.functional as F
 from lm.accounting import count
 from lm.generate import generate, sample_next
 from lm.hf_export import export_hf, import_hf
-from lm.model import ModelConfig, RMSNorm, RotaryPositionalEmbedding, TransformerLM, scaled_dot_product_attention, softmax
+from lm.model import (
+    ModelConfig,
+    RMSNorm,
+    RotaryPositionalEmbedding,
+    TransformerLM,
+    scaled_dot_product_attention,
+    softmax,
+)
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
-from lm.train import COMPILE_MIN_STEPS_CPU, PretrainConfig, TrainingDiverged, get_batch, read_metrics, resolve_auto, train
+from lm.train import (
+    COMPILE_MIN_STEPS_CPU,
+    PretrainConfig,
+    TrainingDiverged,
+    get_batch,
+    read_metrics,
+    resolve_auto,
+    train,
+)
 
-TINY = dict(model={"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64}, batch_size=8, eval_batches=2, warmup_steps=5, lr=3e-3)
+TINY = dict(
+    model={"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64},
+    batch_size=8,
+    eval_batches=2,
+    warmup_steps=5,
+    lr=3e-3,
+)
 
 
 def test_primitives_match_torch():
@@ -34,7 +55,9 @@ def test_primitives_match_torch():
     assert norm(x.to(torch.bfloat16)).dtype == torch.bfloat16
     q, k, v = torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 8)
     mask = torch.ones(7, 7, dtype=torch.bool).tril()
-    assert torch.allclose(scaled_dot_product_attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5)
+    assert torch.allclose(
+        scaled_dot_product_attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5
+    )
     logits, y = torch.randn(4, 9, 50), torch.randint(0, 50, (4, 9))
     assert torch.allclose(cross_entropy(logits, y), F.cross_entropy(logits.reshape(-1, 50), y.reshape(-1)), atol=1e-5)
     assert torch.isfinite(cross_entropy(logits * 1e4, y))
@@ -49,7 +72,11 @@ def test_rope_rotates_pairs_and_preserves_norm():
     assert torch.allclose(y[:, 0], x[:, 0])  # position 0: no rotation
     theta = 1.0  # pair 0 at position 1 rotates by 1 radian
     a, b = x[0, 1, 0], x[0, 1, 1]
-    assert torch.allclose(y[0, 1, :2], torch.stack([a * math.cos(theta) - b * math.sin(theta), a * math.sin(theta) + b * math.cos(theta)]), atol=1e-6)
+    assert torch.allclose(
+        y[0, 1, :2],
+        torch.stack([a * math.cos(theta) - b * math.sin(theta), a * math.sin(theta) + b * math.cos(theta)]),
+        atol=1e-6,
+    )
 
 
 def test_sdpa_path_equals_reference_path():
@@ -87,7 +114,14 @@ def test_adamw_matches_torch_adamw(compiled):
 
 def test_schedule_and_clipping():
     lrs = [cosine_lr(t, 1.0, 0.1, 10, 100) for t in range(120)]
-    assert lrs[0] == 0 and lrs[5] == 0.5 and lrs[10] == 1.0 and abs(lrs[55] - 0.55) < 1e-9 and lrs[100] == pytest.approx(0.1) and lrs[119] == 0.1
+    assert (
+        lrs[0] == 0
+        and lrs[5] == 0.5
+        and lrs[10] == 1.0
+        and abs(lrs[55] - 0.55) < 1e-9
+        and lrs[100] == pytest.approx(0.1)
+        and lrs[119] == 0.1
+    )
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
     assert clip_grad_norm([p], 1.0).item() == pytest.approx(5.0)
@@ -152,12 +186,16 @@ def test_training_lowers_loss_and_resume_continues_the_same_trajectory(token_dir
     # CPU kernels are deterministic: the same trajectory to float precision. CUDA's are not
     # (atomic adds in the embedding's backward; bf16): the same trajectory within that noise.
     tol = 1e-6 if resolve_auto(cfg).device == "cpu" else 2e-2
-    diffs = [abs(a["train_loss"] - b["train_loss"]) for a, b in zip(m_full, m_part)] + [abs(full["final_val_loss"] - m_part[-1]["val_loss"])]
+    diffs = [abs(a["train_loss"] - b["train_loss"]) for a, b in zip(m_full, m_part)] + [
+        abs(full["final_val_loss"] - m_part[-1]["val_loss"])
+    ]
     assert max(diffs) < tol, diffs
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(token_dir, tmp_path):
-    cfg = PretrainConfig(**{**TINY, "lr": 1e6, "grad_clip": 1e9, "warmup_steps": 0}, max_steps=60, checkpoint_interval=2)
+    cfg = PretrainConfig(
+        **{**TINY, "lr": 1e6, "grad_clip": 1e9, "warmup_steps": 0}, max_steps=60, checkpoint_interval=2
+    )
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         train(cfg, token_dir, tmp_path / "run", progress=False)
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
@@ -169,8 +207,25 @@ def test_ddp_world_size_1_with_torchrun(token_dir, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(json.dumps({**TINY, "max_steps": 4, "eval_interval": 2}))
     torchrun = Path(sys.executable).parent / "torchrun"
-    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=1", "-m", "lm.train", "--data", str(token_dir), "--out", str(tmp_path / "ddp"), "--config", str(cfg)],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=1",
+            "-m",
+            "lm.train",
+            "--data",
+            str(token_dir),
+            "--out",
+            str(tmp_path / "ddp"),
+            "--config",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 4 and summary["finished"]
@@ -182,7 +237,9 @@ def test_bf16_compile_on_gpu(token_dir, tmp_path):
     auto = resolve_auto(PretrainConfig(**TINY, max_steps=10, device="cuda"))
     assert auto.precision == "bf16" and auto.compile is True
     fast = train(auto, token_dir, tmp_path / "gpu", progress=False)
-    plain = train(auto.model_copy(update={"precision": "fp32", "compile": False}), token_dir, tmp_path / "fp32", progress=False)
+    plain = train(
+        auto.model_copy(update={"precision": "fp32", "compile": False}), token_dir, tmp_path / "fp32", progress=False
+    )
     assert fast["finished"] and abs(fast["final_val_loss"] - plain["final_val_loss"]) < 0.05
     rows = read_metrics(tmp_path / "gpu" / "metrics.jsonl")
     if any(k in torch.cuda.get_device_name() for k in ("H100", "H200", "A100")):
@@ -202,8 +259,12 @@ def test_compiled_and_bf16_training_on_cpu_match_eager_fp32(token_dir, tmp_path)
     """torch.compile (inductor's C++ backend) and CPU bf16 autocast run the same training as eager fp32."""
     base = PretrainConfig(**TINY, max_steps=6, eval_interval=6, device="cpu", precision="fp32", compile=False)
     eager = train(base, token_dir, tmp_path / "eager", progress=False)["final_val_loss"]
-    compiled = train(base.model_copy(update={"compile": True}), token_dir, tmp_path / "compiled", progress=False)["final_val_loss"]
-    bf16 = train(base.model_copy(update={"precision": "bf16"}), token_dir, tmp_path / "bf16", progress=False)["final_val_loss"]
+    compiled = train(base.model_copy(update={"compile": True}), token_dir, tmp_path / "compiled", progress=False)[
+        "final_val_loss"
+    ]
+    bf16 = train(base.model_copy(update={"precision": "bf16"}), token_dir, tmp_path / "bf16", progress=False)[
+        "final_val_loss"
+    ]
     assert abs(compiled - eager) < 1e-3
     assert abs(bf16 - eager) < 0.05
 
@@ -249,7 +310,9 @@ def test_fused_linear_cross_entropy_matches_the_unfused_loss_and_gradients(dtype
 def test_training_with_the_fused_loss_matches_the_unfused_run(token_dir, tmp_path):
     base = PretrainConfig(**TINY, max_steps=6, eval_interval=6, device="cpu", precision="fp32", compile=False)
     plain = train(base, token_dir, tmp_path / "plain", progress=False)["final_val_loss"]
-    fused = train(base.model_copy(update={"fused_loss": True}), token_dir, tmp_path / "fused", progress=False)["final_val_loss"]
+    fused = train(base.model_copy(update={"fused_loss": True}), token_dir, tmp_path / "fused", progress=False)[
+        "final_val_loss"
+    ]
     assert abs(fused - plain) < 1e-4
 
 
@@ -289,7 +352,10 @@ def test_pretrain_config_nests_the_one_model_definition():
 
     cfg = PretrainConfig(model={"d_model": 96, "num_heads": 4})
     assert cfg.model == ModelConfig(d_model=96, num_heads=4) and cfg.model.attn_impl == ModelConfig().attn_impl
-    assert cfg.model_config_for(1234).vocab_size == 1234 and cfg.model_config_for(1234).d_ff == ModelConfig(d_model=96).d_ff
+    assert (
+        cfg.model_config_for(1234).vocab_size == 1234
+        and cfg.model_config_for(1234).d_ff == ModelConfig(d_model=96).d_ff
+    )
     with pytest.raises(ValidationError, match="model.d_modle"):
         PretrainConfig(model={"d_modle": 96})
     with pytest.raises(ValidationError, match="vocab_size comes from the tokenize artifact"):

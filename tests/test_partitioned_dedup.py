@@ -58,7 +58,12 @@ def _rows(shards: list[Path]) -> list[tuple[str, str]]:
     return [(r["id"], r["text"]) for s in sorted(shards) for r in pq.read_table(s, columns=["id", "text"]).to_pylist()]
 
 
-FILTERS_OFF = {"language": {"enabled": False}, "quality": {"enabled": False}, "repetition": {"enabled": False}, "pii": {"enabled": False}}
+FILTERS_OFF = {
+    "language": {"enabled": False},
+    "quality": {"enabled": False},
+    "repetition": {"enabled": False},
+    "pii": {"enabled": False},
+}
 
 
 def _pair_scores(kept_ids: set[str], all_ids: set[str], planted: list[tuple[str, str]]) -> tuple[float, float]:
@@ -70,7 +75,9 @@ def _pair_scores(kept_ids: set[str], all_ids: set[str], planted: list[tuple[str,
     return found / len(planted), sum(d in in_pairs for d in removed) / max(len(removed), 1)
 
 
-@pytest.mark.parametrize("partition_docs,batch_docs", [(100_000, 1024), (1_000, 4)])  # one bucket; many buckets and small batches
+@pytest.mark.parametrize(
+    "partition_docs,batch_docs", [(100_000, 1024), (1_000, 4)]
+)  # one bucket; many buckets and small batches
 def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, partition_docs, batch_docs, monkeypatch):
     """With datasketch's hash family the partitioned steps keep exactly what datasketch's LSH
     keeps; with xxh64 (the default) the outcome on the planted pairs is the same within 0.005."""
@@ -79,7 +86,9 @@ def test_partitioned_dedup_matches_the_in_memory_reference(tmp_path, data, parti
     monkeypatch.setattr(pd, "BATCH_DOCS", batch_docs)  # batches with no candidate document in them, too
     planted: list[tuple[str, str]] = []
     files = _corpus(data, tmp_path / "in", planted=planted)
-    cfg = CleanConfig(inputs=[str(f) for f in files], partition_docs=partition_docs, minhash={"hash": "sha1"}, **FILTERS_OFF)
+    cfg = CleanConfig(
+        inputs=[str(f) for f in files], partition_docs=partition_docs, minhash={"hash": "sha1"}, **FILTERS_OFF
+    )
     out = tmp_path / "out"
     out.mkdir()
     shards, stats = clean_corpus(files, cfg, tmp_path / "work", out)
@@ -131,10 +140,14 @@ def test_kill_9_mid_dedup_resumes_from_finished_partitions(tmp_path, data, prefe
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     reused = [int(x) for x in __import__("re").findall(r"\((\d+) reused from an earlier run\)", r.stderr)]
-    assert reused and reused[0] == 6 and sum(reused) >= 8, r.stderr[-3000:]  # every filter partition, and the hashed parts
+    assert reused and reused[0] == 6 and sum(reused) >= 8, r.stderr[
+        -3000:
+    ]  # every filter partition, and the hashed parts
     resumed = Path(r.stdout.strip().splitlines()[-1])
 
-    fresh = subprocess.run(cmd, env={**env_base, "LMFORGE_HOME": str(tmp_path / "fresh")}, capture_output=True, text=True, timeout=300)
+    fresh = subprocess.run(
+        cmd, env={**env_base, "LMFORGE_HOME": str(tmp_path / "fresh")}, capture_output=True, text=True, timeout=300
+    )
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     whole = Path(fresh.stdout.strip().splitlines()[-1])
     assert resumed.name == whole.name  # same key
@@ -172,7 +185,12 @@ def test_compiled_shingle_hashes_equal_xxhash_of_each_shingle(data):
     if shingle_hash._shingle_hash is None:
         pytest.fail("filters._shingle_hash was not built (make setup builds it with g++)")
     texts = [json.loads(line)["text"] for f in sorted((data / "cc-en-jsonl").iterdir())[:2] for line in f.open()][:300]
-    texts += (data / "udhr2-langid").joinpath(sorted(p.name for p in (data / "udhr2-langid").iterdir())[0]).read_text()[:20000].split("\n")
+    texts += (
+        (data / "udhr2-langid")
+        .joinpath(sorted(p.name for p in (data / "udhr2-langid").iterdir())[0])
+        .read_text()[:20000]
+        .split("\n")
+    )
     texts += ["", "one", "one two three four five", "one two three four five six", "Ünïcödé  wörds, 句子 和 标点。" * 9]
     for text in texts:
         compiled = shingle_hash.shingle_hashes(text, 5, compiled=True)
@@ -195,5 +213,7 @@ def test_rejects_show_what_each_rule_dropped(tmp_path, data):
     for m in meta:
         counts[(m["rejected_by"], m["reason"])] = counts.get((m["rejected_by"], m["reason"]), 0) + 1
     assert max(counts.values()) <= 2 * len(files)  # the cap holds per input file
-    dropped = {(step, k.removeprefix("dropped_")) for step, c in stats.to_dict().items() for k in c if k.startswith("dropped_")}
+    dropped = {
+        (step, k.removeprefix("dropped_")) for step, c in stats.to_dict().items() for k in c if k.startswith("dropped_")
+    }
     assert set(counts) <= dropped and len(set(counts)) >= 2  # every sampled reason is one the stats counted

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import psutil
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -29,26 +29,51 @@ def cli_env(home: Path, api: str | None = None) -> dict:
     """The CLI's environment; `api`: the session's Prefect server (conftest.prefect_server),
     for tests whose subject is not the temporary server a run starts by itself."""
     # the suite quiets Prefect to WARNING; these tests read the CLI's INFO lines
-    return {**os.environ, "LMFORGE_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO", **({"PREFECT_API_URL": api} if api else {})}
+    return {
+        **os.environ,
+        "LMFORGE_HOME": str(home),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        **({"PREFECT_API_URL": api} if api else {}),
+    }
 
-TINY_PRETRAIN = {"model": {"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64}, "batch_size": 8, "max_steps": 30,
-                 "warmup_steps": 3, "eval_interval": 10, "eval_batches": 2, "checkpoint_interval": 5, "sample_max_tokens": 8}
+
+TINY_PRETRAIN = {
+    "model": {"d_model": 64, "num_layers": 2, "num_heads": 4, "context_length": 64},
+    "batch_size": 8,
+    "max_steps": 30,
+    "warmup_steps": 3,
+    "eval_interval": 10,
+    "eval_batches": 2,
+    "checkpoint_interval": 5,
+    "sample_max_tokens": 8,
+}
 
 
 def small_pipeline_config(data: Path, with_sweep: bool) -> dict:
     cfg = {
-        "clean_data": {"inputs": [str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")], "split_text_on_blank_lines": True,
-                       "quality": {"min_words": 20}},
+        "clean_data": {
+            "inputs": [str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")],
+            "split_text_on_blank_lines": True,
+            "quality": {"min_words": 20},
+        },
         "tokenize": {"vocab_size": 400, "val_fraction": 0.05},
         "pretrain": TINY_PRETRAIN,
         "runner": {"kind": "thread"},
     }
     if with_sweep:
         # the sweep's own byte-level tokenizer, as the demo's
-        cfg["scaling_sweep"] = {"tokenize": {"vocab_size": 257, "val_fraction": 0.05},
-                                "sweep": {"budgets": [3e9, 1e10], "sizes": [1e4, 4e4, 1.2e5], "head_dim": 16, "min_tokens_per_param": 0.0,
-                                          "n_bootstrap": 20, "concurrency": 2,
-                                          "train": {"model": {"context_length": 32}, "batch_size": 8, "max_steps": 1, "eval_batches": 2}}}
+        cfg["scaling_sweep"] = {
+            "tokenize": {"vocab_size": 257, "val_fraction": 0.05},
+            "sweep": {
+                "budgets": [3e9, 1e10],
+                "sizes": [1e4, 4e4, 1.2e5],
+                "head_dim": 16,
+                "min_tokens_per_param": 0.0,
+                "n_bootstrap": 20,
+                "concurrency": 2,
+                "train": {"model": {"context_length": 32}, "batch_size": 8, "max_steps": 1, "eval_batches": 2},
+            },
+        }
     return cfg
 
 
@@ -70,9 +95,14 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
     out = pipeline(cfg)
     assert set(out) == {"clean-data", "tokenize", "pretrain", "sweep-tokenize", "scaling-sweep"}
     pretrained = json.loads((Path(out["pretrain"]) / "manifest.json").read_text())["summary"]
-    assert pretrained["final_val_loss"] < 6.0 and json.loads((Path(out["tokenize"]) / "meta.json").read_text())["train_tokens"] > 10_000
+    assert (
+        pretrained["final_val_loss"] < 6.0
+        and json.loads((Path(out["tokenize"]) / "meta.json").read_text())["train_tokens"] > 10_000
+    )
     sweep = Path(out["scaling-sweep"])
-    assert (sweep / "isoflop.png").is_file() and json.loads((sweep / "fit.json").read_text())["flops"].startswith("exact: ")
+    assert (sweep / "isoflop.png").is_file() and json.loads((sweep / "fit.json").read_text())["flops"].startswith(
+        "exact: "
+    )
     runs = (sweep / "runs.csv").read_text().splitlines()
     assert len(runs) - 1 == json.loads((sweep / "manifest.json").read_text())["summary"]["points"] >= 4
     store = ArtifactStore()
@@ -91,8 +121,13 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
 
 
 def _tokenize_artifact(data: Path, home: Path, api: str) -> str:
-    r = subprocess.run([LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "400"],
-                       capture_output=True, text=True, timeout=300, env=cli_env(home, api))
+    r = subprocess.run(
+        [LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "400"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env(home, api),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip().splitlines()[-1]
 
@@ -102,7 +137,13 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
     cfg = tmp_path / "pretrain.yaml"
     cfg.write_text(yaml.safe_dump({**TINY_PRETRAIN, "max_steps": 400, "checkpoint_interval": 10}))
     env = cli_env(lmforge_home, prefect_server)
-    proc = subprocess.Popen([LMFORGE, "pretrain", tok, "-c", str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [LMFORGE, "pretrain", tok, "-c", str(cfg)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     work = lmforge_home / "work"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -131,7 +172,10 @@ def test_kill_9_mid_pretrain_then_rerun_resumes_from_checkpoint(lmforge_home, da
 def test_kill_9_mid_data_stage_then_rerun_completes(stage, lmforge_home, data, kill_mid_build, prefect_server):
     src = str(data / "tinystories-train-lowercased")
     web = [str(data / "cc-en-jsonl"), str(data / "web-warc-samples")]
-    cmd = {"clean-data": [LMFORGE, "clean-data", *web], "tokenize": [LMFORGE, "tokenize", "-i", src, "--vocab-size", "2000"]}[stage]
+    cmd = {
+        "clean-data": [LMFORGE, "clean-data", *web],
+        "tokenize": [LMFORGE, "tokenize", "-i", src, "--vocab-size", "2000"],
+    }[stage]
     env = cli_env(lmforge_home, prefect_server)
     kill_mid_build(cmd, env, lmforge_home, stage)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -155,18 +199,27 @@ def small_disk(tmp_path):
 
 def test_full_disk_is_a_clear_error_and_publishes_nothing(small_disk, data, prefect_server):
     home = small_disk / "home"
-    r = subprocess.run([LMFORGE, "tokenize", "-i", str(data / "tinystories-train-lowercased"), "--vocab-size", "300"],
-                       capture_output=True, text=True, timeout=300, env=cli_env(home, prefect_server))
+    r = subprocess.run(
+        [LMFORGE, "tokenize", "-i", str(data / "tinystories-train-lowercased"), "--vocab-size", "300"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env(home, prefect_server),
+    )
     assert r.returncode != 0
     flat = " ".join(r.stderr.split())  # the console wraps long lines
-    assert "error: tokenize/" in flat and "no space left on device writing" in flat and "nothing was published" in flat, flat[-1000:]
+    assert (
+        "error: tokenize/" in flat and "no space left on device writing" in flat and "nothing was published" in flat
+    ), flat[-1000:]
     assert not list(home.glob("artifacts/tokenize/*")) and not list(home.glob("artifacts/tmp/*"))
 
 
 def test_two_identical_runs_at_once_build_one_artifact(lmforge_home, data, prefect_server):
     env = cli_env(lmforge_home, prefect_server)
     cmd = [LMFORGE, "tokenize", "-i", str(data / "tinystories-val-sample"), "--vocab-size", "500"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:]
     paths = {o.strip().splitlines()[-1] for o, _ in outs}
@@ -184,14 +237,47 @@ def dask_scheduler(tmp_path, prefect_harness):
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     sched_file = tmp_path / "scheduler.json"
-    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", str(sched_file)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [
+                str(bin_dir / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     deadline = time.time() + 180
     while not sched_file.is_file():
         assert time.time() < deadline, "dask scheduler did not start"
         time.sleep(0.2)
-    procs += [subprocess.Popen([str(bin_dir / "dask"), "worker", "--scheduler-file", str(sched_file), "--nthreads", "1", "--nworkers", "1",
-                                "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    procs += [
+        subprocess.Popen(
+            [
+                str(bin_dir / "dask"),
+                "worker",
+                "--scheduler-file",
+                str(sched_file),
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
     address = json.loads(sched_file.read_text())["address"]
     from distributed import Client
 
@@ -212,11 +298,23 @@ def test_every_runner_gives_the_same_artifact_content(prefect_harness, tmp_path,
     from flows.tokenization import tokenize
 
     # partition_docs at its minimum: several dedup buckets, so every step maps over partitions
-    cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0001.warc.gz")], partition_docs=1000)
+    cfg = CleanConfig(
+        inputs=[str(data / "cc-en-jsonl"), str(data / "web-warc-samples" / "dolma-wget-sample-0001.warc.gz")],
+        partition_docs=1000,
+    )
     # one input file split in two parts: the parts must merge back in order on any runner
-    tok_cfg = TokenizeConfig(inputs=[str(data / "tinystories-val-sample" / "tinystories_val.txt")], vocab_size=400, val_fraction=0.05, workers=2)
-    runners = {"thread": RunnerConfig(kind="thread", workers=2), "process": RunnerConfig(kind="process", workers=2),
-               "dask": RunnerConfig(kind="dask", workers=2), "dask-scheduler": RunnerConfig(kind="dask", dask_address=dask_scheduler)}
+    tok_cfg = TokenizeConfig(
+        inputs=[str(data / "tinystories-val-sample" / "tinystories_val.txt")],
+        vocab_size=400,
+        val_fraction=0.05,
+        workers=2,
+    )
+    runners = {
+        "thread": RunnerConfig(kind="thread", workers=2),
+        "process": RunnerConfig(kind="process", workers=2),
+        "dask": RunnerConfig(kind="dask", workers=2),
+        "dask-scheduler": RunnerConfig(kind="dask", dask_address=dask_scheduler),
+    }
     results = {}
     for name, runner in runners.items():
         monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / name))
@@ -241,13 +339,25 @@ def _start_building(cmd: list[str], home: Path, stage: str) -> tuple[subprocess.
     """Start a stage in its own session (as a terminal job), wait until it builds, return it and its children."""
     # a terminal job starts with SIGINT handled whatever this test process was left with: an
     # inherited SIG_IGN would make the CLI ignore Ctrl-C by design (a `nohup`/`&` run)
-    proc = subprocess.Popen(cmd, env={**cli_env(home), "PYTHONFAULTHANDLER": "1"}, preexec_fn=_sigint_default, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env={**cli_env(home), "PYTHONFAULTHANDLER": "1"},
+        preexec_fn=_sigint_default,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 300  # a correctness bound, generous for a slow or busy machine
     while not any((home / "work").glob(f"{stage}-*/done/*.json")):
         assert proc.poll() is None and time.time() < deadline, "the stage never started building"
         time.sleep(0.05)
     time.sleep(1.0)  # let the pool workers start
-    children = [c for c in psutil.Process(proc.pid).children(recursive=True) if "flows.processes import watch" not in " ".join(c.cmdline())]
+    children = [
+        c
+        for c in psutil.Process(proc.pid).children(recursive=True)
+        if "flows.processes import watch" not in " ".join(c.cmdline())
+    ]
     assert children, "a clean-data build runs a temporary server and pool workers"
     return proc, children
 
@@ -264,8 +374,15 @@ def test_ctrl_c_or_sigterm_stops_a_stage_in_seconds_with_one_line(sig, lmforge_h
         _, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         # say where it is stuck: every thread's stack (faulthandler, on SIGABRT), and who holds the pipes
-        alive = [(p.pid, p.status()) for p in psutil.Process(proc.pid).children(recursive=True)] if proc.poll() is None else []
-        state = f"CLI exit code {proc.poll()}, signal masks {masks}, test process SIGINT {signal.getsignal(signal.SIGINT)}; its descendants {alive}"
+        alive = (
+            [(p.pid, p.status()) for p in psutil.Process(proc.pid).children(recursive=True)]
+            if proc.poll() is None
+            else []
+        )
+        state = (
+            f"CLI exit code {proc.poll()}, signal masks {masks}, "
+            f"test process SIGINT {signal.getsignal(signal.SIGINT)}; its descendants {alive}"
+        )
         if proc.poll() is None:
             proc.send_signal(signal.SIGABRT)
         try:
@@ -273,7 +390,9 @@ def test_ctrl_c_or_sigterm_stops_a_stage_in_seconds_with_one_line(sig, lmforge_h
         except subprocess.TimeoutExpired as e:  # the CLI is gone but something still holds its stderr
             err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         pytest.fail(f"no exit (or open pipes) 30 s after the signal; {state}\n{err[-6000:]}")
-    assert proc.returncode == 128 + sig and time.time() - t0 < 60  # a correctness bound; BENCHMARKS.md has the seconds measured
+    assert (
+        proc.returncode == 128 + sig and time.time() - t0 < 60
+    )  # a correctness bound; BENCHMARKS.md has the seconds measured
     assert "interrupted: nothing published; rerun resumes" in err
     assert "Traceback" not in err and "ConnectError" not in err, err[-3000:]
     _, alive = psutil.wait_procs(children, timeout=5)
@@ -290,15 +409,20 @@ def test_kill_9_of_the_cli_leaves_no_orphans(lmforge_home, data):
     assert not alive, [p.cmdline() for p in alive]
 
 
-
 def test_a_run_that_ignores_sigint_survives_the_scripts_ctrl_c(lmforge_home, data):
     """`cmd &` in a script runs cmd with SIGINT ignored: a Ctrl-C to the script's process group
     must not stop it, nor the temporary Prefect server it depends on."""
     cmd = " ".join([LMFORGE, "clean-data", str(data / "cc-en-jsonl"), str(data / "web-warc-samples")])
     # a non-interactive shell starts `cmd &` with SIGINT ignored, in the script's process group;
     # the script itself ignores SIGINT too, so its exit status is the run's
-    script = subprocess.Popen(["bash", "-c", f"trap '' INT; {cmd} & wait $!"], env=cli_env(lmforge_home), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    script = subprocess.Popen(
+        ["bash", "-c", f"trap '' INT; {cmd} & wait $!"],
+        env=cli_env(lmforge_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 300  # a correctness bound, generous for a slow or busy machine
     while not any((lmforge_home / "work").glob("clean-data-*/done/*.json")):
         assert script.poll() is None and time.time() < deadline, "the stage never started building"
@@ -332,7 +456,12 @@ def test_sweep_records_failed_points_and_stops_only_when_every_point_failed(pref
 
     tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=257, val_fraction=0.05))
     sweep = small_pipeline_config(data, with_sweep=True)["scaling_sweep"]["sweep"]
-    cfg = SweepConfig.model_validate({**sweep, "adaptive": {"enabled": False},
-                                      "train": {**sweep["train"], "lr": 1e6, "max_steps": 3, "log_interval": 1, "eval_interval": 1}})
+    cfg = SweepConfig.model_validate(
+        {
+            **sweep,
+            "adaptive": {"enabled": False},
+            "train": {**sweep["train"], "lr": 1e6, "max_steps": 3, "log_interval": 1, "eval_interval": 1},
+        }
+    )
     with pytest.raises(RuntimeError, match=r"all \d+ grid points failed; the first: TrainingDiverged: loss became"):
         scaling_sweep(Path(tok).name, cfg)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import re
 import json
 import os
+import re
 import subprocess
 import sys
 from math import comb
@@ -22,7 +22,8 @@ LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
 
 def write_task(tmp: Path, rows: int = 400, **overrides) -> Path:
-    """A task of the user's own: its data (JSONL, its own column names), a python reward in a module beside it, one YAML file."""
+    """A task of the user's own: its data (JSONL, its own column names), a python reward in a
+    module beside it, one YAML file."""
     problems = addition_problems()
     data = tmp / "data"
     data.mkdir(exist_ok=True)
@@ -33,12 +34,21 @@ def write_task(tmp: Path, rows: int = 400, **overrides) -> Path:
     (tmp / "my_rewards.py").write_text(
         "def starts_with_digit(prompts, completions, **columns):\n"
         "    assert 'sum' in columns and 'question' in columns  # the row's columns reach the reward\n"
-        "    return [1.0 if c[:1].isdigit() else 0.0 for c in completions]\n")
-    task = {"name": "my-sums", "data": {"train": "data/train.jsonl", "test": "data/test.jsonl"}, "prompt": "{{ question }}",
-            "answer_field": "sum", "max_completion_tokens": 4,
-            "rewards": [{"kind": "exact", "extract": r"^\s*(\d{3})", "weight": 1.0},
-                        {"kind": "python", "function": "my_rewards:starts_with_digit", "weight": 0.5, "name": "digit"}],
-            "success": {"reward": "exact", "at_least": 1.0}, **overrides}
+        "    return [1.0 if c[:1].isdigit() else 0.0 for c in completions]\n"
+    )
+    task = {
+        "name": "my-sums",
+        "data": {"train": "data/train.jsonl", "test": "data/test.jsonl"},
+        "prompt": "{{ question }}",
+        "answer_field": "sum",
+        "max_completion_tokens": 4,
+        "rewards": [
+            {"kind": "exact", "extract": r"^\s*(\d{3})", "weight": 1.0},
+            {"kind": "python", "function": "my_rewards:starts_with_digit", "weight": 0.5, "name": "digit"},
+        ],
+        "success": {"reward": "exact", "at_least": 1.0},
+        **overrides,
+    }
     path = tmp / "task.yaml"
     path.write_text(yaml.safe_dump(task))
     return path
@@ -74,8 +84,15 @@ def test_a_task_file_loads_its_data_prompt_and_weighted_rewards(user_task):
 def test_one_path_is_split_by_row_hash_and_fewshot_examples_come_from_train(tmp_path):
     rows = [{"q": f"{i}+1=", "a": str(i + 1)} for i in range(200)]
     (tmp_path / "all.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = get_task({"name": "t", "data": {"path": str(tmp_path / "all.jsonl"), "test_fraction": 0.25}, "prompt": "{q}",
-                     "answer_field": "a", "num_fewshot": 2})
+    task = get_task(
+        {
+            "name": "t",
+            "data": {"path": str(tmp_path / "all.jsonl"), "test_fraction": 0.25},
+            "prompt": "{q}",
+            "answer_field": "a",
+            "num_fewshot": 2,
+        }
+    )
     train, test = task.load("train"), task.load("test")
     assert 25 < len(test) < 75 and len(train) + len(test) == 200 - 2  # the two shots are not also problems
     assert not {r["q"] for r in train} & {r["q"] for r in test}
@@ -87,7 +104,10 @@ BAD_TASKS = [
     ({"answer_field": "total"}, "no column 'total' (answer_field); its columns: question, sum"),
     ({"prompt": "{{ problem }}"}, "the prompt template does not render"),
     ({"prompt": "{problem}"}, "the prompt names column 'problem'"),
-    ({"rewards": [{"kind": "python", "function": "no_such_module:f", "name": "exact"}]}, "python reward 'no_such_module:f' does not load: ModuleNotFoundError"),
+    (
+        {"rewards": [{"kind": "python", "function": "no_such_module:f", "name": "exact"}]},
+        "python reward 'no_such_module:f' does not load: ModuleNotFoundError",
+    ),
     ({"rewards": [{"kind": "regex", "name": "exact"}]}, "a regex reward needs `pattern`"),
     ({"success": {"reward": "nope"}}, "success.reward 'nope' is not one of the rewards"),
     ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
@@ -132,13 +152,25 @@ def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path)
     shutil.copytree(addition_model, model)
     tok = AutoTokenizer.from_pretrained(model)
     # short role tags: the model's context is 32 characters
-    tok.chat_template = "{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}a:{% endif %}"
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}a:{% endif %}"
+    )
     tok.save_pretrained(model)
-    spec = {"name": "chat-sums", "data": {"generator": "addition"}, "prompt": "{prompt}", "chat_template": True, "system": "Add.",
-            "max_completion_tokens": 4}
+    spec = {
+        "name": "chat-sums",
+        "data": {"generator": "addition"},
+        "prompt": "{prompt}",
+        "chat_template": True,
+        "system": "Add.",
+        "max_completion_tokens": 4,
+    }
     task = get_task(spec)
     rows = task.load("test")[:2]
-    assert rows[0]["prompt"] == [{"role": "system", "content": "Add."}, {"role": "user", "content": addition_problems()["test"][0]["prompt"]}]
+    assert rows[0]["prompt"] == [
+        {"role": "system", "content": "Add."},
+        {"role": "user", "content": addition_problems()["test"][0]["prompt"]},
+    ]
     text = prompt_texts(task, rows, tok)[0]
     assert text == f"s:Add.\nu:{rows[0]['prompt'][1]['content']}\na:"
     trainer = build_trainer(model, SFTSettings(task=spec, max_steps=1, batch_size=2), tmp_path / "out")
@@ -155,23 +187,65 @@ def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(addition_model, user_task, tmp_path, lmforge_home, prefect_server):
-    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server, "PREFECT_LOGGING_LEVEL": "INFO",
-           "PYTHONPATH": f"{user_task.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
+    addition_model, user_task, tmp_path, lmforge_home, prefect_server
+):
+    env = {
+        **os.environ,
+        "LMFORGE_HOME": str(lmforge_home),
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PYTHONPATH": f"{user_task.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     common = {"engine": "transformers", "eval_examples": 20, "eval_samples": 2}
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump({**common, "batch_size": 16, "learning_rate": 1e-3}))
-    (tmp_path / "grpo.yaml").write_text(yaml.safe_dump({**common, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3}))
+    (tmp_path / "grpo.yaml").write_text(
+        yaml.safe_dump({**common, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3})
+    )
     task = str(user_task)
-    sft = _cli(["sft", "--checkpoint", str(addition_model), "--task", task, "--max-steps", "4", "-c", str(tmp_path / "sft.yaml")], env)
+    sft = _cli(
+        [
+            "sft",
+            "--checkpoint",
+            str(addition_model),
+            "--task",
+            task,
+            "--max-steps",
+            "4",
+            "-c",
+            str(tmp_path / "sft.yaml"),
+        ],
+        env,
+    )
     sft_dir = Path(sft.stdout.strip().splitlines()[-1])
     assert sft.stdout.strip().splitlines() == [str(sft_dir)]  # stdout: the artifact path alone
-    assert {"hf", "checkpoint", "metrics.jsonl", "loss.png", "eval.json", "manifest.json"} <= {p.name for p in sft_dir.iterdir()}
+    assert {"hf", "checkpoint", "metrics.jsonl", "loss.png", "eval.json", "manifest.json"} <= {
+        p.name for p in sft_dir.iterdir()
+    }
     sft_eval = json.loads((sft_dir / "eval.json").read_text())
-    assert sft_eval["task"] == "my-sums" and {"reward/exact", "reward/digit", "pass@1", "pass@2"} <= set(sft_eval["after"]["sampled"])
-    again = _cli(["sft", "--checkpoint", str(addition_model), "--task", task, "--max-steps", "4", "-c", str(tmp_path / "sft.yaml")], env)
+    assert sft_eval["task"] == "my-sums" and {"reward/exact", "reward/digit", "pass@1", "pass@2"} <= set(
+        sft_eval["after"]["sampled"]
+    )
+    again = _cli(
+        [
+            "sft",
+            "--checkpoint",
+            str(addition_model),
+            "--task",
+            task,
+            "--max-steps",
+            "4",
+            "-c",
+            str(tmp_path / "sft.yaml"),
+        ],
+        env,
+    )
     assert again.stdout.strip().splitlines()[-1] == str(sft_dir) and "cache hit" in again.stderr
 
-    grpo = _cli(["grpo", "--checkpoint", sft_dir.name, "--task", task, "--max-steps", "2", "-c", str(tmp_path / "grpo.yaml")], env)
+    grpo = _cli(
+        ["grpo", "--checkpoint", sft_dir.name, "--task", task, "--max-steps", "2", "-c", str(tmp_path / "grpo.yaml")],
+        env,
+    )
     grpo_dir = Path(grpo.stdout.strip().splitlines()[-1])
     assert grpo.stdout.strip().splitlines() == [str(grpo_dir)]  # TRL's step logs went to stderr
     steps = [json.loads(line) for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
@@ -179,8 +253,22 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(addition_mo
     manifest = json.loads((grpo_dir / "manifest.json").read_text())
     assert manifest["inputs"] == [{"stage": "sft", "key": sft_dir.name}]  # lineage: grpo ← sft
 
-    evaluate = _cli(["evaluate", "--checkpoint", sft_dir.name, "--checkpoint", grpo_dir.name, "--task", task, "--limit", "20",
-                     "--samples", "2"], env)
+    evaluate = _cli(
+        [
+            "evaluate",
+            "--checkpoint",
+            sft_dir.name,
+            "--checkpoint",
+            grpo_dir.name,
+            "--task",
+            task,
+            "--limit",
+            "20",
+            "--samples",
+            "2",
+        ],
+        env,
+    )
     eval_dir = Path(evaluate.stdout.strip().splitlines()[-1])
     result = json.loads((eval_dir / "eval.json").read_text())
     assert [c["name"] for c in result["checkpoints"]] == [f"sft/{sft_dir.name}", f"grpo/{grpo_dir.name}"]
@@ -190,7 +278,20 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(addition_mo
     # editing the python reward is a new key (its source is in the key), not a stale hit
     reward = user_task.parent / "my_rewards.py"
     reward.write_text(reward.read_text().replace("1.0 if", "2.0 if"))
-    edited = _cli(["sft", "--checkpoint", str(addition_model), "--task", task, "--max-steps", "4", "-c", str(tmp_path / "sft.yaml")], env)
+    edited = _cli(
+        [
+            "sft",
+            "--checkpoint",
+            str(addition_model),
+            "--task",
+            task,
+            "--max-steps",
+            "4",
+            "-c",
+            str(tmp_path / "sft.yaml"),
+        ],
+        env,
+    )
     assert edited.stdout.strip().splitlines()[-1] != str(sft_dir)
 
 
@@ -201,9 +302,13 @@ def test_a_wrong_key_for_checkpoint_is_one_line_before_any_server(tmp_path, lmfo
     key = Path(tok.stdout.strip().splitlines()[-1]).name
     env.pop("PREFECT_API_URL")  # no server: the check must come before one would start
     for stage in ("sft", "grpo"):
-        r = subprocess.run([LMFORGE, stage, "--checkpoint", key[:8]], env=env, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [LMFORGE, stage, "--checkpoint", key[:8]], env=env, capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 2 and "Traceback" not in r.stderr and "temporary Prefect server" not in r.stderr
-        assert f"{key[:8]} is a tokenize artifact; --checkpoint takes a pretrain, sft or grpo artifact" in r.stderr, r.stderr
+        assert f"{key[:8]} is a tokenize artifact; --checkpoint takes a pretrain, sft or grpo artifact" in r.stderr, (
+            r.stderr
+        )
 
 
 LM_EVAL_GSM8K = """
@@ -233,22 +338,29 @@ def test_an_lm_eval_task_file_runs_as_a_task(tmp_path, data):
     rows = task.load("test")
     assert task.name == "gsm8k-local" and len(rows) == 1319 and task.max_completion_tokens == 256
     first = rows[0]
-    assert first["prompt"].count("Question: ") == 3 and first["prompt"].endswith(f"Question: {first['question']}\nAnswer:")
+    assert first["prompt"].count("Question: ") == 3 and first["prompt"].endswith(
+        f"Question: {first['question']}\nAnswer:"
+    )
     assert first["answer"] == "18"
     # the filter extracts, the stop ends the completion: "#### 18" counts, one after the next "Question:" does not
     completions = [" 16 - 3 - 4 = 9, 9 * 2 = 18\n#### 18", " I am not sure.\n\nQuestion: x\n#### 18"]
     assert task.score([first["prompt"]] * 2, completions, [first, first])["exact"] == [1.0, 0.0]
 
 
-@pytest.mark.parametrize("change,message", [
-    ("output_type: loglikelihood", "output_type: 'loglikelihood': only generate_until"),
-    ("dataset_path: gsm8k", "dataset_path: 'gsm8k': data must be local here"),
-    ("process_results: !!str x", "lm-eval field process_results: not supported"),
-    ("metric_list: [{metric: bleu}]", "metric_list: 'bleu': only exact_match"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("output_type: loglikelihood", "output_type: 'loglikelihood': only generate_until"),
+        ("dataset_path: gsm8k", "dataset_path: 'gsm8k': data must be local here"),
+        ("process_results: !!str x", "lm-eval field process_results: not supported"),
+        ("metric_list: [{metric: bleu}]", "metric_list: 'bleu': only exact_match"),
+    ],
+)
 def test_lm_eval_fields_that_cannot_be_honoured_are_named(tmp_path, data, change, message):
     key = change.split(":")[0]
-    text = "\n".join(line for line in LM_EVAL_GSM8K.splitlines() if not line.startswith(key + ":")) + "\n" + change + "\n"
+    text = (
+        "\n".join(line for line in LM_EVAL_GSM8K.splitlines() if not line.startswith(key + ":")) + "\n" + change + "\n"
+    )
     path = tmp_path / "t.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -14,21 +14,38 @@ import pyarrow.parquet as pq
 import pytest
 
 from filters.config import CleanConfig
+from filters.document import Stats
 from filters.extract import html_to_text
 from filters.langid import load_model
 from filters.pipeline import clean_corpus
-from filters.quality_classifier import (HIST_BINS, KeepRule, QualityModelConfig, load_classifier, read_texts, sample_examples, score_bin, score_text,
-                                        threshold_for_top_fraction, train_quality_classifier)
-from filters.document import Stats
+from filters.quality_classifier import (
+    HIST_BINS,
+    KeepRule,
+    QualityModelConfig,
+    load_classifier,
+    read_texts,
+    sample_examples,
+    score_bin,
+    score_text,
+    threshold_for_top_fraction,
+    train_quality_classifier,
+)
 from filters.readers import expand_inputs
 
 REFERENCE = Path(__file__).parent / "data" / "langid_reference.json"
 
 
 def _sources(data: Path) -> tuple[list[str], list[str]]:
-    positives = [str(data / "cs336-a4-fixtures" / "high_quality_wiki_reference.txt"), str(data / "nltk-gutenberg" / "austen-emma.txt"),
-                 str(data / "nltk-gutenberg" / "melville-moby_dick.txt")]
-    negatives = [str(data / "cc-en-jsonl"), str(data / "web-warc-samples"), str(data / "cs336-a4-fixtures" / "low_quality_cc.txt")]
+    positives = [
+        str(data / "cs336-a4-fixtures" / "high_quality_wiki_reference.txt"),
+        str(data / "nltk-gutenberg" / "austen-emma.txt"),
+        str(data / "nltk-gutenberg" / "melville-moby_dick.txt"),
+    ]
+    negatives = [
+        str(data / "cc-en-jsonl"),
+        str(data / "web-warc-samples"),
+        str(data / "cs336-a4-fixtures" / "low_quality_cc.txt"),
+    ]
     return positives, negatives
 
 
@@ -41,7 +58,9 @@ def _config(data: Path, **kw) -> QualityModelConfig:
 def trained(data, tmp_path_factory):
     cfg = _config(data)
     stats = Stats()
-    result = train_quality_classifier(read_texts(expand_inputs(cfg.positives), stats), read_texts(expand_inputs(cfg.negatives), stats), cfg)
+    result = train_quality_classifier(
+        read_texts(expand_inputs(cfg.positives), stats), read_texts(expand_inputs(cfg.negatives), stats), cfg
+    )
     path = tmp_path_factory.mktemp("quality") / "model.bin"
     result.model.save_model(str(path))
     return result, path
@@ -74,14 +93,18 @@ def test_training_is_deterministic(trained, data):
     """Same inputs and settings, same model: what makes a rebuilt artifact equal to the cached one."""
     result, _ = trained
     cfg = _config(data)
-    again = train_quality_classifier(read_texts(expand_inputs(cfg.positives), Stats()), read_texts(expand_inputs(cfg.negatives), Stats()), cfg)
+    again = train_quality_classifier(
+        read_texts(expand_inputs(cfg.positives), Stats()), read_texts(expand_inputs(cfg.negatives), Stats()), cfg
+    )
     assert again.metrics == result.metrics
 
 
 def test_too_little_text_is_a_clear_error(data):
     cfg = QualityModelConfig(positives=["x"], negatives=["y"])
     with pytest.raises(ValueError, match="too little training text"):
-        train_quality_classifier(["only a few words here"] * 3, read_texts(expand_inputs([str(data / "cc-en-jsonl")]), Stats()), cfg)
+        train_quality_classifier(
+            ["only a few words here"] * 3, read_texts(expand_inputs([str(data / "cc-en-jsonl")]), Stats()), cfg
+        )
 
 
 def test_sample_is_capped_deterministic_and_order_free():
@@ -113,18 +136,30 @@ def test_clean_data_scores_every_document_and_applies_the_rule(trained, data, tm
     """Mixed crawl + stories: every kept row carries its score as a column; threshold drops below
     0.5, top_fraction keeps half of what reaches the classifier; both counted in stats."""
     _, path = trained
-    cfg = CleanConfig(inputs=[str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")], split_text_on_blank_lines=True,
-                      quality={"min_words": 20}, classifier={"model": str(path), "keep": keep})
+    cfg = CleanConfig(
+        inputs=[str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")],
+        split_text_on_blank_lines=True,
+        quality={"min_words": 20},
+        classifier={"model": str(path), "keep": keep},
+    )
     out = tmp_path / "out"
     out.mkdir()
     shards, stats = clean_corpus(expand_inputs(cfg.inputs), cfg, tmp_path / "work", out)
-    scores = [s for shard in shards for s in pq.read_table(shard, columns=["quality_score"]).column("quality_score").to_pylist()]
+    scores = [
+        s
+        for shard in shards
+        for s in pq.read_table(shard, columns=["quality_score"]).column("quality_score").to_pylist()
+    ]
     counts = stats.to_dict()
     reached = counts["quality_classifier"]["docs_in"]
     assert scores and all(s is not None for s in scores)
     if "threshold" in keep:
         assert min(scores) >= 0.5
-        assert counts["quality_classifier"]["dropped_quality_low_score"] == reached - counts["quality_classifier"]["docs_out"] > 0
+        assert (
+            counts["quality_classifier"]["dropped_quality_low_score"]
+            == reached - counts["quality_classifier"]["docs_out"]
+            > 0
+        )
     else:
         top = counts["quality_top_fraction"]
         assert top["docs_in"] - top["docs_out"] == top["dropped_quality_below_top_fraction"] > 0
@@ -155,7 +190,11 @@ def test_quality_model_stage_caches_and_feeds_clean_data(data, tmp_path, lmforge
     """CLI end to end: train (artifact with model, metrics, plot), rerun = cache hit, clean-data by key."""
     positives, negatives = _sources(data)
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    args = [sys.executable, "-m", "flows.cli", "quality-model"] + [a for p in positives for a in ("-p", p)] + [a for n in negatives for a in ("-n", n)]
+    args = (
+        [sys.executable, "-m", "flows.cli", "quality-model"]
+        + [a for p in positives for a in ("-p", p)]
+        + [a for n in negatives for a in ("-n", n)]
+    )
     first = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     art = Path(first.stdout.strip().splitlines()[-1])
@@ -165,14 +204,33 @@ def test_quality_model_stage_caches_and_feeds_clean_data(data, tmp_path, lmforge
     # the same settings through the registry's generic command: the same artifact, a cache hit
     own = tmp_path / "quality.yaml"
     own.write_text(json.dumps({"positives": positives, "negatives": negatives}))
-    second = subprocess.run([sys.executable, "-m", "flows.cli", "run", "quality-model", "-c", str(own)], capture_output=True, text=True, timeout=300,
-                            env=env)
+    second = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "quality-model", "-c", str(own)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert second.returncode == 0 and second.stdout.strip().splitlines()[-1] == str(art), second.stderr[-3000:]
     assert (art / "manifest.json").stat().st_mtime_ns == built  # a cache hit: nothing rebuilt
     cfg = tmp_path / "clean.yaml"
-    cfg.write_text(json.dumps({"inputs": [str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")], "split_text_on_blank_lines": True,
-                               "quality": {"min_words": 20}, "classifier": {"model": art.name, "keep": {"threshold": 0.5}}}))
-    clean = subprocess.run([sys.executable, "-m", "flows.cli", "clean-data", "-c", str(cfg)], capture_output=True, text=True, timeout=300, env=env)
+    cfg.write_text(
+        json.dumps(
+            {
+                "inputs": [str(data / "cc-en-jsonl"), str(data / "tinystories-val-sample")],
+                "split_text_on_blank_lines": True,
+                "quality": {"min_words": 20},
+                "classifier": {"model": art.name, "keep": {"threshold": 0.5}},
+            }
+        )
+    )
+    clean = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "clean-data", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert clean.returncode == 0, clean.stderr[-3000:]
     stats = json.loads((Path(clean.stdout.strip().splitlines()[-1]) / "stats.json").read_text())
     assert stats["quality_classifier"]["dropped_quality_low_score"] > 0 and stats["quality_classifier"]["docs_out"] > 0

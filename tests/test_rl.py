@@ -79,11 +79,21 @@ def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> No
         greedy = result[when]["greedy"]
         # accuracy is a count of exact sums over the 50 problems: the shown examples agree with their rewards
         assert greedy["n"] == 50 and (greedy["accuracy"] * 50) == pytest.approx(round(greedy["accuracy"] * 50))
-        assert all((ex["reward"] >= 1.0) == (ex["completion"].strip()[:3] == f"{sum(map(int, ex['prompt'].rstrip('=').split('+'))):03d}")
-                   for ex in greedy["examples"])
+        assert all(
+            (ex["reward"] >= 1.0)
+            == (ex["completion"].strip()[:3] == f"{sum(map(int, ex['prompt'].rstrip('=').split('+'))):03d}")
+            for ex in greedy["examples"]
+        )
 
 
-SHORT_RUN = {"task": "addition", "max_steps": 3, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3, "eval_examples": 50}
+SHORT_RUN = {
+    "task": "addition",
+    "max_steps": 3,
+    "prompts_per_step": 4,
+    "group_size": 4,
+    "learning_rate": 1e-3,
+    "eval_examples": 50,
+}
 
 
 @pytest.mark.slow
@@ -101,7 +111,14 @@ def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_h
     out = Path(grpo(str(addition_model), settings))
     check_short_run(json.loads((out / "eval.json").read_text()), out, addition_model, "vllm")
     assert (out / "reward.png").stat().st_size > 0 and (out / "checkpoint" / "model.safetensors").is_file()
-    assert {p.name for p in out.iterdir()} == {"hf", "checkpoint", "metrics.jsonl", "eval.json", "reward.png", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "hf",
+        "checkpoint",
+        "metrics.jsonl",
+        "eval.json",
+        "reward.png",
+        "manifest.json",
+    }
     assert (out / "manifest.json").is_file()
     assert Path(grpo(str(addition_model), settings)) == out  # cache hit
 
@@ -144,13 +161,17 @@ def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
     """After TRL's weight sync, vLLM's log-probs equal the trained model's (and differ from the start)."""
     from vllm import SamplingParams
 
-    settings = GRPOSettings(task="addition", max_steps=2, prompts_per_step=4, group_size=4, learning_rate=3e-2, engine="vllm")
+    settings = GRPOSettings(
+        task="addition", max_steps=2, prompts_per_step=4, group_size=4, learning_rate=3e-2, engine="vllm"
+    )
     trainer = build_trainer(addition_model, settings, tmp_path)
     trainer.train()
     trainer.vllm_generation.sync_weights()
     prompt = "07+48=055"
     ids = trainer.processing_class(prompt)["input_ids"]
-    out = trainer.vllm_generation.llm.generate([prompt], SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False)[0]
+    out = trainer.vllm_generation.llm.generate(
+        [prompt], SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False
+    )[0]
     vllm_logps = torch.tensor([next(iter(lp.values())).logprob for lp in out.prompt_logprobs[1:]])
 
     def hf_logps(model) -> torch.Tensor:

@@ -15,11 +15,17 @@ from lm.accounting import count
 from lm.model import ModelConfig
 from scaling.fit import Runs, fit_isoflop, fit_parametric, isoflop_minima, predict_isoflop, predict_parametric
 from scaling.grid import shape_for
-from scaling.sweep import SweepConfig
 from scaling.runs import load_runs
+from scaling.sweep import SweepConfig
 
 # Epoch AI's replication of Chinchilla's Approach 3 (arXiv:2404.10102): estimates and standard errors
-EPOCH = {"E": (1.817, 0.026), "A": (482.01, 124.52), "B": (2085.43, 1293.28), "alpha": (0.348, 0.015), "beta": (0.366, 0.021)}
+EPOCH = {
+    "E": (1.817, 0.026),
+    "A": (482.01, 124.52),
+    "B": (2085.43, 1293.28),
+    "alpha": (0.348, 0.015),
+    "beta": (0.366, 0.021),
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,11 @@ def test_parametric_fit_reproduces_epoch_ai(chinchilla):
         assert abs(p[name] - value) <= se, f"{name}: {p[name]:.4g} vs Epoch {value} ± {se}"
     assert abs(p["a"] - 0.513) < 0.02
     # bootstrap standard errors of the right size (Epoch: E 0.026, α 0.015, β 0.021)
-    assert 0.01 < fit["stderr"]["E"] < 0.05 and 0.007 < fit["stderr"]["alpha"] < 0.03 and 0.01 < fit["stderr"]["beta"] < 0.04
+    assert (
+        0.01 < fit["stderr"]["E"] < 0.05
+        and 0.007 < fit["stderr"]["alpha"] < 0.03
+        and 0.01 < fit["stderr"]["beta"] < 0.04
+    )
     pred = predict_parametric(fit, 1e23)
     assert pred["N_opt_ci"][0] < pred["N_opt"] < pred["N_opt_ci"][1]
 
@@ -45,7 +55,9 @@ def test_parametric_fit_recovers_a_known_law():
     truth = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.30}
     N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 150))
     D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 150))
-    L = (truth["E"] + truth["A"] / N ** truth["alpha"] + truth["B"] / D ** truth["beta"]) * np.exp(rng.normal(0, 0.002, 150))
+    L = (truth["E"] + truth["A"] / N ** truth["alpha"] + truth["B"] / D ** truth["beta"]) * np.exp(
+        rng.normal(0, 0.002, 150)
+    )
     p = fit_parametric(Runs(N, D, 6 * N * D, L), n_bootstrap=0)["params"]
     for k, v in truth.items():
         assert p[k] == pytest.approx(v, rel=0.15), k
@@ -89,17 +101,33 @@ def test_runs_tables_in_csv_json_and_parquet_leave_failed_points_out(tmp_path, d
     import pandas as pd
 
     reference = load_runs(data / "isoflops" / "isoflops_curves.json")
-    table = pd.DataFrame({"Name": [f"run-{i}" for i in range(len(reference))], "params": reference.N, "compute_budget": reference.C,
-                          "final_loss": reference.L, "error": ""})
-    failed = pd.DataFrame({"Name": ["diverged", "oom"], "params": [1e8, 2e8], "compute_budget": [1e18, 1e18],
-                           "final_loss": [float("nan"), 2.0], "error": ["", "OutOfMemoryError: CUDA out of memory"]})
+    table = pd.DataFrame(
+        {
+            "Name": [f"run-{i}" for i in range(len(reference))],
+            "params": reference.N,
+            "compute_budget": reference.C,
+            "final_loss": reference.L,
+            "error": "",
+        }
+    )
+    failed = pd.DataFrame(
+        {
+            "Name": ["diverged", "oom"],
+            "params": [1e8, 2e8],
+            "compute_budget": [1e18, 1e18],
+            "final_loss": [float("nan"), 2.0],
+            "error": ["", "OutOfMemoryError: CUDA out of memory"],
+        }
+    )
     full = pd.concat([table, failed], ignore_index=True)
     full.to_csv(tmp_path / "wandb.csv", index=False)
     full.to_parquet(tmp_path / "runs.parquet")
     (tmp_path / "runs.json").write_text(full.to_json(orient="records"))
     for name in ("wandb.csv", "runs.parquet", "runs.json"):
         runs = load_runs(tmp_path / name)
-        assert len(runs) == len(reference) and np.allclose(runs.L, reference.L) and np.allclose(runs.N, reference.N), name
+        assert len(runs) == len(reference) and np.allclose(runs.L, reference.L) and np.allclose(runs.N, reference.N), (
+            name
+        )
     with pytest.raises(ValueError, match="need columns parameters, loss"):
         load_runs_from = pd.DataFrame({"x": [1.0]})
         load_runs_from.to_csv(tmp_path / "bad.csv", index=False)
@@ -109,8 +137,19 @@ def test_runs_tables_in_csv_json_and_parquet_leave_failed_points_out(tmp_path, d
 def test_shapes_and_grid_use_exact_counts():
     s = shape_for(1e6, 4096, 128, aspect=32, head_dim=16)
     assert abs(np.log(s.non_embedding_params / 1e6)) < 0.35
-    assert s.non_embedding_params == count(ModelConfig(vocab_size=4096, context_length=128, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads)).non_embedding_params
-    sweep = SweepConfig(budgets=[1e12, 1e14], sizes=[1e4, 1e5, 1e6], train={"model": {"context_length": 128}, "batch_size": 16, "max_steps": 1})
+    assert (
+        s.non_embedding_params
+        == count(
+            ModelConfig(
+                vocab_size=4096, context_length=128, d_model=s.d_model, num_layers=s.num_layers, num_heads=s.num_heads
+            )
+        ).non_embedding_params
+    )
+    sweep = SweepConfig(
+        budgets=[1e12, 1e14],
+        sizes=[1e4, 1e5, 1e6],
+        train={"model": {"context_length": 128}, "batch_size": 16, "max_steps": 1},
+    )
     grid = sweep.grid(4096)
     assert any(p.skipped for p in grid if p.compute == 1e12)
     # a window on tokens per parameter trims the tiny models of the large budget
@@ -118,17 +157,44 @@ def test_shapes_and_grid_use_exact_counts():
     [tiny] = [p for p in windowed if p.compute == 1e14 and p.shape.non_embedding_params < 3e4]
     assert tiny.skipped and "tokens/param > 1000" in tiny.skipped
     # ...but an adaptive addition goes where the losses point (the window is only a prior)
-    wide = sweep.model_copy(update={"max_tokens_per_param": 1000}).point(4096, 1e14, tiny.shape.non_embedding_params, window=False)
+    wide = sweep.model_copy(update={"max_tokens_per_param": 1000}).point(
+        4096, 1e14, tiny.shape.non_embedding_params, window=False
+    )
     assert wide.skipped is None and wide.shape == tiny.shape
     for p in grid:
-        per_token = count(ModelConfig(vocab_size=4096, context_length=128, d_model=p.shape.d_model, num_layers=p.shape.num_layers, num_heads=p.shape.num_heads)).flops_per_token
+        per_token = count(
+            ModelConfig(
+                vocab_size=4096,
+                context_length=128,
+                d_model=p.shape.d_model,
+                num_layers=p.shape.num_layers,
+                num_heads=p.shape.num_heads,
+            )
+        ).flops_per_token
         assert p.tokens <= p.compute / per_token < p.tokens + 2048
 
 
 def test_cli_fit_writes_plots_and_fit_json(tmp_path, data):
     out = tmp_path / "fit"
-    r = subprocess.run([str(Path(sys.executable).parent / "lmforge"), "scaling", "fit", str(data / "isoflops" / "isoflops_curves.json"),
-                        "--method", "isoflop", "--predict", "1e23", "--out", str(out), "--bootstrap", "50"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "lmforge"),
+            "scaling",
+            "fit",
+            str(data / "isoflops" / "isoflops_curves.json"),
+            "--method",
+            "isoflop",
+            "--predict",
+            "1e23",
+            "--out",
+            str(out),
+            "--bootstrap",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert Path(r.stdout.strip().splitlines()[-1]) == out.resolve()
     fit = json.loads((out / "fit.json").read_text())
@@ -162,7 +228,7 @@ def test_diagnostics_accept_a_bracketed_grid_and_flag_edges_and_implausible_expo
 
     # the same law sampled only on the small side of each optimum: every minimum sits on the grid's edge
     n = good.N * np.exp(-2.5)
-    edge = Runs(n, good.C / (6 * n), good.C, 1.7 + 400 / n**0.34 + 1500 / (good.C / (6 * n))**0.34)
+    edge = Runs(n, good.C / (6 * n), good.C, 1.7 + 400 / n**0.34 + 1500 / (good.C / (6 * n)) ** 0.34)
     diag = diagnose(edge, fit_isoflop(edge, n_bootstrap=20))
     assert not diag["supports_extrapolation"] and all(b["edge"] == "largest" for b in diag["budgets"])
     assert any("not bracketed" in w and "above" in w for w in diag["warnings"])
@@ -216,12 +282,19 @@ def test_adaptive_round_extends_unbracketed_budgets_and_repeats_flat_ones():
     gets nothing."""
     from scaling.adaptive import next_points
 
-    cfg = SweepConfig(budgets=[1e12, 3e12, 1e13], sizes=[2e4, 5e4, 1.2e5, 3e5], min_tokens_per_param=0,
-                      train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1})
+    cfg = SweepConfig(
+        budgets=[1e12, 3e12, 1e13],
+        sizes=[2e4, 5e4, 1.2e5, 3e5],
+        min_tokens_per_param=0,
+        train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1},
+    )
     points = [p for p in cfg.grid(512) if p.skipped is None]
     losses = {1e12: [3.0, 2.9, 2.8, 2.7], 3e12: [2.9, 2.6, 2.5, 2.7], 1e13: [2.6, 2.3, 2.55, 2.31]}
-    rows = [{"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": loss}
-            for c in cfg.budgets for p, loss in zip([q for q in points if q.compute == c], losses[c])]
+    rows = [
+        {"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": loss}
+        for c in cfg.budgets
+        for p, loss in zip([q for q in points if q.compute == c], losses[c])
+    ]
     added, notes = next_points(rows, points, lambda c, n: cfg.point(512, c, n), cfg.adaptive, cfg.sizes)
     largest = max(p.shape.non_embedding_params for p in points)
     extended = [p for p in added if p.compute == 1e12]
@@ -238,11 +311,26 @@ def test_adaptive_edge_step_skips_sizes_that_round_to_a_shape_already_run():
     back to it, so the rule steps on to the next smaller shape instead of giving up."""
     from scaling.adaptive import next_points
 
-    cfg = SweepConfig(budgets=[3e10, 6e10], sizes=[4e3, 8e3, 1.6e4], flops="6n", aspect=16, head_dim=8, min_tokens_per_param=0,
-                      adaptive={"step": 2 ** 0.5}, train={"model": {"context_length": 128}, "batch_size": 16, "max_steps": 1})
+    cfg = SweepConfig(
+        budgets=[3e10, 6e10],
+        sizes=[4e3, 8e3, 1.6e4],
+        flops="6n",
+        aspect=16,
+        head_dim=8,
+        min_tokens_per_param=0,
+        adaptive={"step": 2**0.5},
+        train={"model": {"context_length": 128}, "batch_size": 16, "max_steps": 1},
+    )
     points = [p for p in cfg.grid(257) if p.skipped is None]
-    rows = [{"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": 2.0 + 1e-5 * p.shape.non_embedding_params}
-            for p in points]
+    rows = [
+        {
+            "compute": p.compute,
+            "parameters": p.shape.non_embedding_params,
+            "tokens": p.tokens,
+            "loss": 2.0 + 1e-5 * p.shape.non_embedding_params,
+        }
+        for p in points
+    ]
     added, notes = next_points(rows, points, lambda c, n: cfg.point(257, c, n, window=False), cfg.adaptive, cfg.sizes)
     smallest = min(p.shape.non_embedding_params for p in points)
     assert len(added) == 2 and all(p.shape.non_embedding_params < smallest for p in added), notes
@@ -250,8 +338,13 @@ def test_adaptive_edge_step_skips_sizes_that_round_to_a_shape_already_run():
 
 def test_kaplan_lr_rule_scales_the_learning_rate_with_size():
 
-    cfg = SweepConfig(budgets=[1e12, 1e13], sizes=[2e4, 3e5], lr_rule="kaplan", min_tokens_per_param=0,
-                      train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1, "lr": 3e-3, "min_lr": 3e-4})
+    cfg = SweepConfig(
+        budgets=[1e12, 1e13],
+        sizes=[2e4, 3e5],
+        lr_rule="kaplan",
+        min_tokens_per_param=0,
+        train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1, "lr": 3e-3, "min_lr": 3e-4},
+    )
     small, large = sorted((p for p in cfg.grid(512) if p.compute == 1e12), key=lambda p: p.shape.non_embedding_params)
     lr_small, lr_large = cfg.point_config(small).lr, cfg.point_config(large).lr
     assert lr_small == pytest.approx(0.003239 - 0.0001395 * math.log(small.shape.non_embedding_params))
@@ -268,8 +361,16 @@ def test_adaptive_round_ignores_failed_points():
     cfg = SweepConfig(budgets=[1e12, 3e12], sizes=[2e4, 8e4, 3.2e5], head_dim=16, min_tokens_per_param=0.0)
     points = [p for p in cfg.grid(257) if p.skipped is None and p.compute == 1e12]
     n = [p.shape.non_embedding_params for p in points]
-    rows = [{"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": loss, "error": ""}
-            for p, loss in zip(points, [3.0, 2.8, 2.9])]
+    rows = [
+        {
+            "compute": p.compute,
+            "parameters": p.shape.non_embedding_params,
+            "tokens": p.tokens,
+            "loss": loss,
+            "error": "",
+        }
+        for p, loss in zip(points, [3.0, 2.8, 2.9])
+    ]
     make = lambda c, size: cfg.point(257, c, size, window=False)  # noqa: E731
     added, _ = next_points(rows, points, make, AdaptiveConfig(), cfg.sizes)
     assert added == []  # bracketed

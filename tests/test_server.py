@@ -21,7 +21,13 @@ LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
 def _env(lmforge_home: Path, prefect_home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    return {**env, "LMFORGE_HOME": str(lmforge_home), "PREFECT_HOME": str(prefect_home), "PREFECT_LOGGING_LEVEL": "INFO", **extra}
+    return {
+        **env,
+        "LMFORGE_HOME": str(lmforge_home),
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        **extra,
+    }
 
 
 def _tokenize(data: Path, vocab_size: int, env: dict[str, str]) -> subprocess.Popen:
@@ -63,7 +69,9 @@ def _servers_of(home: Path) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter():
         try:
-            if "prefect.server.api.server:create_app" in " ".join(p.cmdline()) and p.environ().get("LMFORGE_HOME") == str(home):
+            if "prefect.server.api.server:create_app" in " ".join(p.cmdline()) and p.environ().get(
+                "LMFORGE_HOME"
+            ) == str(home):
                 found.append(p)
         except psutil.Error:
             pass
@@ -129,9 +137,16 @@ def test_two_stage_commands_succeed_beside_two_cpu_burning_processes(tmp_path, d
         h.start()
     try:
         env = _env(tmp_path / "home", tmp_path / "prefect")
-        procs = [_tokenize(data, 300, env),
-                 subprocess.Popen([LMFORGE, "clean-data", str(data / "cc-en-jsonl")], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)]
+        procs = [
+            _tokenize(data, 300, env),
+            subprocess.Popen(
+                [LMFORGE, "clean-data", str(data / "cc-en-jsonl")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        ]
         for p in procs:
             _, err = p.communicate(timeout=600)
             assert p.returncode == 0, err[-3000:]
@@ -142,7 +157,9 @@ def test_two_stage_commands_succeed_beside_two_cpu_burning_processes(tmp_path, d
 
 
 def _start_serve(env: dict) -> subprocess.Popen:
-    serve = subprocess.Popen([LMFORGE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    serve = subprocess.Popen(
+        [LMFORGE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert serve.stdout is not None
     line = serve.stdout.readline()  # "serving N deployments against URL: ..."
     assert line.startswith("serving "), (line, serve.poll())
@@ -163,13 +180,17 @@ def test_serve_stops_in_seconds_with_one_line_whether_or_not_its_api_is_there(tm
         os.killpg(serve.pid, signal.SIGTERM)
         _, err = serve.communicate(timeout=60)
         assert serve.returncode == 128 + signal.SIGTERM and time.time() - t0 < 30
-        assert [line for line in err.splitlines() if line.strip()][-1] == "server stopped" and "Traceback" not in err, err[-3000:]
+        assert [line for line in err.splitlines() if line.strip()][-1] == "server stopped" and "Traceback" not in err, (
+            err[-3000:]
+        )
 
         serve = _start_serve(env)
         run("stop")  # the API goes away under a running serve (a closed terminal, a restart)
         t0 = time.time()
         _, err = serve.communicate(timeout=120)
         assert serve.returncode == 1 and time.time() - t0 < 60
-        assert "stopped answering: serve exits" in err and "Traceback" not in err and "ConnectError" not in err, err[-3000:]
+        assert "stopped answering: serve exits" in err and "Traceback" not in err and "ConnectError" not in err, err[
+            -3000:
+        ]
     finally:
         run("stop")

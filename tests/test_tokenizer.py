@@ -76,7 +76,7 @@ def test_tie_break_prefers_lexicographically_greater_pair():
 
 def test_chunk_boundaries_sit_on_special_tokens(data, tmp_path):
     p = tmp_path / "c.txt"
-    p.write_text("<|endoftext|>".join(["story number %d " % i * 50 for i in range(200)]))
+    p.write_text("<|endoftext|>".join([f"story number {i} " * 50 for i in range(200)]))
     bounds = find_chunk_boundaries(p, 8, b"<|endoftext|>")
     raw = p.read_bytes()
     assert bounds[0] == 0 and bounds[-1] == len(raw)
@@ -96,8 +96,11 @@ def test_gpt2_matches_hf_tokenizers_and_reference(gpt2, data):
 
 
 def test_backend_equals_reference_on_hard_text(gpt2, trained, data):
-    texts = [HARD_TEXT, (data / "tinystories-val-sample" / "tinystories_val.txt").read_text()[:20000],
-             (data / "lingua-langid-testdata" / "sentences" / "zh.txt").read_text()[:5000]]
+    texts = [
+        HARD_TEXT,
+        (data / "tinystories-val-sample" / "tinystories_val.txt").read_text()[:20000],
+        (data / "lingua-langid-testdata" / "sentences" / "zh.txt").read_text()[:5000],
+    ]
     for tok in (gpt2, trained):
         for t in texts:
             ids = tok.encode(t)
@@ -107,7 +110,9 @@ def test_backend_equals_reference_on_hard_text(gpt2, trained, data):
 
 def test_overlapping_special_tokens_longest_first(data):
     d = data / "cs336-a1-fixtures"
-    tok = Tokenizer.from_files(d / "gpt2_vocab.json", d / "gpt2_merges.txt", ["<|endoftext|>", "<|endoftext|><|endoftext|>"])
+    tok = Tokenizer.from_files(
+        d / "gpt2_vocab.json", d / "gpt2_merges.txt", ["<|endoftext|>", "<|endoftext|><|endoftext|>"]
+    )
     ids = tok.encode("a<|endoftext|><|endoftext|>b<|endoftext|>")
     assert ids == tok.encode_reference("a<|endoftext|><|endoftext|>b<|endoftext|>")
     assert ids[1] == tok.special_ids["<|endoftext|><|endoftext|>"] and ids[3] == 50256

@@ -51,7 +51,9 @@ def test_fingerprints_taken_in_threads_at_once_agree():
 
 def test_real_stages_fingerprint_their_library_code_and_versions():
     fp = code_fingerprint("flows.pretrain")
-    assert {"lm.model", "lm.train", "lm.optim"} <= set(fp["modules"]) and not any(m.startswith("filters") for m in fp["modules"])
+    assert {"lm.model", "lm.train", "lm.optim"} <= set(fp["modules"]) and not any(
+        m.startswith("filters") for m in fp["modules"]
+    )
     assert "torch" in fp["libraries"] and "prefect" not in fp["libraries"]
     assert "datasketch" in code_fingerprint("flows.clean_data")["libraries"]
 
@@ -75,7 +77,11 @@ def _stage_flow(home: str, text: str = "hello") -> str:
         (out / "sub" / "more.bin").write_bytes(b"\0" * 100)
         return {"n": len(BUILDS)}
 
-    return str(run_stage("toy", CleanConfig(inputs=[text]), build, store=ArtifactStore(Path(home)), code_root="flows.stage").path)
+    return str(
+        run_stage(
+            "toy", CleanConfig(inputs=[text]), build, store=ArtifactStore(Path(home)), code_root="flows.stage"
+        ).path
+    )
 
 
 @pytest.mark.slow
@@ -157,8 +163,15 @@ def test_nan_never_reaches_a_manifest(tmp_path):
 
 
 # --- pretraining resume edge cases ---------------------------------------------------------
-TINY = dict(model={"d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 32}, batch_size=4, eval_batches=2, warmup_steps=2, max_steps=6,
-            eval_interval=3, checkpoint_interval=2)
+TINY = dict(
+    model={"d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 32},
+    batch_size=4,
+    eval_batches=2,
+    warmup_steps=2,
+    max_steps=6,
+    eval_interval=3,
+    checkpoint_interval=2,
+)
 
 
 def test_rerun_after_the_final_checkpoint_reports_the_final_loss(token_dir, tmp_path):
@@ -167,7 +180,9 @@ def test_rerun_after_the_final_checkpoint_reports_the_final_loss(token_dir, tmp_
     cfg = PretrainConfig(**TINY)
     first = train(cfg, token_dir, tmp_path / "run", progress=False)
     again = train(cfg, token_dir, tmp_path / "run", progress=False)  # e.g. killed after the last checkpoint
-    assert math.isfinite(again["final_val_loss"]) and again["final_val_loss"] == pytest.approx(first["final_val_loss"], abs=1e-6)
+    assert math.isfinite(again["final_val_loss"]) and again["final_val_loss"] == pytest.approx(
+        first["final_val_loss"], abs=1e-6
+    )
     assert again["steps"] == first["steps"] == 6
 
 
@@ -193,7 +208,9 @@ def test_context_length_beyond_the_data_fails_before_training(token_dir):
     train_tokens, val_tokens, _ = open_tokens(token_dir)
     assert len(val_tokens) < len(train_tokens)
     with pytest.raises(ValueError, match="validation split"):  # trains fine, would fail at its first evaluation
-        check_data_fits(PretrainConfig(**{**TINY, "model": {**TINY["model"], "context_length": len(val_tokens)}}), token_dir)
+        check_data_fits(
+            PretrainConfig(**{**TINY, "model": {**TINY["model"], "context_length": len(val_tokens)}}), token_dir
+        )
 
 
 def test_devices_are_checked_at_load_and_against_the_machine():
@@ -219,11 +236,20 @@ def test_gc_with_no_keys_keeps_every_branch(prefect_harness, tmp_path, monkeypat
     from lm.train import PretrainConfig
 
     monkeypatch.setenv("LMFORGE_HOME", str(tmp_path))
-    tiny = PretrainConfig(model={"d_model": 32, "num_layers": 1, "num_heads": 1, "context_length": 16}, batch_size=2, max_steps=2,
-                          eval_interval=2, eval_batches=1, checkpoint_interval=2, sample_prompts=[])
+    tiny = PretrainConfig(
+        model={"d_model": 32, "num_layers": 1, "num_heads": 1, "context_length": 16},
+        batch_size=2,
+        max_steps=2,
+        eval_interval=2,
+        eval_batches=1,
+        checkpoint_interval=2,
+        sample_prompts=[],
+    )
     kept = []
     for vocab in (260, 270):
-        tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=vocab, val_fraction=0.05))
+        tok = tokenize(
+            TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=vocab, val_fraction=0.05)
+        )
         kept += [Path(tok), Path(pretrain(tok, tiny))]
     r = CliRunner().invoke(app, ["gc", "--yes"])
     assert r.exit_code == 0 and "nothing to remove" in r.output, r.output
@@ -234,7 +260,8 @@ def test_gc_with_no_keys_keeps_every_branch(prefect_harness, tmp_path, monkeypat
 
 
 def test_gc_removes_an_older_build_of_a_branch_and_nothing_a_branch_reaches(tmp_path, monkeypatch):
-    """A tokenizer rebuilt (same config, newer code): the old build goes; both tokenizer configs and a model on each stay."""
+    """A tokenizer rebuilt (same config, newer code): the old build goes; both tokenizer configs
+    and a model on each stay."""
     import time
 
     from flows.cli import app
@@ -243,8 +270,15 @@ def test_gc_removes_an_older_build_of_a_branch_and_nothing_a_branch_reaches(tmp_
     store = ArtifactStore(tmp_path)
 
     def publish(stage: str, key: str, config: dict, inputs: list[str] = ()) -> None:
-        with store.building(stage, key, {"config_key": config, "inputs": [{"stage": "toy-tok", "key": k} for k in inputs],
-                                         "raw_inputs": [{"path": "/data/corpus.txt"}]}) as out:
+        with store.building(
+            stage,
+            key,
+            {
+                "config_key": config,
+                "inputs": [{"stage": "toy-tok", "key": k} for k in inputs],
+                "raw_inputs": [{"path": "/data/corpus.txt"}],
+            },
+        ) as out:
             (out / "f").write_text(key)
 
     publish("toy-tok", "old1", {"vocab": 1})
@@ -254,7 +288,9 @@ def test_gc_removes_an_older_build_of_a_branch_and_nothing_a_branch_reaches(tmp_
     publish("toy-lm", "lm-on-new1", {"d": 8}, ["new1"])
     publish("toy-lm", "lm-on-tok2", {"d": 8}, ["tok2"])  # the same model config on another tokenizer: another branch
     r = CliRunner().invoke(app, ["gc", "--yes"])
-    assert r.exit_code == 0 and "removing toy-tok/old1 (unreferenced" in r.output and "1 of 5 artifacts" in r.output, r.output
+    assert r.exit_code == 0 and "removing toy-tok/old1 (unreferenced" in r.output and "1 of 5 artifacts" in r.output, (
+        r.output
+    )
     assert sorted(a.key for a in store.list()) == ["lm-on-new1", "lm-on-tok2", "new1", "tok2"]
 
 
