@@ -17,12 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filters.document import Stats
-from filters.readers import TEXT_FIELD, InputError, detect_format, expand_inputs, read_documents
+from filters.readers import SUPPORTED, TEXT_FIELD, InputError, detect_format, expand_inputs, read_documents
 from filters.readers import log as readers_log
 
 SNIFF_BYTES = 64 * 1024
 MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".zstd": b"\x28\xb5\x2f\xfd"}
-SUPPORTED = "JSONL(.gz/.zst), Parquet, text, WARC/WET or a Hugging Face dataset folder"
 
 
 def sniff(path: Path) -> str | None:
@@ -95,7 +94,7 @@ def preflight_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
     with _readers_quiet():
         files = expand_inputs(patterns, unsupported)
     if not files:
-        found = ", ".join(q.name for q in unsupported[:5])
+        found = ", ".join(str(q) for q in unsupported[:5])
         raise InputError(f"{', '.join(patterns)}: no supported input file ({SUPPORTED}); found only: {found}")
     problems = {f: problem for f in files if (problem := sniff(f)) is not None}
     if len(problems) == len(files):
@@ -105,11 +104,7 @@ def preflight_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
             + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         )
     warnings = [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()]
-    if unsupported:
-        warnings.append(
-            f"{len(unsupported)} files of other formats will be skipped and counted: "
-            f"{', '.join(q.name for q in unsupported[:5])}"
-        )
+    # files of other formats: the stage's own log says so, once (filters/readers.skipped_files_line)
     return files, warnings
 
 

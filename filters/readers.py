@@ -34,6 +34,9 @@ class InputError(ValueError):
     """An input path that cannot be read at all (missing, unknown format)."""
 
 
+SUPPORTED = "JSONL(.gz/.zst), Parquet, text, WARC/WET or a Hugging Face dataset folder"
+
+
 def expand_inputs(patterns: list[str], unsupported: list[Path] | None = None) -> list[Path]:
     """Paths/globs/directories → sorted files. Missing inputs fail before any work.
 
@@ -61,14 +64,19 @@ def expand_inputs(patterns: list[str], unsupported: list[Path] | None = None) ->
     for f in files:
         detect_format(f)  # unknown formats fail here, before any work
     if skipped:
-        log.warning(
-            "%d files are not a supported document format and were skipped: %s",
-            len(skipped),
-            ", ".join(q.name for q in skipped[:5]),
-        )
+        log.warning("%s", skipped_files_line(skipped))
     if unsupported is not None:
         unsupported.extend(skipped)
     return files
+
+
+def skipped_files_line(skipped: list[Path]) -> str:
+    """One line for the input files of other formats, by the paths the user gave."""
+    n = len(skipped)
+    shown = ", ".join(str(q) for q in skipped[:5]) + (f" and {n - 5} more" if n > 5 else "")
+    return (
+        f"{n} input file{'s' if n != 1 else ''} not in a supported format ({SUPPORTED}), skipped and counted: {shown}"
+    )
 
 
 def detect_format(path: Path) -> str:

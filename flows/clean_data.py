@@ -35,7 +35,7 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
     logger = get_run_logger()
     unsupported: list[Path] = []
     files = expand_inputs(config.inputs, unsupported)
-    logger.info("clean-data: %d input files (%d unsupported, skipped)", len(files), len(unsupported))
+    logger.info("clean-data: %d input file%s", len(files), "s" if len(files) != 1 else "")
     key_config, model_inputs, model_files = config, [], []
     if config.classifier is not None:
         # the key names the model by its artifact key or its content (raw_files), never by where

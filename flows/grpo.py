@@ -9,6 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.checkpoints import resolve_checkpoint
 from flows.stage import run_stage
+from flows.ui import publish_figures
 from rl.generation import resolve_engine
 from rl.grpo import GRPOSettings, run_grpo
 from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
@@ -51,6 +52,9 @@ def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool =
             key="grpo-eval",
             table=rows,
             description=f"grpo on {settings.load_task().name}: held-out evaluation before/after",
+        )
+        publish_figures(
+            "grpo-reward", f"grpo on {settings.load_task().name}: reward per step", "", [out_dir / "reward.png"]
         )
         if "warning" in result:
             logger.warning("%s", result["warning"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 
 from flows.registry import KEY_PARAMETERS
 from flows.stage import run_stage
 from flows.store import ArtifactStore
+from flows.ui import publish_figures
 from lm.report import write_pretrain_report
 from lm.train import PretrainConfig, check_data_fits, resolve_auto, train
 
@@ -23,8 +23,14 @@ def train_task(config: PretrainConfig, data_dir: Path, work_dir: Path) -> dict:
 
 
 @flow(name="pretrain", log_prints=True)
-def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), force: bool = False) -> str:
-    """Pretrain a TransformerLM on a tokenize artifact; returns the artifact directory."""
+def pretrain(
+    tokenize_artifact: str,
+    config: PretrainConfig = PretrainConfig(),
+    force: bool = False,
+    ui_key: str | None = "pretrain-summary",
+) -> str:
+    """Pretrain a TransformerLM on a tokenize artifact; returns the artifact directory.
+    `ui_key`: the Prefect artifact's key (None: the run's own page only, as sweep points)."""
     logger = get_run_logger()
     tok_art = ArtifactStore().find(tokenize_artifact, KEY_PARAMETERS["tokenize_artifact"], "tokenize_artifact")
     config = resolve_auto(config)  # no `auto` enters the key
@@ -35,10 +41,11 @@ def pretrain(tokenize_artifact: str, config: PretrainConfig = PretrainConfig(), 
         samples = write_pretrain_report(work_dir, out_dir, tok_art.path / "tokenizer", config)
         for s in samples:
             logger.info("sample: %s%s", s["prompt"], s["completion"])
-        create_markdown_artifact(
-            key="pretrain-summary",
-            markdown=_summary_markdown(summary, samples),
-            description="pretrain: final loss and samples",
+        publish_figures(
+            ui_key,
+            "pretrain: final loss, samples, loss curve",
+            _summary_markdown(summary, samples),
+            [out_dir / "loss.png"],
         )
         summary["samples"] = samples
         return summary

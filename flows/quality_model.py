@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 
 from filters.document import Stats
 from filters.quality_classifier import QualityModelConfig, plot_score_histogram, read_texts, train_quality_classifier
 from filters.readers import InputError, expand_inputs
 from flows.stage import run_stage
 from flows.store import Artifact, ArtifactStore, StoreError
+from flows.ui import publish_figures
 
 STAGE = "quality-model"
 MODEL_FILE = "model.bin"
@@ -87,11 +87,12 @@ def quality_model(config: QualityModelConfig, force: bool = False) -> str:
             held["positives"],
             held["negatives"],
         )
-        create_markdown_artifact(
-            key="quality-model",
-            description="quality-model: held-out metrics",
-            markdown="| metric | value |\n|---|---|\n"
+        publish_figures(
+            "quality-model",
+            "quality-model: held-out metrics and score histograms",
+            "| metric | value |\n|---|---|\n"
             + "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in held.items()),
+            [out_dir / "scores.png"],
         )
         return {
             **{k: held[k] for k in ("precision", "recall", "f1")},

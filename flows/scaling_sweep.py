@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -18,6 +17,7 @@ from flows.pretrain import pretrain
 from flows.registry import KEY_PARAMETERS
 from flows.stage import run_stage
 from flows.store import ArtifactStore
+from flows.ui import publish_figures
 from lm.train import resolve_auto
 from scaling.adaptive import RULES, next_points
 from scaling.grid import GridPoint, grid_table
@@ -46,7 +46,7 @@ def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig, swe
         "error": "",
     }
     try:
-        path = Path(pretrain(tokenize_artifact, config.point_config(point)))
+        path = Path(pretrain(tokenize_artifact, config.point_config(point), ui_key=None))
     except Exception as e:  # noqa: BLE001 - any failure of one point is recorded; Ctrl-C still stops the sweep
         get_run_logger().warning(
             "grid point C=%.2e N=%d failed: %s: %s",
@@ -179,15 +179,11 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
             table=table.astype(object).where(table.notna(), None).to_dict("records"),
             description="scaling-sweep: one row per grid point",
         )
-        figures = "".join(
-            f"\n\n![{name}](data:image/png;base64,{base64.b64encode((out_dir / name).read_bytes()).decode()})"
-            for name in result["plots"]
-            if name.endswith(".png")
-        )
-        create_markdown_artifact(
-            key="scaling-sweep-fit",
-            markdown="\n\n".join(lines) + figures,
-            description="scaling-sweep: fitted laws and plots",
+        publish_figures(
+            "scaling-sweep-fit",
+            "scaling-sweep: fitted laws and plots",
+            "\n\n".join(lines),
+            [out_dir / name for name in result["plots"] if name.endswith(".png")],
         )
         return {
             "points": len(rows),

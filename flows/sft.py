@@ -9,6 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.checkpoints import resolve_checkpoint
 from flows.stage import run_stage
+from flows.ui import publish_figures
 from rl.generation import resolve_engine
 from rl.report import plot_metric_curve, save_as_lmforge_checkpoint
 from rl.sft import SFTSettings, run_sft
@@ -51,6 +52,7 @@ def sft(checkpoint: str, settings: SFTSettings = SFTSettings(), force: bool = Fa
         create_table_artifact(
             key="sft-eval", table=rows, description=f"sft on {settings.load_task().name}: held-out evaluation"
         )
+        publish_figures("sft-loss", f"sft on {settings.load_task().name}: training loss", "", [out_dir / "loss.png"])
         logger.info(
             "held-out loss %.4f; greedy accuracy %.3f", result["heldout_loss"], result["after"]["greedy"]["accuracy"]
         )
