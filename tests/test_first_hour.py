@@ -119,9 +119,18 @@ def test_first_screen_of_clean_data_on_a_folder_with_a_csv_names_it_once(tmp_pat
     lines = (data / "cc-en-jsonl" / "cc_en_head-0091.jsonl").read_text().splitlines()[:30]
     (tmp_path / "in" / "docs.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "in" / "table.csv").write_text("a,b\n1,2\n")
-    env = {**os.environ, "LMFORGE_HOME": str(tmp_path / "home"), "PREFECT_API_URL": prefect_server, "PREFECT_LOGGING_LEVEL": "INFO"}
-    r = subprocess.run([LMFORGE, "clean-data", "in"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "LMFORGE_HOME": str(tmp_path / "home"),
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    r = subprocess.run(
+        [LMFORGE, "clean-data", "in"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     named = [line for line in r.stderr.splitlines() if "table.csv" in line]
-    assert len(named) == 1 and "1 input file not in a supported format" in named[0] and "in/table.csv" in named[0], named
+    assert len(named) == 1 and "1 input file not in a supported format" in named[0] and "in/table.csv" in named[0], (
+        named
+    )
     assert "UserWarning" not in r.stderr and "Traceback" not in r.stderr and " 1 files" not in r.stderr
