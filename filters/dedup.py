@@ -26,17 +26,27 @@ ASCII_PUNCT_TABLE = bytes.maketrans(_ASCII_PUNCT, b" " * len(_ASCII_PUNCT))
 
 
 @functools.cache
-def _punct_table() -> dict[int, str]:
-    return {c: " " for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)).startswith("P")}
+def _non_ascii_table() -> dict[int, str | None]:
+    """str.translate table for NFD text: punctuation (category P) → a space, combining marks
+    (the accents NFD split off) → deleted. No character is both."""
+    table: dict[int, str | None] = {}
+    for c in range(sys.maxunicode + 1):
+        ch = chr(c)
+        if unicodedata.combining(ch):
+            table[c] = None
+        elif unicodedata.category(ch).startswith("P"):
+            table[c] = " "
+    return table
 
 
 def normalize_bytes(text: str) -> bytes:
-    """`normalize(text)` as UTF-8: ASCII text (most documents) is normalised as bytes, 3x faster."""
+    """`normalize(text)` as UTF-8: ASCII text (most documents) is normalised as bytes, 3x faster;
+    other text in one translate pass (accents and punctuation) after NFD."""
     text = text.lower()
     if text.isascii():  # no accents to strip; bytes.split's whitespace is \s restricted to ASCII
         return b" ".join(text.encode().translate(ASCII_PUNCT_TABLE).split())
-    text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    return SPACES.sub(" ", text.translate(_punct_table())).strip().encode()
+    text = unicodedata.normalize("NFD", text).translate(_non_ascii_table())
+    return SPACES.sub(" ", text).strip().encode()
 
 
 def normalize(text: str) -> str:
