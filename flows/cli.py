@@ -211,8 +211,11 @@ def scaling_sweep_cmd(
     config: Path = typer.Option(..., "--config", "-c", help="YAML SweepConfig (e.g. configs/sweep-cpu.yaml)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the grid and stop"),
     force: bool = typer.Option(False),
+    runner: str = typer.Option("process", help="where points train: process | thread | dask"),
+    dask_address: str | None = typer.Option(None, help="a Dask scheduler (runner dask); none starts a LocalCluster"),
 ) -> None:
     """Train a grid of (compute budget × model size) runs and fit scaling laws."""
+    from flows.runners import RunnerConfig
     from flows.scaling_sweep import scaling_sweep
     from scaling.grid import grid_table
     from scaling.sweep import SweepConfig
@@ -228,7 +231,8 @@ def scaling_sweep_cmd(
 
             err.print(f"then up to {cfg.adaptive.max_rounds} adaptive rounds, per budget: " + "; ".join(RULES))
         return
-    path = _run_flow(scaling_sweep, tokenize_artifact, cfg, False, force)
+    where = _run(RunnerConfig, kind=runner, dask_address=dask_address)
+    path = _run_flow(scaling_sweep, tokenize_artifact, cfg, False, force, where)
     err.print(f"plots: {Path(path) / 'isoflop.png'}, {Path(path) / 'parametric.png'}")
     _print_summary("scaling-sweep", path)
 

@@ -121,7 +121,9 @@ def pipeline(config: PipelineConfig) -> dict:
     if (branch := config.scaling_sweep) is not None:
         if branch.tokenize is not None:
             out["sweep-tokenize"] = tokenize(branch.tokenize, clean_artifact=out["clean-data"], runner=config.runner)
-        out["scaling-sweep"] = scaling_sweep(out.get("sweep-tokenize", out["tokenize"]), branch.sweep)
+        out["scaling-sweep"] = scaling_sweep(
+            out.get("sweep-tokenize", out["tokenize"]), branch.sweep, runner=config.runner
+        )
     if config.post_training is not None:
         out.update(post_training_branch(config.post_training))
     for stage, path in out.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -11,10 +12,9 @@ import torch
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.pretrain import pretrain
 from flows.registry import KEY_PARAMETERS
+from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
 from flows.store import ArtifactStore
 from flows.ui import publish_figures
@@ -29,9 +29,15 @@ STAGE = "scaling-sweep"
 
 
 @task(name="grid-point", task_run_name="C={point.compute:.1e} N={point.shape.non_embedding_params}")
-def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig, sweep_started: float) -> dict:
-    """Train one grid point as a pretrain sub-flow (cached on its own). A point that fails
-    (diverged, out of memory) is a row with its error, left out of the fit, not the sweep's end."""
+def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig, sweep_started: float, slots: Path) -> dict:
+    """Train one grid point as a pretrain sub-flow (cached on its own), on this worker's device
+    (`claim_device`). A point that fails (diverged, out of memory) is a row with its error,
+    left out of the fit, not the sweep's end."""
+    # imported here, not pickled with this task: a process worker pickles the task's function by
+    # value, and a flow pickled that way loses the module globals its parameter types live in
+    from flows.pretrain import pretrain
+
+    claim_device(slots, config.devices, config.concurrency)
     row = {
         "compute": point.compute,
         "compute_actual": float("nan"),
@@ -69,6 +75,39 @@ def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig, swe
     }
 
 
+_claimed: dict[str, object] = {}  # this worker's device slot, held for the worker's life
+
+
+def claim_device(slots: Path, devices: list[str] | None, workers: int) -> None:
+    """Pin this worker (a thread or a process of the sweep's task runner) to one device slot:
+    the first free one of `devices` (or of `workers` CPU slots), taken with a file lock under
+    `slots` and kept while the worker lives. A CUDA slot becomes the worker's current device
+    (`torch.cuda.set_device`), so the point's `device: cuda` (in its cache key, whatever the
+    index) runs there; a CPU slot gets the cores divided between the workers."""
+    import fcntl
+    import threading
+
+    owner = f"{os.getpid()}-{threading.get_ident()}"
+    if owner in _claimed:
+        return
+    names = devices or ["cpu"] * workers
+    slots.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(names):
+        handle = open(slots / f"slot-{k}.lock", "w")  # noqa: SIM115 - held open: the lock is the claim
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _claimed[owner] = handle
+        if name.startswith("cuda"):
+            torch.cuda.set_device(torch.device(name))
+        else:  # share the cores instead of oversubscribing them
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, len(names))))
+        return
+    raise RuntimeError(f"no free device slot among {names}: more workers than devices")
+
+
 def _log_progress(logger, rows: list[dict], total: dict[float, int]) -> None:
     """After each finished point: points done / total for its budget, and the best loss so far."""
     c = rows[-1]["compute"]
@@ -87,11 +126,21 @@ def _log_progress(logger, rows: list[dict], total: dict[float, int]) -> None:
 
 
 @flow(name="scaling-sweep", log_prints=True)
-def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = False, force: bool = False) -> str:
+def scaling_sweep(
+    tokenize_artifact: str,
+    config: SweepConfig,
+    dry_run: bool = False,
+    force: bool = False,
+    runner: RunnerConfig | None = None,
+) -> str:
     """Train a (budget × size) grid, fit IsoFLOP and parametric laws; returns the artifact dir."""
     logger = get_run_logger()
     tok = ArtifactStore().find(tokenize_artifact, KEY_PARAMETERS["tokenize_artifact"], "tokenize_artifact")
-    config = config.model_copy(update={"train": resolve_auto(config.train)})  # no `auto` enters a key
+    # no `auto` enters a key; device indices do not either: a point runs on `cuda` (its worker's device)
+    config = config.with_devices()
+    config = config.model_copy(update={"train": resolve_auto(config.train)})
+    if config.devices and config.train.device.startswith("cuda"):
+        config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cuda"})})
     meta = json.loads((tok.path / "meta.json").read_text())
     points = config.grid(meta["vocab_size"])
     table = grid_table(points)
@@ -106,20 +155,32 @@ def scaling_sweep(tokenize_artifact: str, config: SweepConfig, dry_run: bool = F
     runnable = [p for p in points if p.skipped is None]
 
     def build(out_dir: Path, work_dir: Path) -> dict:
-        # share the cores between concurrent points instead of oversubscribing them
-        torch.set_num_threads(max(1, torch.get_num_threads() // config.concurrency))
         started = time.time()
         total: dict[float, int] = {}
         done_rows: list[dict] = []
-        with ThreadPoolTaskRunner(max_workers=config.concurrency) as runner:
+        # `concurrency` points at once, on the given runner (processes by default): one device slot each
+        where = (runner or RunnerConfig()).model_copy(update={"workers": config.concurrency})
+        logger.info(
+            "points on a %s runner, %d at once, devices: %s",
+            where.kind,
+            where.workers,
+            ", ".join(config.devices) if config.devices else f"CPU cores split {where.workers} ways",
+        )
+        with make_task_runner(where) as task_runner:
 
             def run_round(points: list[GridPoint]) -> list[dict]:
                 for p in points:
                     total[p.compute] = total.get(p.compute, 0) + 1
                 futures = {
-                    runner.submit(
+                    task_runner.submit(
                         run_point,
-                        {"tokenize_artifact": str(tok.path), "point": p, "config": config, "sweep_started": started},
+                        {
+                            "tokenize_artifact": str(tok.path),
+                            "point": p,
+                            "config": config,
+                            "sweep_started": started,
+                            "slots": work_dir / "device-slots",
+                        },
                     ): i
                     for i, p in enumerate(points)
                 }

@@ -9,6 +9,7 @@ HF conversion uses), so logits agree exactly up to float rounding.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from einops import rearrange
@@ -47,12 +48,18 @@ def interleaved_to_halves(w: Tensor, num_heads: int) -> Tensor:
     return rearrange(w, "(h d two) c -> (h two d) c", h=num_heads, two=2)
 
 
+# transformers loads its classes lazily, and two threads doing the first lazy import at once
+# (a sweep's points exporting on a thread pool) got "cannot import name 'GenerationConfig'"
+_TRANSFORMERS_IMPORT = threading.Lock()
+
+
 def halves_to_interleaved(w: Tensor, num_heads: int) -> Tensor:
     return rearrange(w, "(h two d) c -> (h d two) c", h=num_heads, two=2)
 
 
 def llama_config(c: ModelConfig, eos_id: int | None):
-    from transformers import LlamaConfig
+    with _TRANSFORMERS_IMPORT:
+        from transformers import LlamaConfig
 
     return LlamaConfig(
         vocab_size=c.vocab_size,
@@ -91,7 +98,9 @@ def to_hf_state_dict(model: TransformerLM) -> dict[str, Tensor]:
 def export_hf(model: TransformerLM, tokenizer_dir: Path | None, out_dir: Path) -> Path:
     """Write config.json, model.safetensors, tokenizer files and generation_config.json."""
     from safetensors.torch import save_file
-    from transformers import GenerationConfig, PreTrainedTokenizerFast
+
+    with _TRANSFORMERS_IMPORT:
+        from transformers import GenerationConfig, PreTrainedTokenizerFast
 
     out_dir.mkdir(parents=True, exist_ok=True)
     eos_id = None

@@ -43,6 +43,12 @@ class SweepConfig(BaseModel):
     concurrency: int = Field(
         2, ge=1, description="grid points trained at once (one per core or GPU)", json_schema_extra={"cache_key": False}
     )
+    devices: list[str] | Literal["auto"] | None = Field(
+        None,
+        description="one device per concurrent point, e.g. [cuda:0, cuda:1]; auto: every visible GPU (concurrency "
+        "becomes their number), else the CPU cores split between `concurrency` workers",
+        json_schema_extra={"cache_key": False},
+    )
     adaptive: AdaptiveConfig = AdaptiveConfig()
     n_bootstrap: int = Field(200, ge=0)
     predict_at: list[float] = [1e15, 1e17, 1e19]
@@ -51,7 +57,18 @@ class SweepConfig(BaseModel):
     def _check(self) -> SweepConfig:
         if len(set(self.budgets)) < 2:
             raise ValueError("an IsoFLOP fit needs at least 2 distinct budgets")
+        if isinstance(self.devices, list) and self.concurrency > len(self.devices):
+            raise ValueError(f"concurrency {self.concurrency} > {len(self.devices)} devices: one point per device")
         return self
+
+    def with_devices(self) -> SweepConfig:
+        """`devices: auto` made explicit for this machine: every visible GPU, one point each."""
+        if self.devices != "auto":
+            return self
+        import torch
+
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return self.model_copy(update={"devices": gpus or None, "concurrency": len(gpus) or self.concurrency})
 
     def grid(self, vocab_size: int) -> list[GridPoint]:
         """The sweep's (budget × size) points for a tokenizer of `vocab_size`; two targets that

@@ -465,3 +465,28 @@ def test_sweep_records_failed_points_and_stops_only_when_every_point_failed(pref
     )
     with pytest.raises(RuntimeError, match=r"all \d+ grid points failed; the first: TrainingDiverged: loss became"):
         scaling_sweep(Path(tok).name, cfg)
+
+
+def test_sweep_points_on_threads_and_processes_give_the_same_runs(prefect_harness, lmforge_home, data, monkeypatch):
+    """The grid's points trained on a thread pool and on a process pool (one device slot per
+    worker, the cores split between them): the same points, the same losses."""
+    import pandas as pd
+
+    from flows.runners import RunnerConfig
+    from flows.scaling_sweep import scaling_sweep
+    from flows.tokenization import tokenize
+    from lm.corpus import TokenizeConfig
+    from scaling.sweep import SweepConfig
+
+    sweep = small_pipeline_config(data, with_sweep=True)["scaling_sweep"]["sweep"]
+    cfg = SweepConfig.model_validate({**sweep, "adaptive": {"enabled": False}, "n_bootstrap": 0})
+    tables = {}
+    for kind in ("thread", "process"):
+        monkeypatch.setenv("LMFORGE_HOME", str(lmforge_home / kind))
+        tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=257, val_fraction=0.05))
+        out = Path(scaling_sweep(Path(tok).name, cfg, runner=RunnerConfig(kind=kind)))
+        tables[kind] = pd.read_csv(out / "runs.csv").sort_values(["compute", "parameters"]).reset_index(drop=True)
+        assert tables[kind]["error"].isna().all() and not tables[kind]["reused"].any(), tables[kind]["error"].tolist()
+    threads, processes = tables["thread"], tables["process"]
+    assert len(threads) >= 4 and list(threads["parameters"]) == list(processes["parameters"])
+    assert (threads["loss"] - processes["loss"]).abs().max() < 1e-3
