@@ -78,9 +78,10 @@ def plain_trl_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[f
 def our_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[float, int, float]:
     """Our stage's trainer (rl.sft), then the stage's evaluation apart: (train s, tokens, eval s)."""
     from rl.evaluate import evaluate_model_dir
-    from rl.sft import SFTSettings, build_trainer
+    from rl.sft import SFTConfig as LmforgeSFTConfig
+    from rl.sft import build_trainer
 
-    settings = SFTSettings(
+    settings = LmforgeSFTConfig(
         task="addition",
         max_steps=steps,
         batch_size=batch,

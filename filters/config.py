@@ -38,7 +38,7 @@ class PIIConfig(_Strict):
     ips: bool = True
 
 
-class QualityConfig(_Strict):
+class GopherQualityConfig(_Strict):
     """Gopher quality rules; set a threshold to null to switch that rule off."""
 
     enabled: bool = True
@@ -53,7 +53,7 @@ class QualityConfig(_Strict):
     min_stop_words: int | None = Field(2, ge=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> QualityConfig:
+    def _ordered(self) -> GopherQualityConfig:
         for low, high in (("min_words", "max_words"), ("min_avg_word_length", "max_avg_word_length")):
             lo, hi = getattr(self, low), getattr(self, high)
             if lo is not None and hi is not None and lo > hi:
@@ -61,7 +61,7 @@ class QualityConfig(_Strict):
         return self
 
 
-class RepetitionConfig(_Strict):
+class GopherRepetitionConfig(_Strict):
     """Gopher repetition rules with datatrove's defaults."""
 
     enabled: bool = True
@@ -114,8 +114,8 @@ class CleanConfig(_Strict):
     max_doc_chars: int = Field(5_000_000, ge=1)
     language: LanguageConfig = LanguageConfig()
     pii: PIIConfig = PIIConfig()
-    quality: QualityConfig = QualityConfig()
-    repetition: RepetitionConfig = RepetitionConfig()
+    quality: GopherQualityConfig = GopherQualityConfig()
+    repetition: GopherRepetitionConfig = GopherRepetitionConfig()
     minhash: MinHashDedupConfig = MinHashDedupConfig()
     line_dedup: LineDedupConfig = LineDedupConfig()
     classifier: ClassifierConfig | None = Field(

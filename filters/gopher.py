@@ -1,7 +1,7 @@
 """The Gopher quality and repetition rules (Rae et al. 2021, arXiv:2112.11446, App. A.1.1).
 
 Each rule is an early return with a prefixed reason; thresholds come from the filter's
-config (`QualityConfig`, `RepetitionConfig` in filters/config.py, where the defaults live:
+config (`GopherQualityConfig`, `GopherRepetitionConfig` in filters/config.py, where the defaults live:
 the paper's values, datatrove's for repetition), and `None` switches a rule off. Words are
 whitespace-separated tokens, as in the paper.
 """
@@ -12,7 +12,7 @@ import re
 from collections import Counter
 
 from filters.base import Filter
-from filters.config import QualityConfig, RepetitionConfig
+from filters.config import GopherQualityConfig, GopherRepetitionConfig
 from filters.document import Document
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
@@ -38,7 +38,7 @@ def count_alpha_words(text: str, words: list[str]) -> int:
 class GopherQualityFilter(Filter):
     name = "gopher_quality"
 
-    def __init__(self, cfg: QualityConfig = QualityConfig()):
+    def __init__(self, cfg: GopherQualityConfig = GopherQualityConfig()):
         self.cfg = cfg
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
@@ -134,7 +134,7 @@ def duplicate_ngram_char_fraction(words: list[str], n: int, total_chars: int) ->
 class GopherRepetitionFilter(Filter):
     name = "gopher_repetition"
 
-    def __init__(self, cfg: RepetitionConfig = RepetitionConfig()):
+    def __init__(self, cfg: GopherRepetitionConfig = GopherRepetitionConfig()):
         self.cfg = cfg
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:

@@ -290,31 +290,3 @@ def read_texts(files: Iterable[Path], stats, split_text_on_blank_lines: bool = F
     for f in files:
         for doc in read_documents(Path(f), stats, split_blank_lines=split_text_on_blank_lines):
             yield doc.text
-
-
-def plot_score_histogram(metrics: dict, path: Path) -> None:
-    """Held-out score distributions of both classes (how separable they are)."""
-    from lm.plotting import figure
-
-    hist, held = metrics["score_histogram"], metrics["heldout"]
-    edges = np.asarray(hist["edges"])
-    width = np.diff(edges)
-    with figure(path) as (fig, ax):
-        ax.bar(
-            edges[:-1],
-            hist["positives"],
-            width=width,
-            align="edge",
-            alpha=0.6,
-            label=f"reference quality ({held['positives']})",
-        )
-        ax.bar(
-            edges[:-1], hist["negatives"], width=width, align="edge", alpha=0.6, label=f"crawl ({held['negatives']})"
-        )
-        ax.set_xlabel("P(reference quality)")
-        ax.set_ylabel("held-out examples")
-        ax.set_title(
-            f"quality classifier, held out: precision {held['precision']:.3f}, recall {held['recall']:.3f}, F1 "
-            f"{held['f1']:.3f}"
-        )
-        ax.legend()

@@ -257,16 +257,16 @@ def sft_cmd(
     ),
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML SFTSettings (or a pipeline file's post_training.sft)"
+        None, "--config", "-c", help="YAML SFTConfig (or a pipeline file's post_training.sft)"
     ),
     max_steps: int | None = typer.Option(None),
     force: bool = typer.Option(False),
 ) -> None:
     """Supervised fine-tuning of a checkpoint on a task's train split (TRL SFTTrainer, loss on the completion only)."""
     from flows.sft import sft
-    from rl.sft import SFTSettings
+    from rl.sft import SFTConfig
 
-    cfg = _load(SFTSettings, config, "sft", task=task, max_steps=max_steps)
+    cfg = _load(SFTConfig, config, "sft", task=task, max_steps=max_steps)
     _checkpoint_preflight(checkpoint)
     path = _run_flow(sft, checkpoint, cfg, force)
     _print_summary("sft", path)
@@ -279,16 +279,16 @@ def grpo_cmd(
     ),
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML GRPOSettings (or a pipeline file's post_training.grpo)"
+        None, "--config", "-c", help="YAML GRPOConfig (or a pipeline file's post_training.grpo)"
     ),
     max_steps: int | None = typer.Option(None),
     force: bool = typer.Option(False),
 ) -> None:
     """GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed)."""
     from flows.grpo import grpo
-    from rl.grpo import GRPOSettings
+    from rl.grpo import GRPOConfig
 
-    cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps)
+    cfg = _load(GRPOConfig, config, "grpo", task=task, max_steps=max_steps)
     _checkpoint_preflight(checkpoint, cfg.engine)
     path = _run_flow(grpo, checkpoint, cfg, force)
     _print_summary("grpo", path)
@@ -301,7 +301,7 @@ def evaluate_cmd(
     ),
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML EvalSettings (or a pipeline file's post_training.evaluate)"
+        None, "--config", "-c", help="YAML EvalConfig (or a pipeline file's post_training.evaluate)"
     ),
     samples: int | None = typer.Option(None, help="sampled completions per prompt (pass@k up to k = samples)"),
     limit: int | None = typer.Option(None, help="the first N rows of the split"),
@@ -309,9 +309,9 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate checkpoints on a task: greedy accuracy, pass@k, every reward's mean, lengths; a comparison plot."""
     from flows.evaluate import evaluate
-    from rl.evaluate import EvalSettings
+    from rl.evaluate import EvalConfig
 
-    cfg = _load(EvalSettings, config, "evaluate", task=task, samples=samples, limit=limit)
+    cfg = _load(EvalConfig, config, "evaluate", task=task, samples=samples, limit=limit)
     for c in checkpoints:
         _checkpoint_preflight(c, cfg.engine)
     path = _run_flow(evaluate, checkpoints, cfg, force)

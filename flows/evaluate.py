@@ -15,7 +15,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.checkpoints import resolve_checkpoint
 from flows.stage import run_stage
-from rl.evaluate import EvalSettings, evaluate_model_dir
+from rl.evaluate import EvalConfig, evaluate_model_dir
 from rl.generation import resolve_engine
 from rl.report import comparison_rows, plot_checkpoint_comparison
 
@@ -23,7 +23,7 @@ STAGE = "evaluate"
 
 
 @task(name="evaluate-checkpoint")
-def evaluate_task(model_dir: Path, settings: EvalSettings) -> dict:
+def evaluate_task(model_dir: Path, settings: EvalConfig) -> dict:
     return evaluate_model_dir(
         model_dir,
         settings.load_task(),
@@ -36,7 +36,7 @@ def evaluate_task(model_dir: Path, settings: EvalSettings) -> dict:
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(checkpoints: list[str], settings: EvalSettings = EvalSettings(), force: bool = False) -> str:
+def evaluate(checkpoints: list[str], settings: EvalConfig = EvalConfig(), force: bool = False) -> str:
     """Evaluate every checkpoint on the task's split (greedy accuracy, pass@k, rewards, lengths);
     returns the artifact directory."""
     logger = get_run_logger()

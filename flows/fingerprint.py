@@ -23,7 +23,8 @@ from importlib.metadata import PackageNotFoundError, packages_distributions, ver
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lm.paths import REPO_ROOT
+
 LIBRARY_PACKAGES = ("filters", "lm", "rl", "scaling")
 # Distributions that cannot change what a stage writes: orchestration, config, display.
 NOT_OUTPUT_SHAPING = {

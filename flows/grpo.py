@@ -11,20 +11,20 @@ from flows.checkpoints import resolve_checkpoint
 from flows.stage import run_stage
 from flows.ui import publish_figures
 from rl.generation import resolve_engine
-from rl.grpo import GRPOSettings, run_grpo
+from rl.grpo import GRPOConfig, run_grpo
 from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
 
 STAGE = "grpo"
 
 
 @task(name="grpo-train")
-def grpo_task(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
+def grpo_task(model_dir: Path, settings: GRPOConfig, out_dir: Path) -> dict:
     """Evaluate, run TRL's GRPOTrainer, evaluate again."""
     return run_grpo(model_dir, settings, out_dir)
 
 
 @flow(name="grpo", log_prints=True)
-def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool = False) -> str:
+def grpo(checkpoint: str, settings: GRPOConfig = GRPOConfig(), force: bool = False) -> str:
     """GRPO-tune a checkpoint on a task with verifiable rewards; returns the artifact directory."""
     logger = get_run_logger()
     art, model_dir = resolve_checkpoint(checkpoint)

@@ -27,9 +27,9 @@ from flows.tokenization import tokenize
 from lm.corpus import TokenizeConfig
 from lm.model import ModelConfig
 from lm.train import PretrainConfig
-from rl.evaluate import EvalSettings
-from rl.grpo import GRPOSettings
-from rl.sft import SFTSettings
+from rl.evaluate import EvalConfig
+from rl.grpo import GRPOConfig
+from rl.sft import SFTConfig
 from rl.tasks import get_task
 from scaling.sweep import SweepConfig
 
@@ -56,9 +56,9 @@ class PostTrainingConfig(BaseModel):
         sample_prompts=["07+48=", "31+45="],
         sample_max_tokens=4,
     )
-    sft: SFTSettings | None = None
-    grpo: GRPOSettings | None = None
-    evaluate: EvalSettings | None = None
+    sft: SFTConfig | None = None
+    grpo: GRPOConfig | None = None
+    evaluate: EvalConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -12,19 +12,19 @@ from flows.stage import run_stage
 from flows.ui import publish_figures
 from rl.generation import resolve_engine
 from rl.report import plot_metric_curve, save_as_lmforge_checkpoint
-from rl.sft import SFTSettings, run_sft
+from rl.sft import SFTConfig, run_sft
 
 STAGE = "sft"
 
 
 @task(name="sft-train")
-def sft_task(model_dir: Path, settings: SFTSettings, out_dir: Path) -> dict:
+def sft_task(model_dir: Path, settings: SFTConfig, out_dir: Path) -> dict:
     """Run TRL's SFTTrainer, then evaluate held-out loss and accuracy."""
     return run_sft(model_dir, settings, out_dir)
 
 
 @flow(name="sft", log_prints=True)
-def sft(checkpoint: str, settings: SFTSettings = SFTSettings(), force: bool = False) -> str:
+def sft(checkpoint: str, settings: SFTConfig = SFTConfig(), force: bool = False) -> str:
     """Supervised fine-tuning of a checkpoint on a task's train split; returns the artifact directory."""
     logger = get_run_logger()
     art, model_dir = resolve_checkpoint(checkpoint)

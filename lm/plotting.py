@@ -1,10 +1,14 @@
-"""The one figure helper: headless matplotlib, a figure that is saved and always closed."""
+"""The one figure helper: headless matplotlib, a figure that is saved and always closed; and the
+quality classifier's score histogram (a figure of the filters layer, drawn here so that
+`filters/` imports nothing above it)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 
 def pyplot():
@@ -35,3 +39,29 @@ def figure(
             fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
+
+
+def plot_score_histogram(metrics: dict, path: Path) -> None:
+    """Held-out score distributions of both classes (how separable they are)."""
+    hist, held = metrics["score_histogram"], metrics["heldout"]
+    edges = np.asarray(hist["edges"])
+    width = np.diff(edges)
+    with figure(path) as (fig, ax):
+        ax.bar(
+            edges[:-1],
+            hist["positives"],
+            width=width,
+            align="edge",
+            alpha=0.6,
+            label=f"reference quality ({held['positives']})",
+        )
+        ax.bar(
+            edges[:-1], hist["negatives"], width=width, align="edge", alpha=0.6, label=f"crawl ({held['negatives']})"
+        )
+        ax.set_xlabel("P(reference quality)")
+        ax.set_ylabel("held-out examples")
+        ax.set_title(
+            f"quality classifier, held out: precision {held['precision']:.3f}, recall {held['recall']:.3f}, F1 "
+            f"{held['f1']:.3f}"
+        )
+        ax.legend()

@@ -21,7 +21,7 @@ from rl.settings import TaskSettings
 from rl.tasks import SPLITS, Task
 
 
-class EvalSettings(TaskSettings):
+class EvalConfig(TaskSettings):
     """The `evaluate` stage: checkpoints × one task's split."""
 
     split: Literal[SPLITS] = "test"  # type: ignore[valid-type]

@@ -1,4 +1,4 @@
-"""GRPO fine-tuning: our `GRPOSettings` mapped onto TRL's `GRPOTrainer`.
+"""GRPO fine-tuning: our `GRPOConfig` mapped onto TRL's `GRPOTrainer`.
 
 GRPO (Shao et al. 2024, DeepSeekMath §4.1): sample a group of G completions per prompt,
 advantage = (reward − group mean) / group std, clipped policy-gradient loss, optional KL
@@ -26,7 +26,7 @@ from rl.settings import TaskSettings
 from rl.vllm_cpu import patch_trl_vllm_for_cpu, prepare_cpu_engine
 
 
-class GRPOSettings(TaskSettings):
+class GRPOConfig(TaskSettings):
     group_size: int = Field(8, ge=2, description="completions sampled per prompt (G)")
     prompts_per_step: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
@@ -50,7 +50,7 @@ class GRPOSettings(TaskSettings):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _check(self) -> GRPOSettings:
+    def _check(self) -> GRPOConfig:
         if self.completion_tokens < 2:
             raise ValueError(f"max_completion_tokens={self.completion_tokens} truncates every answer: use at least 2")
         return self
@@ -64,15 +64,15 @@ class GRPOSettings(TaskSettings):
         return resolve_engine(self.engine) == "vllm"
 
 
-def trl_config(s: GRPOSettings, out_dir: Path, max_model_len: int | None = None):
+def trl_config(s: GRPOConfig, out_dir: Path, max_model_len: int | None = None):
     """Our settings as TRL's GRPOConfig: one step = prompts_per_step × group_size rollouts.
 
     `max_model_len` bounds the colocated vLLM's context (and so its KV cache)."""
     import torch
-    from trl import GRPOConfig
+    import trl
 
     on_gpu = torch.cuda.is_available()
-    return GRPOConfig(
+    return trl.GRPOConfig(
         output_dir=str(out_dir / "trl"),
         per_device_train_batch_size=s.prompts_per_step * s.group_size,
         num_generations=s.group_size,
@@ -105,7 +105,7 @@ def trl_config(s: GRPOSettings, out_dir: Path, max_model_len: int | None = None)
     )
 
 
-def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callbacks: list | None = None):
+def build_trainer(model_dir: Path, settings: GRPOConfig, out_dir: Path, callbacks: list | None = None):
     """TRL's `GRPOTrainer` on the task's train split, its rollouts from vLLM when `settings.use_vllm`."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -132,7 +132,7 @@ def build_trainer(model_dir: Path, settings: GRPOSettings, out_dir: Path, callba
     )
 
 
-def check_lengths(settings: GRPOSettings, prompts: list[str], tokenizer, model_max_len: int) -> int:
+def check_lengths(settings: GRPOConfig, prompts: list[str], tokenizer, model_max_len: int) -> int:
     """Fail before training when a prompt or prompt + completion cannot fit; returns the context to give vLLM."""
     longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
     if longest > settings.max_prompt_tokens:
@@ -174,7 +174,7 @@ class NoSignalWatch:
             self.warned = True
 
 
-def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path) -> dict:
+def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path) -> dict:
     """Evaluate, train with GRPO, evaluate again; writes `hf/`, `metrics.jsonl`, `eval.json`.
 
     Both evaluations sample from the trainer's own policy: its colocated vLLM engine (after a
@@ -252,9 +252,9 @@ def main() -> None:
         "--model", type=Path, required=True, help="a Hugging Face causal-LM folder (e.g. a pretrain artifact's hf/)"
     )
     p.add_argument("--out", type=Path, required=True, help="output directory (hf/, metrics.jsonl, eval.json)")
-    p.add_argument("--config", type=Path, help="YAML GRPOSettings")
+    p.add_argument("--config", type=Path, help="YAML GRPOConfig")
     args = p.parse_args()
-    settings = GRPOSettings.model_validate(
+    settings = GRPOConfig.model_validate(
         pick_section(read_yaml(args.config), ["grpo.settings", "grpo"]) if args.config else {}
     )
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from rl.settings import TaskSettings
 from rl.tasks import Task
 
 
-class SFTSettings(TaskSettings):
+class SFTConfig(TaskSettings):
     learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -59,12 +59,12 @@ def sft_rows(task: Task, split: str) -> list[dict]:
     return rows
 
 
-def trl_config(s: SFTSettings, out_dir: Path, max_length: int):
+def trl_config(s: SFTConfig, out_dir: Path, max_length: int):
     import torch
-    from trl import SFTConfig
+    import trl
 
     on_gpu = torch.cuda.is_available()
-    return SFTConfig(
+    return trl.SFTConfig(
         output_dir=str(out_dir / "trl"),
         per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=s.batch_size,
@@ -107,7 +107,7 @@ def check_lengths(task: Task, tokenizer, max_length: int, context: int) -> None:
         )
 
 
-def build_trainer(model_dir: Path, settings: SFTSettings, out_dir: Path, callbacks: list | None = None):
+def build_trainer(model_dir: Path, settings: SFTConfig, out_dir: Path, callbacks: list | None = None):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
@@ -133,7 +133,7 @@ def tokens_seen(trainer) -> int:
     return int(max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0))
 
 
-def run_sft(model_dir: Path, settings: SFTSettings, out_dir: Path) -> dict:
+def run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path) -> dict:
     """Train, then measure held-out loss and accuracy; writes `hf/`, `metrics.jsonl`, `eval.json`."""
     from transformers import TrainerCallback
 

@@ -8,7 +8,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from filters.config import LanguageConfig, MinHashDedupConfig, QualityConfig
+from filters.config import GopherQualityConfig, LanguageConfig, MinHashDedupConfig
 from filters.dedup import LineDeduper, count_lines, minhash_dedup, normalize
 from filters.document import Document, Stats
 from filters.gopher import GopherQualityFilter, GopherRepetitionFilter
@@ -137,7 +137,8 @@ def test_gopher_quality_keeps_wiki_drops_junk(data):
     bullets = "\n".join(f"• item number {i} of the list and the rest" for i in range(20))
     assert f.filter(Document(bullets, "b", "t")) == (False, "gopher_bullet_lines_ratio")
     assert (
-        GopherQualityFilter(QualityConfig(min_words=None)).filter(Document("the cat and the dog sat", "s", "t")) is True
+        GopherQualityFilter(GopherQualityConfig(min_words=None)).filter(Document("the cat and the dog sat", "s", "t"))
+        is True
     )
 
 

@@ -127,9 +127,9 @@ def test_every_bad_task_file_is_one_error_naming_the_problem(tmp_path, monkeypat
 
 def test_sft_loss_is_on_the_completion_only(addition_model, tmp_path):
     """The collated labels mask every prompt token: only the answer (and EOS) is learned."""
-    from rl.sft import SFTSettings, build_trainer
+    from rl.sft import SFTConfig, build_trainer
 
-    trainer = build_trainer(addition_model, SFTSettings(task="addition", max_steps=1, batch_size=4), tmp_path)
+    trainer = build_trainer(addition_model, SFTConfig(task="addition", max_steps=1, batch_size=4), tmp_path)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     tok = trainer.processing_class
     for ids, labels, row in zip(batch["input_ids"], batch["labels"], get_task("addition").load("train")[:4]):
@@ -146,7 +146,7 @@ def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path)
     from transformers import AutoTokenizer
 
     from rl.evaluate import prompt_texts
-    from rl.sft import SFTSettings, build_trainer
+    from rl.sft import SFTConfig, build_trainer
 
     model = tmp_path / "chat-model"
     shutil.copytree(addition_model, model)
@@ -173,7 +173,7 @@ def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path)
     ]
     text = prompt_texts(task, rows, tok)[0]
     assert text == f"s:Add.\nu:{rows[0]['prompt'][1]['content']}\na:"
-    trainer = build_trainer(model, SFTSettings(task=spec, max_steps=1, batch_size=2), tmp_path / "out")
+    trainer = build_trainer(model, SFTConfig(task=spec, max_steps=1, batch_size=2), tmp_path / "out")
     first = trainer.train_dataset[0]
     learned = [i for i, label in zip(first["input_ids"], first["labels"]) if label != -100]
     assert trainer.processing_class.decode(learned).startswith(task.load("train")[0]["answer"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from rl.grpo import GRPOSettings, build_trainer, run_grpo
+from rl.grpo import GRPOConfig, build_trainer, run_grpo
 from rl.rewards import answers_match, extract_answer, r1_zero_reward
 from rl.tasks import addition_problems, get_task
 from rl.vllm_cpu import prepare_cpu_engine
@@ -56,11 +56,11 @@ def test_addition_task_and_reward():
 
 def test_grpo_settings_are_validated_at_load():
     with pytest.raises(ValidationError, match="unknown task"):
-        GRPOSettings(task="chess")
+        GRPOConfig(task="chess")
     with pytest.raises(ValidationError, match="truncates every answer"):
-        GRPOSettings(max_completion_tokens=1)
+        GRPOConfig(max_completion_tokens=1)
     with pytest.raises(ValidationError):
-        GRPOSettings(group_size=1)
+        GRPOConfig(group_size=1)
 
 
 def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> None:
@@ -98,7 +98,7 @@ SHORT_RUN = {
 
 @pytest.mark.slow
 def test_short_grpo_run_with_transformers_rollouts(addition_model, tmp_path):
-    result = run_grpo(addition_model, GRPOSettings(**SHORT_RUN, engine="transformers"), tmp_path)
+    result = run_grpo(addition_model, GRPOConfig(**SHORT_RUN, engine="transformers"), tmp_path)
     check_short_run(result, tmp_path, addition_model, "transformers")
 
 
@@ -107,7 +107,7 @@ def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_h
     """The stage as users run it: vLLM rollouts, the tuned model in both formats, cached."""
     from flows.grpo import grpo
 
-    settings = GRPOSettings(**SHORT_RUN, engine="vllm")
+    settings = GRPOConfig(**SHORT_RUN, engine="vllm")
     out = Path(grpo(str(addition_model), settings))
     check_short_run(json.loads((out / "eval.json").read_text()), out, addition_model, "vllm")
     assert (out / "reward.png").stat().st_size > 0 and (out / "checkpoint" / "model.safetensors").is_file()
@@ -130,12 +130,12 @@ def test_prompts_that_cannot_fit_fail_before_training(addition_model):
 
     tok = AutoTokenizer.from_pretrained(addition_model)
     prompts = [r["prompt"] for r in addition_problems()["train"]]
-    assert check_lengths(GRPOSettings(), prompts, tok, 32) == 32  # 6-token prompts + 4: capped at the model's context
-    assert check_lengths(GRPOSettings(max_prompt_tokens=8), prompts, tok, 32) == 12
+    assert check_lengths(GRPOConfig(), prompts, tok, 32) == 32  # 6-token prompts + 4: capped at the model's context
+    assert check_lengths(GRPOConfig(max_prompt_tokens=8), prompts, tok, 32) == 12
     with pytest.raises(ValueError, match="over max_prompt_tokens=4"):
-        check_lengths(GRPOSettings(max_prompt_tokens=4), prompts, tok, 32)
+        check_lengths(GRPOConfig(max_prompt_tokens=4), prompts, tok, 32)
     with pytest.raises(ValueError, match="exceeds the model's context of 8"):
-        check_lengths(GRPOSettings(), prompts, tok, 8)
+        check_lengths(GRPOConfig(), prompts, tok, 8)
 
 
 @pytest.mark.slow
@@ -161,7 +161,7 @@ def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
     """After TRL's weight sync, vLLM's log-probs equal the trained model's (and differ from the start)."""
     from vllm import SamplingParams
 
-    settings = GRPOSettings(
+    settings = GRPOConfig(
         task="addition", max_steps=2, prompts_per_step=4, group_size=4, learning_rate=3e-2, engine="vllm"
     )
     trainer = build_trainer(addition_model, settings, tmp_path)
