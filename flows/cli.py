@@ -430,7 +430,10 @@ def scaling_fit_cmd(
 def _load(model, config: Path | None, stage: str, **overrides):
     """A stage's settings: its own section of a pipeline file (the registry says which), or a file of its own."""
     try:
-        return load_config(model, config, sections=list(STAGES[stage].sections), **overrides)
+        pipeline = {s.split(".")[0] for spec in STAGES.values() for s in spec.sections} | {"runner"}
+        return load_config(
+            model, config, sections=list(STAGES[stage].sections), pipeline_sections=pipeline, **overrides
+        )
     except ConfigError as e:
         _fail(str(e))
 

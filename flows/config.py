@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,9 +15,30 @@ M = TypeVar("M", bound=BaseModel)
 __all__ = ["ConfigError", "load_config"]
 
 
-def load_config(model: type[M], path: str | Path | None = None, sections: list[str] = (), **overrides: Any) -> M:  # type: ignore[assignment]
-    """Read `path` (YAML; the first of `sections` it has, else all of it), apply non-None overrides, validate."""
-    data: dict[str, Any] = pick_section(read_yaml(path), list(sections)) if path is not None else {}
+def load_config(
+    model: type[M],
+    path: str | Path | None = None,
+    sections: list[str] = (),  # type: ignore[assignment]
+    pipeline_sections: set[str] = frozenset(),
+    **overrides: Any,
+) -> M:
+    """Read `path` (YAML; the first of `sections` it has, else all of it), apply non-None overrides,
+    validate. A file whose top level holds other stages' sections (`pipeline_sections`: a
+    pipeline file) but none of `sections` is an error naming the sections it has and the
+    nearest valid name, not a whole pipeline file read as this stage's settings."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        raw = read_yaml(path)
+        data = pick_section(raw, list(sections))
+        tops = {s.split(".")[0] for s in sections}
+        if data is raw and sections and set(raw) & set(pipeline_sections) and not set(raw) & tops:
+            unknown = sorted(set(raw) - set(pipeline_sections))
+            near = [m for k in unknown for m in difflib.get_close_matches(k, sorted(tops), n=1)]
+            hint = f"; did you mean {near[0]!r} for {unknown[0]!r}?" if near else ""
+            raise ConfigError(
+                f"{path}: no {' or '.join(repr(t) for t in sorted(tops))} section (it has {', '.join(map(repr, raw))}; "
+                f"the sections lmforge reads: {', '.join(sorted(pipeline_sections))}){hint}"
+            )
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return model.model_validate(data)

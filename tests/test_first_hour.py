@@ -31,6 +31,7 @@ def mistakes(tmp_path_factory, token_dir) -> dict[str, Path]:
     (w / "no-text.jsonl").write_text(json.dumps({"body": "a document under another field"}) + "\n")
     (w / "one-doc.jsonl").write_text(json.dumps({"id": "1", "text": "a single short document"}) + "\n")
     (w / "pretrain.yaml").write_text("max_steps: 2\n")
+    (w / "misspelt.yaml").write_text("clean_data: {inputs: [x]}\nscaling_swep: {sweep: {budgets: [1e9, 1e10]}}\n")
     model = TransformerLM(
         ModelConfig(vocab_size=300, context_length=32, d_model=64, num_layers=1, num_heads=4)
     )  # head_dim 16
@@ -80,6 +81,11 @@ CASES = [
         "head-dim-16-on-vllm",
         lambda d, key: ["grpo", "--checkpoint", str(d / "head16"), "-c", str(d / "grpo.yaml")],
         "head_dim 16 is not supported by vLLM on CPU",
+    ),
+    (
+        "misspelt-pipeline-section",
+        lambda d, key: ["scaling-sweep", key, "-c", str(d / "misspelt.yaml")],
+        "no 'scaling_sweep' section (it has 'clean_data', 'scaling_swep'",
     ),
     (
         "run-without-its-key",
