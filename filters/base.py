@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from pydantic import BaseModel, ConfigDict
+
 from filters.document import Document, Stats
+
+
+class StrictConfig(BaseModel):
+    """Every step's config: unknown keys are errors (a misspelt setting never passes silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 # (document, rule, reason) → None: where dropped documents go for inspection
 RejectSink = Callable[[Document, str, str], None]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from filters.base import Filter
-from filters.config import GopherQualityConfig, GopherRepetitionConfig
+from pydantic import Field, field_validator, model_validator
+
+from filters.base import Filter, StrictConfig
 from filters.document import Document
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
@@ -24,6 +25,49 @@ PUNCT_STRIP = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’«»…"
 # a whitespace-separated word (re's \s is str.split's whitespace) holding an ASCII letter; the
 # lookahead scans each word once, so a long word without letters costs linear time
 _ASCII_ALPHA_WORD = re.compile(r"(?<!\S)(?=\S*[A-Za-z])\S+")
+
+
+class GopherQualityConfig(StrictConfig):
+    """Gopher quality rules; set a threshold to null to switch that rule off."""
+
+    enabled: bool = True
+    min_words: int | None = Field(50, ge=0)
+    max_words: int | None = Field(100_000, ge=0)
+    min_avg_word_length: float | None = Field(3, ge=0)
+    max_avg_word_length: float | None = Field(10, ge=0)
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0, le=1)
+    max_bullet_lines_ratio: float | None = Field(0.9, ge=0, le=1)
+    max_ellipsis_lines_ratio: float | None = Field(0.3, ge=0, le=1)
+    min_alpha_words_ratio: float | None = Field(0.8, ge=0, le=1)
+    min_stop_words: int | None = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GopherQualityConfig:
+        for low, high in (("min_words", "max_words"), ("min_avg_word_length", "max_avg_word_length")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"{low} ({lo}) > {high} ({hi})")
+        return self
+
+
+class GopherRepetitionConfig(StrictConfig):
+    """Gopher repetition rules with datatrove's defaults."""
+
+    enabled: bool = True
+    dup_line_frac: float | None = Field(0.3, ge=0, le=1)
+    dup_para_frac: float | None = Field(0.3, ge=0, le=1)
+    dup_line_char_frac: float | None = Field(0.2, ge=0, le=1)
+    dup_para_char_frac: float | None = Field(0.2, ge=0, le=1)
+    top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+    dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+
+    @field_validator("top_n_grams", "dup_n_grams")
+    @classmethod
+    def _ngram_fractions(cls, pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        for n, frac in pairs:
+            if n < 1 or not 0 <= frac <= 1:
+                raise ValueError(f"({n}, {frac}): n-gram size must be >= 1 and its fraction in [0, 1]")
+        return pairs
 
 
 def count_alpha_words(text: str, words: list[str]) -> int:

@@ -12,9 +12,28 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from filters.base import Filter
-from filters.config import LanguageConfig
+from pydantic import Field, field_validator
+
+from filters.base import Filter, StrictConfig
 from filters.document import Document
+
+
+class LanguageConfig(StrictConfig):
+    enabled: bool = True
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    threshold: float = Field(0.65, ge=0, le=1)  # FineWeb's
+
+    @field_validator("languages")
+    @classmethod
+    def _known(cls, languages: list[str]) -> list[str]:
+        from filters.langid import model_labels
+
+        unknown = sorted(set(languages) - model_labels())
+        if unknown:
+            raise ValueError(
+                f"unknown to the language-ID model (lid.176, ISO 639 codes such as en, de, zh): {', '.join(unknown)}"
+            )
+        return languages
 
 
 def bundled_model_path() -> Path:

@@ -6,8 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import regex
 
-from filters.base import Step
-from filters.config import PIIConfig
+from filters.base import Step, StrictConfig
 from filters.document import Document, Stats
 
 EMAIL = regex.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
@@ -20,6 +19,13 @@ IPV4 = regex.compile(r"(?<!\d)(?<!\d\.)(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:2
 EMAIL_TOKEN = "|||EMAIL_ADDRESS|||"
 PHONE_TOKEN = "|||PHONE_NUMBER|||"
 IP_TOKEN = "|||IP_ADDRESS|||"
+
+
+class PIIConfig(StrictConfig):
+    enabled: bool = True
+    emails: bool = True
+    phones: bool = True
+    ips: bool = True
 
 
 def mask_emails(text: str) -> tuple[str, int]:

@@ -12,8 +12,18 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from pydantic import Field
+
+from filters.base import StrictConfig
 from filters.document import Document
 from filters.writer import ParquetShardWriter
+
+
+class RejectsConfig(StrictConfig):
+    """Keep a sample of what each rule dropped (filters/rejects.py)."""
+
+    enabled: bool = False
+    max_per_reason: int = Field(100, ge=1, description="documents kept per (rule, reason) and input file")
 
 
 class RejectsWriter:

@@ -8,14 +8,15 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from filters.config import GopherQualityConfig, LanguageConfig, MinHashDedupConfig
-from filters.dedup import LineDeduper, count_lines, minhash_dedup, normalize
+from filters.dedup import normalize
 from filters.document import Document, Stats
-from filters.gopher import GopherQualityFilter, GopherRepetitionFilter
-from filters.langid import LanguageFilter, predict_language
+from filters.gopher import GopherQualityConfig, GopherQualityFilter, GopherRepetitionFilter
+from filters.langid import LanguageConfig, LanguageFilter, predict_language
+from filters.partitioned_dedup import MinHashDedupConfig
 from filters.pii import PIIMasker, mask_emails, mask_ips, mask_phone_numbers
 from filters.readers import InputError, expand_inputs, read_documents
 from filters.writer import ParquetShardWriter, read_shards
+from tests.dedup_reference import LineDeduper, count_lines, minhash_dedup
 
 
 # --- readers ------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from filters.config import CleanConfig, MinHashDedupConfig
-from filters.dedup import LineDeduper, count_lines, minhash_dedup
+from filters.config import CleanConfig
+from filters.partitioned_dedup import MinHashDedupConfig
 from filters.pipeline import clean_corpus
+from tests.dedup_reference import LineDeduper, count_lines, minhash_dedup
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
