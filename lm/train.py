@@ -28,15 +28,13 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from lm.accounting import count, mfu
-from lm.checkpoint import write_weights
+from lm.checkpoint import recover_checkpoint, restore_training_state, save_training_state
 from lm.fused_loss import fused_linear_cross_entropy
 from lm.model import ModelConfig, TransformerLM
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
-from lm.paths import fsync_path
 
 log = logging.getLogger("lmforge.lm.train")
 
@@ -240,82 +238,6 @@ def enable_tf32() -> None:
     torch.backends.cudnn.allow_tf32 = True
 
 
-# --- checkpoints ---------------------------------------------------------------------------------
-def save_training_state(
-    path: Path,
-    model: TransformerLM,
-    optimizer: torch.optim.Optimizer,
-    step: int,
-    tokens: int,
-    data_rng: np.random.Generator,
-    config: PretrainConfig,
-) -> None:
-    """Write `<path>.tmp` (state.json last, all fsynced), then swap it in by two renames.
-
-    A kill at any instant leaves a whole checkpoint findable by `recover_checkpoint`:
-    before the first rename `path` is intact; between the renames `.tmp` is complete
-    (its state.json exists) and `.old` holds the previous one.
-    """
-    recover_checkpoint(path)  # never overwrite .tmp while it is the only whole copy
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(
-        {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "data": data_rng.bit_generator.state,
-        },
-        tmp / "rng.pt",
-    )
-    for f in tmp.iterdir():
-        fsync_path(f)
-    write_weights(
-        model, tmp, {"step": step, "tokens": tokens, "train": config.model_dump(mode="json")}
-    )  # state.json last
-    fsync_path(tmp)
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        os.rename(path, old)
-    os.rename(tmp, path)
-    fsync_path(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_checkpoint(path: Path) -> None:
-    """Finish a swap that a kill interrupted: `path` missing means the newest whole copy is
-    `.tmp` (if its state.json was written) or else `.old`."""
-    if (path / "state.json").is_file():
-        return
-    for candidate in (path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")):
-        if (candidate / "state.json").is_file():
-            shutil.rmtree(path, ignore_errors=True)
-            os.rename(candidate, path)
-            log.warning("checkpoint swap was interrupted: recovered %s from %s", path, candidate.name)
-            return
-
-
-def _restore(
-    path: Path, model: TransformerLM, optimizer: torch.optim.Optimizer, data_rng: np.random.Generator, device: str
-) -> tuple[int, int]:
-    model.load_state_dict(
-        load_file(path / "model.safetensors", device=str(device)), strict=not model.config.tie_embeddings
-    )
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=False))
-    rng = torch.load(path / "rng.pt", weights_only=False)
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    data_rng.bit_generator.state = rng["data"]
-    state = json.loads((path / "state.json").read_text())
-    return state["step"], state["tokens"]
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: np.ndarray, cfg: PretrainConfig, device: str, autocast) -> float:
     """Mean loss over a fixed set of windows (own seed: never disturbs the training RNG)."""
@@ -395,7 +317,7 @@ def train(
     if master:
         recover_checkpoint(ckpt)
     if (ckpt / "state.json").is_file():
-        step, tokens = _restore(ckpt, model, optimizer, data_rng, device)
+        step, tokens = restore_training_state(ckpt, model, optimizer, data_rng, device)
         if master:
             log.info("resumed from %s at step %d (%d tokens)", ckpt, step, tokens)
             _truncate_metrics(metrics_path, step)
