@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -490,3 +491,31 @@ def test_sweep_points_on_threads_and_processes_give_the_same_runs(prefect_harnes
     threads, processes = tables["thread"], tables["process"]
     assert len(threads) >= 4 and list(threads["parameters"]) == list(processes["parameters"])
     assert (threads["loss"] - processes["loss"]).abs().max() < 1e-3
+
+
+def test_kill_9_mid_sweep_then_rerun_reuses_every_finished_point(lmforge_home, data, tmp_path, prefect_server):
+    """A sweep killed (SIGKILL to its process group) after some points finished: the rerun
+    trains only the others and says how many it reused; the runs are the same points."""
+    tok = _tokenize_artifact(data, lmforge_home, prefect_server)
+    sweep = small_pipeline_config(data, with_sweep=True)["scaling_sweep"]["sweep"]
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(yaml.safe_dump({**sweep, "adaptive": {"enabled": False}, "n_bootstrap": 0, "concurrency": 1}))
+    env = cli_env(lmforge_home, prefect_server)
+    cmd = [LMFORGE, "scaling-sweep", tok, "-c", str(cfg), "--runner", "thread"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    while len(list((lmforge_home / "artifacts" / "pretrain").glob("*/manifest.json"))) < 2:
+        assert proc.poll() is None and time.time() < deadline, "the sweep never finished two points"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(list((lmforge_home / "artifacts" / "pretrain").glob("*/manifest.json")))
+    assert not list((lmforge_home / "artifacts").glob("scaling-sweep/*/manifest.json"))
+
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = next(x for x in r.stderr.splitlines() if "reused from an earlier run" in x and "points:" in x)
+    total, now, reused = (int(v) for v in re.search(r"(\d+) points: (\d+) trained now, (\d+) reused", line).groups())
+    assert reused == finished >= 2 and now == total - reused and total >= 4, line
+    runs = (Path(r.stdout.strip().splitlines()[-1]) / "runs.csv").read_text().splitlines()
+    assert len(runs) - 1 == total
