@@ -203,20 +203,18 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
         yaml.safe_dump({**common, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3})
     )
     task = str(user_task)
-    sft = _cli(
-        [
-            "sft",
-            "--checkpoint",
-            str(addition_model),
-            "--task",
-            task,
-            "--max-steps",
-            "4",
-            "-c",
-            str(tmp_path / "sft.yaml"),
-        ],
-        env,
-    )
+    sft_argv = [
+        "sft",
+        "--checkpoint",
+        str(addition_model),
+        "--task",
+        task,
+        "--max-steps",
+        "4",
+        "-c",
+        str(tmp_path / "sft.yaml"),
+    ]
+    sft = _cli(sft_argv, env)
     sft_dir = Path(sft.stdout.strip().splitlines()[-1])
     assert sft.stdout.strip().splitlines() == [str(sft_dir)]  # stdout: the artifact path alone
     assert {"hf", "checkpoint", "metrics.jsonl", "loss.png", "eval.json", "manifest.json"} <= {
@@ -226,20 +224,7 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
     assert sft_eval["task"] == "my-sums" and {"reward/exact", "reward/digit", "pass@1", "pass@2"} <= set(
         sft_eval["after"]["sampled"]
     )
-    again = _cli(
-        [
-            "sft",
-            "--checkpoint",
-            str(addition_model),
-            "--task",
-            task,
-            "--max-steps",
-            "4",
-            "-c",
-            str(tmp_path / "sft.yaml"),
-        ],
-        env,
-    )
+    again = _cli(sft_argv, env)
     assert again.stdout.strip().splitlines()[-1] == str(sft_dir) and "cache hit" in again.stderr
 
     grpo = _cli(
@@ -278,20 +263,7 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
     # editing the python reward is a new key (its source is in the key), not a stale hit
     reward = user_task.parent / "my_rewards.py"
     reward.write_text(reward.read_text().replace("1.0 if", "2.0 if"))
-    edited = _cli(
-        [
-            "sft",
-            "--checkpoint",
-            str(addition_model),
-            "--task",
-            task,
-            "--max-steps",
-            "4",
-            "-c",
-            str(tmp_path / "sft.yaml"),
-        ],
-        env,
-    )
+    edited = _cli(sft_argv, env)
     assert edited.stdout.strip().splitlines()[-1] != str(sft_dir)
 
 
