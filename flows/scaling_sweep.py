@@ -29,7 +29,9 @@ STAGE = "scaling-sweep"
 
 
 @task(name="grid-point", task_run_name="C={point.compute:.1e} N={point.shape.non_embedding_params}")
-def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig, sweep_started: float, slots: Path) -> dict:
+def run_point(
+    tokenize_artifact: str, point: GridPoint, config: SweepConfig, sweep_started: float, slots: Path, store_home: Path
+) -> dict:
     """Train one grid point as a pretrain sub-flow (cached on its own), on this worker's device
     (`claim_device`). A point that fails (diverged, out of memory) is a row with its error,
     left out of the fit, not the sweep's end."""
@@ -38,6 +40,9 @@ def run_point(tokenize_artifact: str, point: GridPoint, config: SweepConfig, swe
     from flows.pretrain import pretrain
 
     claim_device(slots, config.devices, config.concurrency)
+    # a Dask worker started elsewhere has its own environment: the point's artifact must land in
+    # the sweep's store (a shared filesystem on a cluster), not in the worker's default one
+    os.environ["LMFORGE_HOME"] = str(store_home)
     row = {
         "compute": point.compute,
         "compute_actual": float("nan"),
@@ -180,6 +185,7 @@ def scaling_sweep(
                             "config": config,
                             "sweep_started": started,
                             "slots": work_dir / "device-slots",
+                            "store_home": ArtifactStore().home,
                         },
                     ): i
                     for i, p in enumerate(points)

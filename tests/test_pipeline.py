@@ -468,9 +468,12 @@ def test_sweep_records_failed_points_and_stops_only_when_every_point_failed(pref
         scaling_sweep(Path(tok).name, cfg)
 
 
-def test_sweep_points_on_threads_and_processes_give_the_same_runs(prefect_harness, lmforge_home, data, monkeypatch):
-    """The grid's points trained on a thread pool and on a process pool (one device slot per
-    worker, the cores split between them): the same points, the same losses."""
+def test_sweep_points_on_threads_processes_and_dask_give_the_same_runs(
+    prefect_harness, lmforge_home, data, monkeypatch, dask_scheduler
+):
+    """The grid's points trained on a thread pool, a process pool (one device slot per worker,
+    the cores split between them) and a real Dask scheduler with two worker processes: the
+    same points, the same losses, every point's artifact in the sweep's own store."""
     import pandas as pd
 
     from flows.runners import RunnerConfig
@@ -482,15 +485,24 @@ def test_sweep_points_on_threads_and_processes_give_the_same_runs(prefect_harnes
     sweep = small_pipeline_config(data, with_sweep=True)["scaling_sweep"]["sweep"]
     cfg = SweepConfig.model_validate({**sweep, "adaptive": {"enabled": False}, "n_bootstrap": 0})
     tables = {}
-    for kind in ("thread", "process"):
+    runners = {
+        "thread": RunnerConfig(kind="thread"),
+        "process": RunnerConfig(kind="process"),
+        "dask-scheduler": RunnerConfig(kind="dask", dask_address=dask_scheduler),
+    }
+    for kind, runner in runners.items():
         monkeypatch.setenv("LMFORGE_HOME", str(lmforge_home / kind))
         tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=257, val_fraction=0.05))
-        out = Path(scaling_sweep(Path(tok).name, cfg, runner=RunnerConfig(kind=kind)))
+        out = Path(scaling_sweep(Path(tok).name, cfg, runner=runner))
         tables[kind] = pd.read_csv(out / "runs.csv").sort_values(["compute", "parameters"]).reset_index(drop=True)
         assert tables[kind]["error"].isna().all() and not tables[kind]["reused"].any(), tables[kind]["error"].tolist()
-    threads, processes = tables["thread"], tables["process"]
-    assert len(threads) >= 4 and list(threads["parameters"]) == list(processes["parameters"])
-    assert (threads["loss"] - processes["loss"]).abs().max() < 1e-3
+        stored = {p.name for p in (lmforge_home / kind / "artifacts" / "pretrain").iterdir()}
+        assert set(tables[kind]["pretrain_artifact"]) <= stored
+    threads = tables["thread"]
+    assert len(threads) >= 4
+    for kind in ("process", "dask-scheduler"):
+        assert list(threads["parameters"]) == list(tables[kind]["parameters"])
+        assert (threads["loss"] - tables[kind]["loss"]).abs().max() < 1e-3, kind
 
 
 def test_kill_9_mid_sweep_then_rerun_reuses_every_finished_point(lmforge_home, data, tmp_path, prefect_server):
