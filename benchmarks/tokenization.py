@@ -1,7 +1,7 @@
 """lmforge's BPE trainer and tokenizer vs Hugging Face `tokenizers` and tiktoken.
 
     .venv/bin/python -m benchmarks.tokenization [--vocab-size 10000]
-    .venv/bin/python -m benchmarks.tokenization --scale-mb 100 --vocab-size 32000 [--python-merges]
+    .venv/bin/python -m benchmarks.tokenization --scale-mb 100 --vocab-size 32000 [--python-merges] [--workdir DIR]
 
 Scale mode (issue #25): the shared data's real text (multilingual included) repeated with 3%
 of its words mutated in each copy, so the distinct pretokens keep growing as web text's do,
@@ -57,13 +57,18 @@ def _train_ours_python(path: str, vocab_size: int, q) -> None:
 def _train_rustbpe(path: str, vocab_size: int, q) -> None:
     import rustbpe
 
-    from lm.bpe import GPT2_PATTERN
+    from lm.pretokenize import GPT2_PATTERN
+
+    def documents():  # streamed from the file, so its peak RSS is its own, not a whole corpus held for it
+        with open(path, encoding="utf-8") as f:
+            tail = ""
+            while block := f.read(1 << 20):
+                *docs, tail = (tail + block).split(SPECIAL)
+                yield from docs
+            yield tail
 
     def train():
-        docs = open(path, encoding="utf-8").read().split(SPECIAL)  # documents in memory, as nanochat feeds it
-        rustbpe.Tokenizer().train_from_iterator(
-            iter(docs), vocab_size - 1, pattern=GPT2_PATTERN
-        )  # its vocab has no special token
+        rustbpe.Tokenizer().train_from_iterator(documents(), vocab_size - 1, pattern=GPT2_PATTERN)  # no special token
 
     secs, _ = timed(train)
     q.put({"seconds": secs, "peak_mb": peak_rss_mb()})
@@ -136,9 +141,11 @@ def scale_corpus(out: Path, target_mb: float, mutate: float = 0.03, seed: int = 
 
 
 def scale(args) -> None:
-    tmp = Path(tempfile.mkdtemp())
-    corpus = tmp / "scale.txt"
-    scale_corpus(corpus, args.scale_mb)
+    tmp = Path(args.workdir or tempfile.mkdtemp())
+    tmp.mkdir(parents=True, exist_ok=True)
+    corpus = tmp / f"scale-{args.scale_mb:g}mb.txt"
+    if not corpus.exists():  # the corpus is deterministic (seeded): a --workdir keeps it for the next run
+        scale_corpus(corpus, args.scale_mb)
     print(f"scale corpus: {corpus.stat().st_size / 1e6:.0f} MB, vocab {args.vocab_size:,}")
     results = {
         "lmforge": in_process(_train_ours, str(corpus), args.vocab_size),
@@ -188,6 +195,7 @@ def main() -> None:
     ap.add_argument(
         "--python-merges", action="store_true", help="scale mode: also train with the Python merge loop and compare"
     )
+    ap.add_argument("--workdir", help="scale mode: where the corpus is written and, on a later run, reused")
     args = ap.parse_args()
     if args.scale_mb:
         scale(args)

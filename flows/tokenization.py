@@ -8,6 +8,7 @@ sys.path, and a `flows/tokenize.py` there shadows the standard library's `tokeni
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -70,6 +71,13 @@ def tokenize(
         n = write_training_sample(files, sample, config.train_bytes)
         logger.info("BPE sample: %.1f MB", n / 1e6)
         bpe = train_bpe_task(sample, config, out_dir)
+        logger.info(
+            "BPE: pretokenized %.1f MB at %.1f MB/s, %s merges in %.1f s",
+            n / 1e6,
+            bpe["pretokenize_mb_per_s"],
+            f"{bpe['merges']:,}",
+            bpe["merge_s"],
+        )
         # encode on the task runner (processes, threads or a Dask cluster); parts merge in order,
         # so the arrays do not depend on where they were encoded
         parts = plan_parts(files, config.workers, out_dir)
@@ -82,9 +90,18 @@ def tokenize(
                 for p in parts
             ]
             counts = []
+            started = time.perf_counter()
             for i, fut in enumerate(futures, 1):
                 counts.append(fut.result())
-                logger.info("encoded part %d/%d: %s documents", i, len(parts), f"{counts[-1]['documents']:,}")
+                done_mb = sum(c["text_bytes"] for c in counts) / 1e6
+                logger.info(
+                    "encoded part %d/%d: %s documents; %.0f MB so far, %.1f MB/s",
+                    i,
+                    len(parts),
+                    f"{counts[-1]['documents']:,}",
+                    done_mb,
+                    done_mb / max(time.perf_counter() - started, 1e-9),
+                )
         meta = merge_parts(parts, counts, out_dir / "tokenizer", out_dir, config.val_fraction)
         meta["bpe"] = bpe
         (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -2,7 +2,7 @@
 
 1. Split the corpus on special tokens (they are never merged, no merge crosses them).
 2. Pretokenize each piece with the GPT-2 regex and count distinct pretokens, in parallel
-   over chunks whose boundaries sit at special tokens (found by scanning the file).
+   over chunks whose boundaries sit at special tokens (`lm/pretokenize.py`).
 3. Merge: repeatedly take the most frequent adjacent pair within pretokens (ties: the
    lexicographically greater pair of byte strings), append it to the vocab.
 
@@ -24,12 +24,11 @@ import os
 import resource
 import time
 from collections import Counter
-from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-import regex
 from tqdm import tqdm
+
+from lm.pretokenize import count_pretokens, pretokenize_file
 
 log = logging.getLogger("lmforge.lm.bpe")
 
@@ -37,92 +36,6 @@ try:  # built by `pip install -e .` (make setup); without a C++ compiler the Pyt
     from lm import _bpe_core
 except ImportError:
     _bpe_core = None
-
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-PRETOKEN_RE = regex.compile(GPT2_PATTERN)
-
-
-def special_split_re(special_tokens: Iterable[str]) -> regex.Pattern | None:
-    """Alternation of special tokens, longest first, so overlapping specials match longest."""
-    specials = sorted(special_tokens, key=len, reverse=True)
-    return regex.compile("|".join(regex.escape(s) for s in specials)) if specials else None
-
-
-def count_pretokens(text: str, special_tokens: Iterable[str]) -> Counter[bytes]:
-    """Distinct pretokens (as UTF-8 bytes) of `text`, never crossing a special token."""
-    split = special_split_re(special_tokens)
-    pieces = split.split(text) if split else [text]
-    counts: Counter[str] = Counter()
-    for piece in pieces:
-        counts.update(PRETOKEN_RE.findall(piece))  # findall: no match objects (~15% faster than finditer)
-    return Counter({k.encode("utf-8"): v for k, v in counts.items()})
-
-
-# --- parallel pretokenization ---------------------------------------------------------------
-def find_chunk_boundaries(path: Path, n_chunks: int, split_token: bytes, scan: int = 1 << 16) -> list[int]:
-    """Byte offsets that cut the file into ~n_chunks pieces, each cut at a `split_token`.
-
-    Scans forward from evenly spaced guesses; never reads the whole file at once.
-    """
-    size = path.stat().st_size
-    guesses = [size * i // n_chunks for i in range(n_chunks + 1)]
-    with open(path, "rb") as f:
-        for i in range(1, n_chunks):
-            pos = guesses[i]
-            f.seek(pos)
-            while True:
-                block = f.read(scan)
-                if not block:
-                    guesses[i] = size
-                    break
-                found = block.find(split_token)
-                if found != -1:
-                    guesses[i] = pos + found
-                    break
-                pos += scan - len(split_token) + 1  # overlap so a token across blocks is found
-                f.seek(pos)
-    return sorted(set(guesses))
-
-
-def _count_chunk(args: tuple[str, int, int, list[str]]) -> Counter[bytes]:
-    path, start, end, special_tokens = args
-    with open(path, "rb") as f:
-        f.seek(start)
-        text = f.read(end - start).decode("utf-8", errors="replace")
-    return count_pretokens(text, special_tokens)
-
-
-CHUNK_BYTES = 16 << 20  # a worker holds one chunk's text and counts at a time: memory is bounded by this, not the file
-
-
-def pretokenize_file(
-    path: Path, special_tokens: list[str], workers: int | None = None, chunks_per_worker: int = 4
-) -> Counter[bytes]:
-    """Distinct pretokens of a file, counted in chunks of at most ~CHUNK_BYTES on `workers` processes
-    and merged as they finish: peak memory is the distinct pretokens plus one chunk per worker."""
-    workers = workers or os.cpu_count() or 1
-    # chunks cut at a special token when there is one; else at newlines (a pretoken may
-    # span "\n\n", so a newline cut can split one whitespace pretoken: harmless for counts)
-    split_token = special_tokens[0].encode() if special_tokens else b"\n"
-    n_chunks = max(workers * chunks_per_worker, -(-Path(path).stat().st_size // CHUNK_BYTES))
-    bounds = find_chunk_boundaries(Path(path), n_chunks, split_token)
-    jobs = [(str(path), a, b, special_tokens) for a, b in zip(bounds[:-1], bounds[1:])]
-    total: Counter[bytes] = Counter()
-    if workers == 1 or len(jobs) == 1:
-        for job in jobs:
-            total.update(_count_chunk(job))
-        return total
-    with ProcessPoolExecutor(workers) as pool:
-        pending = set()
-        for job in jobs:  # at most 2 chunks per worker in flight: finished counts are merged, not queued
-            if len(pending) >= 2 * workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    total.update(fut.result())
-            pending.add(pool.submit(_count_chunk, job))
-        for fut in pending:
-            total.update(fut.result())
-    return total
 
 
 # --- merging ----------------------------------------------------------------------------------
@@ -274,16 +187,18 @@ def train_bpe_with_summary(
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]], dict]:
     """`train_bpe`, plus what it took: distinct pretokens, merges, seconds per phase, peak RSS."""
     t0 = time.time()
-    counts = pretokenize_file(Path(input_path), special_tokens, workers)
+    counts = pretokenize_file(Path(input_path), special_tokens, workers, progress=progress)
     t1 = time.time()
     vocab, merges = merge_pretokens(counts, vocab_size, special_tokens, progress)
     t2 = time.time()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    mb_per_s = Path(input_path).stat().st_size / 1e6 / max(t1 - t0, 1e-9)
     log.info(
-        "BPE: %d distinct pretokens, %d merges; pretokenize %.2fs, merge %.2fs; peak RSS %.0f MB",
+        "BPE: %d distinct pretokens, %d merges; pretokenize %.2fs (%.1f MB/s), merge %.2fs; peak RSS %.0f MB",
         len(counts),
         len(merges),
         t1 - t0,
+        mb_per_s,
         t2 - t1,
         peak_mb,
     )
@@ -291,6 +206,7 @@ def train_bpe_with_summary(
         "distinct_pretokens": len(counts),
         "merges": len(merges),
         "pretokenize_s": round(t1 - t0, 3),
+        "pretokenize_mb_per_s": round(mb_per_s, 1),
         "merge_s": round(t2 - t1, 3),
         "peak_rss_mb": round(peak_mb, 1),
     }

@@ -111,7 +111,7 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
     tok = Tokenizer.from_dir(tokenizer_dir)
     dtype = token_dtype(tok.vocab_size)
     eot = tok.special_ids[ENDOFTEXT]
-    counts = {"documents": 0, "train_tokens": 0, "val_tokens": 0, "val_documents": 0, "val_bytes": 0}
+    counts = {"documents": 0, "text_bytes": 0, "train_tokens": 0, "val_tokens": 0, "val_documents": 0, "val_bytes": 0}
     # the train document with the lowest split hash: held out after all if the corpus has no other
     lowest = {"hash": 2.0, "offset": 0, "tokens": 0, "bytes": 0}
     batches = islice(_batches(iter_texts([part.path]), part.batch_docs), part.part, None, part.num_parts)
@@ -123,18 +123,20 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
             # ~3× at one thread per worker process (measured in benchmarks/tokenization.py)
             for doc_id, text in batch:
                 ids = tok.encode(text)
+                n_bytes = len(text.encode("utf-8"))
+                counts["text_bytes"] += n_bytes
                 if (h := split_hash(doc_id)) < val_fraction:
                     val.extend(ids)
                     val.append(eot)
                     counts["val_documents"] += 1
-                    counts["val_bytes"] += len(text.encode("utf-8"))
+                    counts["val_bytes"] += n_bytes
                 else:
                     if h < lowest["hash"]:
                         lowest = {
                             "hash": h,
                             "offset": counts["train_tokens"] + len(train),
                             "tokens": len(ids) + 1,
-                            "bytes": len(text.encode("utf-8")),
+                            "bytes": n_bytes,
                         }
                     train.extend(ids)
                     train.append(eot)
@@ -201,6 +203,7 @@ def merge_parts(
         "special_tokens": tok.special_ids,
         "eot_id": tok.special_ids[ENDOFTEXT],
         "documents": total["documents"],
+        "text_bytes": total["text_bytes"],
         "train_tokens": total["train_tokens"],
         "val_tokens": total["val_tokens"],
         "val_fraction": val_fraction,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from lm.bpe import GPT2_PATTERN, PRETOKEN_RE, special_split_re
+from lm.pretokenize import GPT2_PATTERN, PRETOKEN_RE, special_split_re
 
 ENDOFTEXT = "<|endoftext|>"
 

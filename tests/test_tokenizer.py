@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import random
 import tracemalloc
 
 import pytest
 from tokenizers import Tokenizer as HFTokenizer
 
-from lm.bpe import find_chunk_boundaries, train_bpe, train_bpe_reference
+from lm.bpe import train_bpe, train_bpe_reference
+from lm.pretokenize import count_pretokens, count_pretokens_utf8, find_chunk_boundaries, pretokenize_file
 from lm.tokenizer import Tokenizer
 
 SPECIAL = ["<|endoftext|>"]
@@ -44,7 +46,7 @@ def test_compiled_core_and_python_fallback_give_identical_merges(data, fixture, 
 
     if bpe._bpe_core is None:
         pytest.fail("the compiled BPE core was not built (make setup builds it with g++)")
-    counts = bpe.pretokenize_file(data / "cs336-a1-fixtures" / fixture, SPECIAL, workers=1)
+    counts = pretokenize_file(data / "cs336-a1-fixtures" / fixture, SPECIAL, workers=1)
     compiled = bpe.merge_pretokens(counts, size, SPECIAL, progress=False, compiled=True)
     python = bpe.merge_pretokens(counts, size, SPECIAL, progress=False, compiled=False)
     assert compiled == python and len(compiled[1]) == size - 257
@@ -55,9 +57,42 @@ def test_compiled_core_breaks_ties_and_overlaps_as_the_specification(data):
     from lm import bpe
 
     text = "aaaa ab ba st ts öö ää aaaa é" * 3
-    counts = bpe.count_pretokens(text, [])
+    counts = count_pretokens(text, [])
     ref = train_bpe_reference(text, 256 + 12, [])
     assert bpe.merge_pretokens(counts, 256 + 12, [], progress=False, compiled=True) == ref
+
+
+def _compiled_pretokenizer():
+    from lm import pretokenize
+
+    if pretokenize._pretokenize is None:
+        pytest.fail("the compiled pretokenizer was not built (make setup builds it with g++)")
+
+
+@pytest.mark.parametrize("fixture", ["corpus.en", "tinystories_sample.txt", "address.txt", "german.txt"])
+def test_compiled_pretokenizer_counts_equal_the_regex(data, fixture):
+    _compiled_pretokenizer()
+    raw = (data / "cs336-a1-fixtures" / fixture).read_bytes()
+    expected = count_pretokens(raw.decode("utf-8", errors="replace"), SPECIAL)
+    assert count_pretokens_utf8(raw, SPECIAL, compiled=True) == expected
+
+
+def test_compiled_pretokenizer_on_every_alternative_of_the_pattern():
+    """Random strings over the characters where the GPT-2 pattern's alternatives meet: contractions,
+    whitespace runs of every kind before letters, digits and symbols, non-Latin letters and digits,
+    combining marks, emoji, specials that overlap; then bytes that are not UTF-8."""
+    _compiled_pretokenizer()
+    rng = random.Random(0)
+    alphabet = list(" \t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u3000'sdmtlverSabc1²٣Ⅻ.!?-é世🙂\u200b\u0301")
+    alphabet += ["<|endoftext|>", "<|end", "'ll", "'re", "'ve"]
+    for n in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        specials = SPECIAL if n % 2 else ["<|endoftext|>", "<|end", "of"]
+        assert count_pretokens_utf8(text.encode(), specials, compiled=True) == count_pretokens(text, specials), text
+    assert count_pretokens_utf8(HARD_TEXT.encode(), SPECIAL, compiled=True) == count_pretokens(HARD_TEXT, SPECIAL)
+    invalid = b"ab\xff cd \xe2\x82 ef\xed\xa0\x80 gh \xc0\xaf \xf4\x90\x80\x80<|endoftext|>x"
+    expected = count_pretokens(invalid.decode("utf-8", errors="replace"), SPECIAL)
+    assert count_pretokens_utf8(invalid, SPECIAL, compiled=True) == expected
 
 
 def test_vocab_layout_and_specials_never_merged(data):
