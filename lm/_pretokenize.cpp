@@ -6,6 +6,7 @@
 // never crossing a special token.
 //
 //   count(data: bytes, classes: bytes, specials: list[bytes]) -> dict[bytes, int] | None
+//   merge_counts(total: dict, part: dict) -> None        (total[k] += v, in C)
 //
 // `classes` maps every code point to 0 (other), 1 (\p{L}), 2 (\p{N}) or 3 (\s); Python builds it
 // from the `regex` engine itself, so the two paths agree on every code point by construction.
@@ -222,8 +223,31 @@ PyObject* count(PyObject*, PyObject* args) {
   return out;
 }
 
+// total[k] += v for every item of `part`: the counts of a chunk added to the file's, without a
+// Python-level loop (Counter.update costs ~1 us an item: seconds for a few million distinct pretokens)
+PyObject* merge_counts(PyObject*, PyObject* args) {
+  PyObject *total, *part;
+  if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &total, &PyDict_Type, &part)) return nullptr;
+  Py_ssize_t pos = 0;
+  PyObject *key, *value;
+  while (PyDict_Next(part, &pos, &key, &value)) {
+    PyObject* have = PyDict_GetItemWithError(total, key);  // borrowed
+    if (have == nullptr) {
+      if (PyErr_Occurred() || PyDict_SetItem(total, key, value) < 0) return nullptr;
+      continue;
+    }
+    PyObject* sum = PyNumber_Add(have, value);
+    if (sum == nullptr) return nullptr;
+    int failed = PyDict_SetItem(total, key, sum);
+    Py_DECREF(sum);
+    if (failed < 0) return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
     {"count", count, METH_VARARGS, "Distinct GPT-2 pretokens of a UTF-8 buffer and their counts (None: not UTF-8)."},
+    {"merge_counts", merge_counts, METH_VARARGS, "total[k] += v for k, v in part.items() (two dicts)."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -66,9 +66,12 @@ def merge_pretokens(
     special_tokens: list[str],
     progress: bool = True,
     compiled: bool | None = None,
+    consume: bool = False,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """The merges, by the compiled core (`lm/_bpe_core.cpp`) when it is built, else by the same loop in
-    Python; `compiled` forces one (the tests run both and compare)."""
+    Python; `compiled` forces one (the tests run both and compare). `consume`: the compiled core
+    empties `pretoken_counts` once it holds its own copy, so the merges reuse that memory (at
+    100 MB of text the counts are ~170 MB of Python objects)."""
     use_core = _bpe_core is not None if compiled is None else compiled
     if not use_core:
         return merge_pretokens_python(pretoken_counts, vocab_size, special_tokens, progress)
@@ -80,11 +83,11 @@ def merge_pretokens(
     n_merges = _merges_wanted(vocab, vocab_size, special_tokens)
     bar = tqdm(total=n_merges, desc="BPE merges", unit="merge", disable=not progress, mininterval=0.5)
     ids = _bpe_core.merge(
-        list(pretoken_counts),
-        list(pretoken_counts.values()),
+        pretoken_counts if type(pretoken_counts) in (dict, Counter) else dict(pretoken_counts),
         [vocab[i] for i in range(len(vocab))],
         n_merges,
         lambda done: bar.update(done - bar.n),
+        consume,
     )
     bar.close()
     merges = []
@@ -189,13 +192,14 @@ def train_bpe_with_summary(
     t0 = time.time()
     counts = pretokenize_file(Path(input_path), special_tokens, workers, progress=progress)
     t1 = time.time()
-    vocab, merges = merge_pretokens(counts, vocab_size, special_tokens, progress)
+    distinct = len(counts)
+    vocab, merges = merge_pretokens(counts, vocab_size, special_tokens, progress, consume=True)
     t2 = time.time()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mb_per_s = Path(input_path).stat().st_size / 1e6 / max(t1 - t0, 1e-9)
     log.info(
         "BPE: %d distinct pretokens, %d merges; pretokenize %.2fs (%.1f MB/s), merge %.2fs; peak RSS %.0f MB",
-        len(counts),
+        distinct,
         len(merges),
         t1 - t0,
         mb_per_s,
@@ -203,7 +207,7 @@ def train_bpe_with_summary(
         peak_mb,
     )
     summary = {
-        "distinct_pretokens": len(counts),
+        "distinct_pretokens": distinct,
         "merges": len(merges),
         "pretokenize_s": round(t1 - t0, 3),
         "pretokenize_mb_per_s": round(mb_per_s, 1),

@@ -132,7 +132,10 @@ def pretokenize_file(
     bar = tqdm(total=bounds[-1], desc="pretokenize", unit="B", unit_scale=True, disable=not progress, mininterval=0.5)
 
     def add(counts: dict[bytes, int], job: tuple[str, int, int, list[str]]) -> None:
-        total.update(counts)
+        if _pretokenize is not None:
+            _pretokenize.merge_counts(total, counts)
+        else:
+            total.update(counts)
         bar.update(job[2] - job[1])
 
     if workers == 1 or len(jobs) == 1:
