@@ -31,6 +31,8 @@ def test_tokenize_flow_writes_arrays_that_decode_back(prefect_harness, lmforge_h
     blocks = [b.strip("\n") for b in src.read_text().split("\n\n") if b.strip()]
     assert sorted(text.split("<|endoftext|>")[:-1]) == sorted(blocks)
     assert 2.5 < meta["val_bytes_per_token"] < 6
+    # what the progress lines report: the text encoded, and the BPE sample's pretokenizing rate
+    assert meta["text_bytes"] == sum(len(b.encode()) for b in blocks) and meta["bpe"]["pretokenize_mb_per_s"] > 0
     assert Path(tokenize(cfg)) == out  # cache hit
 
 

@@ -50,6 +50,9 @@ def test_compiled_core_and_python_fallback_give_identical_merges(data, fixture, 
     compiled = bpe.merge_pretokens(counts, size, SPECIAL, progress=False, compiled=True)
     python = bpe.merge_pretokens(counts, size, SPECIAL, progress=False, compiled=False)
     assert compiled == python and len(compiled[1]) == size - 257
+    handed_over = dict(counts)  # consume: the core empties the counts it copied, same merges
+    assert bpe.merge_pretokens(handed_over, size, SPECIAL, progress=False, consume=True) == compiled
+    assert handed_over == {}
 
 
 def test_compiled_core_breaks_ties_and_overlaps_as_the_specification(data):
