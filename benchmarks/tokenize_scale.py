@@ -103,8 +103,7 @@ def main() -> None:
         "tokenize",
         "--vocab-size",
         str(args.vocab_size),
-        "--input",
-        *map(str, shards),
+        *[arg for shard in shards for arg in ("--input", str(shard))],
     ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, "LMFORGE_HOME": str(home)})
