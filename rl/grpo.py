@@ -95,6 +95,12 @@ def trl_config(s: GRPOConfig, out_dir: Path, max_model_len: int | None = None):
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
         vllm_max_model_length=max_model_len,
+        # TRL corrects for vLLM sampling from a different (bf16) policy with an extra forward pass of
+        # the whole batch every step. On a CPU our rollouts are float32 from the synced policy itself
+        # (rl/vllm_cpu.py; log-probs equal to ~1e-6, tests/test_rl.py), so the ratio is 1 and that
+        # forward was ~a quarter of a step (BENCHMARKS.md, "a GRPO step"). With num_iterations > 1
+        # TRL still computes the old log-probs it then needs.
+        vllm_importance_sampling_correction=on_gpu,
         use_cpu=not on_gpu,
         bf16=on_gpu,
         seed=s.seed,
