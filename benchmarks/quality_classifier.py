@@ -106,10 +106,14 @@ def main() -> None:
     )
     train_s = time.perf_counter() - t0
     held, counts = trained.metrics["heldout"], trained.metrics["train"]
+    with tempfile.TemporaryDirectory() as tmp:
+        trained.model.save_model(f"{tmp}/model.bin")
+        model_mb = Path(f"{tmp}/model.bin").stat().st_size / 1e6
     print(
         f"trained in {train_s:.1f} s on {counts['positives']} + {counts['negatives']} examples; held out "
         f"({held['positives']} + {held['negatives']}): "
-        f"precision {held['precision']:.3f} recall {held['recall']:.3f} F1 {held['f1']:.3f}"
+        f"precision {held['precision']:.3f} recall {held['recall']:.3f} F1 {held['f1']:.3f}; "
+        f"model {model_mb:.0f} MB ({trained.model.f.getArgs().bucket:,} n-gram buckets)"
     )
 
     d = data_root()

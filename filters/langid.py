@@ -59,11 +59,19 @@ def model_labels(path: str | None = None) -> frozenset[str]:
     return frozenset(label.removeprefix("__label__") for label in labels)
 
 
+def fasttext_top(model, line: str, k: int) -> list[tuple[float, str]]:
+    """The k best (probability, label) pairs of one line, from fastText's C++ predictor directly,
+    as `model.predict` calls it (the line ends in "\\n": fastText's end-of-line token counts in
+    the scores) without wrapping the result in numpy arrays (~4 µs a document of ~20 µs).
+    `line` must hold no newline (fastText predicts one line)."""
+    return model.f.predict(line + "\n", k, 0.0, "strict")
+
+
 def predict_language(text: str, model=None) -> tuple[str, float]:
     """Top label and score. fasttext wants one line, so newlines become spaces."""
     model = model or load_model()
-    labels, scores = model.predict(text.replace("\n", " "), k=1)
-    return labels[0].removeprefix("__label__"), float(scores[0])
+    [(score, label)] = fasttext_top(model, text.replace("\n", " "), k=1)
+    return label.removeprefix("__label__"), score
 
 
 class LanguageFilter(Filter):

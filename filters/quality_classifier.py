@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+import sys
 import tempfile
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,15 +27,43 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from filters.base import Filter
 from filters.document import Document
+from filters.langid import fasttext_top
+
+try:
+    from filters import _classifier_text
+except ImportError:  # no C++ compiler at install time: the `regex` module gives the same text, slower
+    _classifier_text = None
 
 POSITIVE, NEGATIVE = "__label__hq", "__label__cc"
 HIST_BINS = 1000  # score histograms: top_fraction thresholds are exact to 1/HIST_BINS
 _TOKEN = regex.compile(r"\w+|[^\w\s]")
 
 
-def normalize_for_classifier(text: str) -> str:
-    """Lower-cased words and punctuation, one space apart, on one line (fastText's input)."""
-    return " ".join(_TOKEN.findall(text.lower()))
+def normalize_for_classifier(text: str, compiled: bool | None = None) -> str:
+    """Lower-cased words and punctuation (the tokens of `_TOKEN`), one space apart, on one line
+    (fastText's input). The compiled split when it is built; `compiled` forces one path (tests)."""
+    lowered = text.lower()
+    if compiled if compiled is not None else _classifier_text is not None:
+        if _classifier_text is None:
+            raise RuntimeError("filters._classifier_text is not built: `pip install -e .` builds it (needs g++)")
+        return _classifier_text.words_and_punct(lowered.encode("utf-8", "surrogatepass"), _word_space_classes())
+    return " ".join(_TOKEN.findall(lowered))
+
+
+@lru_cache(maxsize=1)
+def _word_space_classes() -> bytes:
+    """One byte per code point for the compiled split: 1 for \\w, 2 for \\s, 0 else, as the
+    `regex` engine that runs `_TOKEN` classifies them (1.1 MB, ~0.1 s once per process)."""
+    table = bytearray(0x110000)
+    every = (  # every code point as one string, through UTF-32 (no 1.1M one-character strings)
+        array("I", range(0x110000))
+        .tobytes()
+        .decode("utf-32-le" if sys.byteorder == "little" else "utf-32-be", "surrogatepass")
+    )
+    for cls, pattern in ((1, r"\w+"), (2, r"\s+")):
+        for m in regex.finditer(pattern, every):
+            table[m.start() : m.end()] = bytes([cls]) * (m.end() - m.start())
+    return bytes(table)
 
 
 class FastTextSettings(BaseModel):
@@ -48,7 +78,27 @@ class FastTextSettings(BaseModel):
     epoch: int = Field(25, ge=1)
     lr: float = Field(0.5, gt=0)
     min_count: int = Field(1, ge=1)
+    bucket: int | None = Field(
+        None,
+        ge=1,
+        description="hash buckets for word n-grams; default: sized to the training text (see ngram_buckets)",
+    )
     seed: int = 0  # with one thread, training is deterministic: a rebuild gives the same model
+
+
+FASTTEXT_BUCKETS = 2_000_000  # fastText's default, DCLM's setting
+
+
+def ngram_buckets(rows: list[str], word_ngrams: int) -> int:
+    """Hash buckets enough for the training text's word n-grams: the next power of two ≥ their
+    count (occurrences, an upper bound of the distinct ones), at least 2^16 and at most
+    fastText's 2,000,000. Each bucket is a `dim`-float row of the model: with 2M of them a
+    classifier trained on a few hundred examples is an 800 MB file, loaded whole by every
+    clean-data worker, and scoring is ~20% slower for the cache misses (BENCHMARKS.md)."""
+    if word_ngrams == 1:
+        return 0  # no n-grams, no buckets (fastText's own choice for unigram models)
+    occurrences = sum(max(len(row.split()) - 1, 0) for row in rows) * (word_ngrams - 1)
+    return min(FASTTEXT_BUCKETS, max(1 << 16, 1 << max(occurrences - 1, 1).bit_length()))
 
 
 class QualityModelConfig(BaseModel):
@@ -174,6 +224,7 @@ def train_quality_classifier(
             epoch=ft.epoch,
             lr=ft.lr,
             minCount=ft.min_count,
+            bucket=ft.bucket if ft.bucket is not None else ngram_buckets([ex for _, ex in train_rows], ft.word_ngrams),
             seed=ft.seed,
             thread=1,
             verbose=0,
@@ -216,10 +267,9 @@ def _metrics(scores: dict[str, np.ndarray], train_counts: dict[str, int]) -> dic
 
 # --- scoring ------------------------------------------------------------------------------------
 def positive_probability(model, normalized: str) -> float:
-    labels, probs = model.predict(normalized, k=2)
-    for label, p in zip(labels, probs):
+    for p, label in fasttext_top(model, normalized, k=2):
         if label == POSITIVE:
-            return float(min(max(p, 0.0), 1.0))  # fastText's softmax can exceed 1 by an ulp
+            return min(max(p, 0.0), 1.0)  # fastText's softmax can exceed 1 by an ulp
     return 0.0
 
 

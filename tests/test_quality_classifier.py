@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +14,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from filters import quality_classifier
 from filters.config import CleanConfig
 from filters.document import Stats
 from filters.extract import html_to_text
-from filters.langid import load_model
+from filters.langid import fasttext_top, load_model, predict_language
 from filters.pipeline import clean_corpus
 from filters.quality_classifier import (
     HIST_BINS,
     KeepRule,
     QualityModelConfig,
     load_classifier,
+    ngram_buckets,
+    normalize_for_classifier,
     read_texts,
     sample_examples,
     score_bin,
@@ -76,6 +80,46 @@ def test_language_id_is_unchanged_by_the_full_fasttext_build(data):
         labels, scores = model.predict(lines[row["line"]], k=2)
         assert [label.removeprefix("__label__") for label in labels] == row["labels"], row
         assert list(scores) == pytest.approx(row["scores"], abs=1e-6), row
+
+
+def test_compiled_normalisation_equals_the_regex(data):
+    """The compiled word/punctuation split gives the `regex` module's text on real text in 388
+    languages, crawl pages and random strings over scripts, marks and odd whitespace."""
+    if quality_classifier._classifier_text is None:
+        pytest.fail("filters._classifier_text was not built (make setup builds it with g++)")
+    udhr = sorted((data / "udhr2-langid").iterdir())
+    texts = [p.read_text(encoding="utf-8")[:3000] for p in udhr]
+    texts += [json.loads(line)["text"] for line in sorted((data / "cc-en-jsonl").iterdir())[0].open()][:200]
+    rng = random.Random(0)
+    alphabet = [chr(c) for c in range(0x3000)] + ["\U0001f600", "\U00020000", "\u0301", "İ", "\u2028", "\x1c", "\ufffd"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
+    texts += ["", " \n\t ", "snake_case and 3.14, ok?!", "ＦＵＬＬ width"]
+    for text in texts:
+        assert normalize_for_classifier(text, compiled=True) == normalize_for_classifier(text, compiled=False), text
+
+
+def test_direct_fasttext_calls_equal_the_wrapper(trained, data):
+    """`fasttext_top` skips fastText's Python wrapper: the same labels and scores, both models."""
+    _, path = trained
+    lid, classifier = load_model(), load_classifier(str(path))
+    root = data / "lingua-langid-testdata" / "sentences"
+    lines = [line for f in sorted(root.iterdir())[:20] for line in f.read_text(encoding="utf-8").splitlines()[:20]]
+    for line in lines + [""]:
+        for model in (lid, classifier):
+            labels, scores = model.predict(line, k=2)
+            assert fasttext_top(model, line, k=2) == list(zip(scores.tolist(), labels)), line
+        label, score = predict_language(line, lid)
+        assert (label, score) == (lid.predict(line, k=1)[0][0].removeprefix("__label__"), lid.predict(line, k=1)[1][0])
+
+
+def test_ngram_buckets_follow_the_training_text(trained):
+    """A few hundred examples get a model of tens of MB, not fastText's 2M buckets (800 MB)."""
+    result, path = trained
+    assert result.model.f.getArgs().bucket == 1 << 18  # ~100k bigrams in the fixture's examples
+    assert path.stat().st_size < 150e6
+    assert ngram_buckets(["a b c"] * 10, 2) == 1 << 16
+    assert ngram_buckets(["w " * 1000] * 10_000, 2) == 2_000_000
+    assert ngram_buckets(["a b c"], 1) == 0
 
 
 def test_classifier_separates_reference_text_from_crawl(trained, data):
