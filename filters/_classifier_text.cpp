@@ -12,21 +12,11 @@
 #include <cstdint>
 #include <string>
 
+#include "_utf8.h"
+
 namespace {
 
 constexpr uint8_t WORD = 1, SPACE = 2;
-
-// The code point at i (the text comes from Python's UTF-8 encoder, so it is well formed) and its
-// byte length; a truncated sequence at the end reads as one code point of its remaining bytes.
-inline size_t decode(const unsigned char* s, size_t i, size_t end, uint32_t* cp) {
-  unsigned char b = s[i];
-  size_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-  if (i + n > end) n = end - i;
-  uint32_t c = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
-  for (size_t k = 1; k < n; ++k) c = (c << 6) | (s[i + k] & 0x3F);
-  *cp = c;
-  return n;
-}
 
 PyObject* words_and_punct(PyObject*, PyObject* args) {
   Py_buffer text, classes;
@@ -38,8 +28,8 @@ PyObject* words_and_punct(PyObject*, PyObject* args) {
   out.reserve(end + end / 4);
   bool in_word = false;
   for (size_t i = 0; i < end;) {
-    uint32_t cp;
-    size_t n = decode(s, i, end, &cp);
+    size_t n;
+    uint32_t cp = decode_utf8(s, i, end, &n);
     uint8_t c = cp < n_classes ? cls[cp] : 0;
     if (c == SPACE) {
       in_word = false;

@@ -22,6 +22,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "_utf8.h"
+
 namespace {
 
 // Python's str.isspace(): bidirectional class WS, B or S, or category Zs.
@@ -31,23 +33,13 @@ inline bool is_space(uint32_t c) {
          c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-inline uint32_t decode(const unsigned char* s, size_t i, size_t len, size_t* n_bytes) {
-  unsigned char b = s[i];
-  size_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-  if (i + n > len) n = len - i;
-  uint32_t c = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
-  for (size_t k = 1; k < n; ++k) c = (c << 6) | (s[i + k] & 0x3F);
-  *n_bytes = n;
-  return c;
-}
-
 // Calls word(start, end) with the byte range of every word, as str.split() finds them.
 template <class F>
 void for_each_word(const unsigned char* s, size_t len, F word) {
   size_t i = 0, start = 0, n;
   bool in_word = false;
   while (i < len) {
-    uint32_t c = decode(s, i, len, &n);
+    uint32_t c = decode_utf8(s, i, len, &n);
     if (is_space(c)) {
       if (in_word) word(start, i), in_word = false;
     } else if (!in_word) {
@@ -234,7 +226,7 @@ PyObject* quality_counts(PyObject*, PyObject* args) {
   {
     const auto* u = reinterpret_cast<const unsigned char*>(strip_utf8);
     size_t n;
-    for (size_t i = 0; i < static_cast<size_t>(strip_len); i += n) strip.push_back(decode(u, i, strip_len, &n));
+    for (size_t i = 0; i < static_cast<size_t>(strip_len); i += n) strip.push_back(decode_utf8(u, i, strip_len, &n));
   }
   const auto* s = static_cast<const unsigned char*>(text.buf);
   const size_t len = static_cast<size_t>(text.len);
@@ -251,7 +243,7 @@ PyObject* quality_counts(PyObject*, PyObject* args) {
     size_t n;
     bool has_alpha = false;
     for (size_t i = start; i < end; i += n) {
-      uint32_t c = decode(s, i, end, &n);
+      uint32_t c = decode_utf8(s, i, end, &n);
       cps.emplace_back(i, c);
       has_alpha |= c < n_alpha && is_alpha[c];
     }
