@@ -11,10 +11,11 @@ fp32. lmforge eager (reference and sdpa attention), lmforge compiled (what a lon
 uses by default; compile time reported), HF eager and sdpa. Timings vary ±15% run to run on
 a shared CPU, so the implementations are interleaved round by round and medians compared.
 
-CUDA: a GPT-2-small-like Llama (hidden 768, 12 layers, 12 heads, SwiGLU 2048, vocab
-50,304, context 1024; ~124M non-embedding + embedding parameters), bf16 autocast over fp32
-master weights, sdpa (flash) attention, model and loss compiled for both; lmforge with its
-own AdamW (`_foreach`), HF with `torch.optim.AdamW(fused=True)`. Each runs alone (a GPU is
+CUDA: a GPT-2-small-like Llama (`--size 162m`: hidden 768, 12 layers, 12 heads, SwiGLU
+2048, vocab 50,304, context 1024) or a GPT-2-medium-like one (`--size 350m`: hidden 1024,
+20 layers, 16 heads, SwiGLU 2816), bf16 autocast over fp32 master weights, sdpa (flash)
+attention, model and loss compiled for both; lmforge with its own AdamW (`_foreach`), with
+and without the fused linear + cross-entropy, HF with `torch.optim.AdamW(fused=True)`. Each runs alone (a GPU is
 not shared, and peak memory is then its own), reporting tokens/s, MFU (`lm.accounting`'s
 FLOPs over the device's peak bf16) and peak memory.
 """
@@ -22,6 +23,7 @@ FLOPs over the device's peak bf16) and peak memory.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import statistics
 import time
@@ -37,19 +39,25 @@ from lm.train import PretrainConfig, autocast_for, enable_tf32, make_optimizer, 
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 CPU_SHAPE = ModelConfig(vocab_size=10_000, context_length=256, d_model=256, num_layers=4, num_heads=4, d_ff=704)
-GPU_SHAPE = ModelConfig(vocab_size=50_304, context_length=1024, d_model=768, num_layers=12, num_heads=12, d_ff=2048)
+GPU_SHAPES = {  # GPT-2 small- and medium-like Llamas
+    "162m": ModelConfig(vocab_size=50_304, context_length=1024, d_model=768, num_layers=12, num_heads=12, d_ff=2048),
+    "350m": ModelConfig(vocab_size=50_304, context_length=1024, d_model=1024, num_layers=20, num_heads=16, d_ff=2816),
+}
 
 
-def make_ours(cfg: ModelConfig, impl: str, device: str, precision: str, compile_: bool) -> Step:
+def make_ours(cfg: ModelConfig, impl: str, device: str, precision: str, compile_: bool, fused: bool = False) -> Step:
     torch.manual_seed(0)
     model = TransformerLM(ModelConfig(**{**cfg.to_dict(), "attn_impl": impl})).to(device)
     opt = make_optimizer(model, PretrainConfig(lr=1e-4, compile=compile_))
-    loss_of = torch.compile(model_loss) if compile_ else model_loss
+    if fused:  # as lm.train compiles it: the model alone, the chunked loss as it is
+        run, loss_of = (torch.compile(model) if compile_ else model), functools.partial(model_loss, fused=True)
+    else:
+        run, loss_of = model, (torch.compile(model_loss) if compile_ else model_loss)
     autocast = autocast_for(device, precision)
 
     def step(x, y):
         with autocast:
-            loss = loss_of(model, x, y)
+            loss = loss_of(run, x, y)
         loss.backward()
         clip_grad_norm(model.parameters(), 1.0)
         opt.step()
@@ -119,6 +127,7 @@ def bench_cpu(args) -> None:
         "lmforge reference": make_ours(cfg, "reference", "cpu", "fp32", False),
         "lmforge sdpa": make_ours(cfg, "sdpa", "cpu", "fp32", False),
         "lmforge sdpa compiled": make_ours(cfg, "sdpa", "cpu", "fp32", True),
+        "lmforge fused loss compiled": make_ours(cfg, "sdpa", "cpu", "fp32", True, True),
         "HF Llama sdpa": make_hf(cfg, "sdpa", "cpu", "fp32", False),
         "HF Llama eager": make_hf(cfg, "eager", "cpu", "fp32", False),
     }
@@ -135,7 +144,7 @@ def bench_cpu(args) -> None:
     for k, v in med.items():
         print(f"{k:22s} {v:8,.0f} tokens/s  (rounds: {', '.join(f'{r:,.0f}' for r in rates[k])})")
     hf = med["HF Llama sdpa"]
-    for k in ("lmforge reference", "lmforge sdpa", "lmforge sdpa compiled"):
+    for k in ("lmforge reference", "lmforge sdpa", "lmforge sdpa compiled", "lmforge fused loss compiled"):
         print(f"ratio {k} / HF sdpa: {med[k] / hf:.2f}x")
 
 
@@ -152,7 +161,7 @@ def print_profile(step: Step, x: torch.Tensor, y: torch.Tensor) -> None:
 
 def bench_cuda(args) -> None:
     enable_tf32()
-    cfg, B = GPU_SHAPE, args.batch or 16
+    cfg, B = GPU_SHAPES[args.size], args.batch or 16
     x, y = random_batch(cfg, B, args.device)
     name_of_device = torch.cuda.get_device_name(args.device)
     flops_per_token = count(cfg).flops_per_token
@@ -162,6 +171,7 @@ def bench_cuda(args) -> None:
     )
     builders = {
         "lmforge (bf16, sdpa, compiled)": lambda: make_ours(cfg, "sdpa", args.device, "bf16", True),
+        "lmforge fused loss (bf16, sdpa, compiled)": lambda: make_ours(cfg, "sdpa", args.device, "bf16", True, True),
         "HF Llama (bf16, sdpa, compiled)": lambda: make_hf(cfg, "sdpa", args.device, "bf16", True),
     }
     results = {}
@@ -195,9 +205,10 @@ def bench_cuda(args) -> None:
         del step
         gc.collect()
         torch.cuda.empty_cache()
-    if len(results) == 2:
-        ours, hf = results.values()
-        print(f"ratio lmforge / HF: {ours / hf:.2f}x")
+    hf = results.get("HF Llama (bf16, sdpa, compiled)")
+    for name, tps in results.items():
+        if hf and name.startswith("lmforge"):
+            print(f"ratio {name} / HF: {tps / hf:.2f}x")
 
 
 def main() -> None:
@@ -206,6 +217,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, help="sequences per step (default 16)")
+    ap.add_argument("--size", choices=sorted(GPU_SHAPES), default="162m", help="CUDA: the model (default 162m)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads")
     ap.add_argument("--profile", action="store_true", help="CUDA: print each side's top GPU kernels")
     ap.add_argument("--peak-flops", type=float, help="device peak bf16 FLOP/s for MFU (default: lm.accounting's table)")

@@ -9,8 +9,6 @@ whitespace-separated tokens, as in the paper.
 from __future__ import annotations
 
 import re
-import sys
-from array import array
 from collections import Counter
 from functools import lru_cache
 from typing import NamedTuple
@@ -18,6 +16,7 @@ from typing import NamedTuple
 from pydantic import Field, field_validator, model_validator
 
 from filters.base import Filter, StrictConfig
+from filters.codepoints import every_code_point
 from filters.document import Document
 
 try:
@@ -170,12 +169,7 @@ _STOP_BYTES = tuple(w.encode() for w in sorted(STOP_WORDS))
 @lru_cache(maxsize=1)
 def _alpha_table() -> bytes:
     """One byte per code point, 1 where str.isalpha (Python's own Unicode tables); ~0.1 s once."""
-    every = (
-        array("I", range(0x110000))
-        .tobytes()
-        .decode("utf-32-le" if sys.byteorder == "little" else "utf-32-be", "surrogatepass")
-    )
-    return bytes(map(str.isalpha, every))
+    return bytes(map(str.isalpha, every_code_point()))
 
 
 # --- repetition -------------------------------------------------------------------------

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-import sys
 import tempfile
-from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +24,7 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from filters.base import Filter
+from filters.codepoints import regex_class_table
 from filters.document import Document
 from filters.langid import fasttext_top
 
@@ -53,17 +52,8 @@ def normalize_for_classifier(text: str, compiled: bool | None = None) -> str:
 @lru_cache(maxsize=1)
 def _word_space_classes() -> bytes:
     """One byte per code point for the compiled split: 1 for \\w, 2 for \\s, 0 else, as the
-    `regex` engine that runs `_TOKEN` classifies them (1.1 MB, ~0.1 s once per process)."""
-    table = bytearray(0x110000)
-    every = (  # every code point as one string, through UTF-32 (no 1.1M one-character strings)
-        array("I", range(0x110000))
-        .tobytes()
-        .decode("utf-32-le" if sys.byteorder == "little" else "utf-32-be", "surrogatepass")
-    )
-    for cls, pattern in ((1, r"\w+"), (2, r"\s+")):
-        for m in regex.finditer(pattern, every):
-            table[m.start() : m.end()] = bytes([cls]) * (m.end() - m.start())
-    return bytes(table)
+    `regex` engine that runs `_TOKEN` classifies them (1.1 MB, ~0.04 s once per process)."""
+    return regex_class_table([(1, r"\w+"), (2, r"\s+")])
 
 
 class FastTextSettings(BaseModel):
