@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rl.grpo import GRPOConfig, build_trainer, run_grpo
 from rl.rewards import answers_match, extract_answer, r1_zero_reward
 from rl.tasks import addition_problems, get_task
-from rl.vllm_cpu import prepare_cpu_engine
+from rl.vllm_cpu import prepare_cpu_engine, small_machine_thread_binding
 
 
 def test_r1_zero_reward_on_realistic_outputs():
@@ -205,6 +205,19 @@ def test_unsupported_head_dim_fails_before_vllm_starts():
             prepare_cpu_engine({"hidden_size": 64, "num_attention_heads": 4}, "model")
         with pytest.raises(ValueError, match="head_dim 16 is not supported"):  # an explicit head_dim wins
             prepare_cpu_engine({"hidden_size": 64, "num_attention_heads": 2, "head_dim": 16}, "model")
+
+
+def test_small_machines_give_vllm_every_cpu():
+    """vLLM's own binding keeps a CPU for its engine loop: on a small machine the worker gets all
+    usable CPUs in vLLM's list syntax instead; on a larger one vLLM's choice stands."""
+    import os
+
+    from vllm.utils import cpu_resource_utils
+
+    cpus = sorted(os.sched_getaffinity(0))
+    binding = small_machine_thread_binding(max_cpus=len(cpus))
+    assert cpu_resource_utils.parse_id_list(binding) == cpus
+    assert small_machine_thread_binding(max_cpus=len(cpus) - 1) is None
 
 
 def test_gsm8k_and_math500_tasks_load(data):
