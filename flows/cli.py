@@ -237,7 +237,10 @@ def scaling_sweep_cmd(
     _print_summary("scaling-sweep", path)
 
 
-TASK_HELP = "a built-in task (addition, gsm8k, math500: configs/tasks/) or a task file (YAML; README 'Tasks')"
+TASK_HELP = (
+    "a built-in task (addition, gsm8k, math500: configs/tasks/), a task file (lmforge's or lm-eval's; README 'Tasks'), "
+    "a folder of lm-eval task files, or an lm-eval task name"
+)
 
 
 def _checkpoint_preflight(checkpoint: str, engine: str | None = None):
@@ -300,20 +303,48 @@ def evaluate_cmd(
         ..., "--checkpoint", help="repeat for several: artifact keys/dirs or Hugging Face model folders"
     ),
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    suite: str | None = typer.Option(
+        None, "--suite", help="a named set of lm-eval tasks scored as one table (configs/tasks/harness/: a group)"
+    ),
+    include_path: list[str] | None = typer.Option(
+        None, "--include-path", help="a folder of lm-eval task files (repeatable), as lm_eval's --include_path"
+    ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML EvalConfig (or a pipeline file's post_training.evaluate)"
     ),
     samples: int | None = typer.Option(None, help="sampled completions per prompt (pass@k up to k = samples)"),
-    limit: int | None = typer.Option(None, help="the first N rows of the split"),
+    limit: int | None = typer.Option(None, help="the first N rows of the split (lm-eval tasks: of each task)"),
+    batch_size: int | None = typer.Option(None, help="lm-eval tasks: requests per forward pass"),
+    num_fewshot: int | None = typer.Option(None, help="lm-eval tasks: override the tasks' num_fewshot"),
     force: bool = typer.Option(False),
 ) -> None:
-    """Evaluate checkpoints on a task: greedy accuracy, pass@k, every reward's mean, lengths; a comparison plot."""
+    """Evaluate checkpoints on a task: lm-eval tasks scored by lm-evaluation-harness; lmforge tasks by greedy
+    accuracy, pass@k, every reward's mean, lengths; a comparison plot."""
     from flows.evaluate import evaluate
+    from lm.harness import suites
     from rl.evaluate import EvalConfig
 
-    cfg = _load(EvalConfig, config, "evaluate", task=task, samples=samples, limit=limit)
+    if suite is not None:
+        if task is not None:
+            _fail("give --task or --suite, not both")
+        if suite not in suites():
+            _fail(f"unknown suite {suite!r}; the suites: {', '.join(suites())} (configs/tasks/harness/)")
+        task = suite
+    cfg = _load(
+        EvalConfig,
+        config,
+        "evaluate",
+        task=task,
+        samples=samples,
+        limit=limit,
+        batch_size=batch_size,
+        num_fewshot=num_fewshot,
+        include_path=include_path or None,
+    )
+    from flows.evaluate import engine_that_runs
+
     for c in checkpoints:
-        _checkpoint_preflight(c, cfg.engine)
+        _checkpoint_preflight(c, engine_that_runs(cfg))
     path = _run_flow(evaluate, checkpoints, cfg, force)
     err.print(f"plot: {Path(path) / 'comparison.png'}")
     _print_summary("evaluate", path)

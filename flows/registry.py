@@ -137,6 +137,14 @@ def _evaluate_rows(path: Path) -> list[dict]:
 
 def _evaluate_headline(path: Path) -> list[str]:
     summary = _manifest_summary(path)
+    if summary["rows"] and "metric" in summary["rows"][0]:  # lm-eval's metrics, one row each
+        lines = [
+            f"{row['checkpoint']}: {row['task']} {row['metric']}"
+            + ("" if row["filter"] == "none" else f" ({row['filter']})")
+            + f" {row['value']}"
+            for row in summary["rows"]
+        ]
+        return lines + [f"plot: {path / 'comparison.png'}"]
     return [
         f"{summary['task']}: "
         + ", ".join(

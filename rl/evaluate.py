@@ -1,4 +1,7 @@
-"""Evaluation of a loaded policy on a task's split: accuracy, pass@k, every reward's mean, lengths.
+"""Evaluation of a loaded policy on an lmforge task's split: accuracy, pass@k, every reward's mean, lengths.
+
+(An lm-evaluation-harness task is scored by the harness itself: lm/harness.py; `EvalConfig` holds the
+settings of both.)
 
 Greedy decoding gives the accuracy a checkpoint is compared by; sampling (temperature 1)
 gives `samples` completions per prompt, their mean accuracy, and pass@k by the unbiased
@@ -16,18 +19,37 @@ from typing import Literal
 
 from pydantic import Field
 
+from lm.harness import HarnessTasks, load_harness_tasks
 from rl.generation import ENGINES, policy_tokenizer, resolve_engine
 from rl.settings import TaskSettings
-from rl.tasks import SPLITS, Task
+from rl.tasks import SPLITS, Task, is_harness_reference
 
 
 class EvalConfig(TaskSettings):
-    """The `evaluate` stage: checkpoints × one task's split."""
+    """The `evaluate` stage: checkpoints × one lmforge task's split, or × lm-eval tasks (scored by the harness)."""
 
     split: Literal[SPLITS] = "test"  # type: ignore[valid-type]
-    limit: int | None = Field(1000, ge=1, description="the first N rows of the split; None: all")
+    limit: int | None = Field(
+        1000, ge=1, description="the first N rows of the split (lm-eval tasks: of each task, as lm_eval's --limit)"
+    )
     samples: int = Field(8, ge=1, description="sampled completions per prompt at temperature 1 (pass@k up to this k)")
     seed: int = 0
+    # lm-eval tasks only (lm_eval's flags of the same names)
+    batch_size: int = Field(16, ge=1, description="lm-eval tasks: requests per forward pass (lm_eval's --batch_size)")
+    num_fewshot: int | None = Field(
+        None, ge=0, description="lm-eval tasks: override the tasks' num_fewshot (lm_eval's --num_fewshot)"
+    )
+    apply_chat_template: bool = Field(
+        False, description="lm-eval tasks: prompts through the model's chat template (lm_eval's --apply_chat_template)"
+    )
+
+    def load_task(self) -> Task | HarnessTasks:  # type: ignore[override]
+        """An lmforge task, or the lm-eval tasks a harness reference resolves to (a file, folder, name, suite)."""
+        if is_harness_reference(self.task):
+            if self._task is None:
+                self._task = load_harness_tasks(self.task, self.include_path)  # type: ignore[arg-type, assignment]
+            return self._task  # type: ignore[return-value]
+        return super().load_task()  # type: ignore[return-value]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -68,6 +68,46 @@ def plot_checkpoint_comparison(results: list[dict], out: Path, task: str) -> Non
         ax.grid(alpha=0.3, axis="y")
 
 
+def harness_rows(results: list[dict]) -> list[dict]:
+    """One table row per checkpoint × lm-eval task × metric × filter, as lm-eval prints its table."""
+    from lm.harness import metric_rows
+
+    return [
+        {
+            "checkpoint": r["name"],
+            **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()},
+        }
+        for r in results
+        for row in metric_rows(r)
+    ]
+
+
+def plot_harness_comparison(results: list[dict], out: Path, title: str) -> None:
+    """Each lm-eval score bounded to [0, 1] (accuracies, exact match), checkpoints side by side;
+    unbounded ones (perplexity) are in the table."""
+    import numpy as np
+
+    from lm.plotting import figure
+
+    rows = harness_rows(results)
+    bars = sorted(
+        {(r["task"], r["metric"], r["filter"]) for r in rows if isinstance(r["value"], float) and 0 <= r["value"] <= 1}
+    )
+    value = {(r["checkpoint"], r["task"], r["metric"], r["filter"]): r["value"] for r in rows}
+    x = np.arange(len(bars))
+    width = 0.8 / max(len(results), 1)
+    with figure(out, figsize=(max(7, 1.2 * len(bars)), 4.5)) as (fig, ax):
+        for i, r in enumerate(results):
+            ax.bar(x + i * width, [value.get((r["name"], *b), 0.0) for b in bars], width, label=r["name"])
+        labels = [f"{t}\n{m}" + ("" if f == "none" else f" ({f})") for t, m, f in bars]
+        ax.set_xticks(x + width * (len(results) - 1) / 2, labels, rotation=15, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("score (lm-evaluation-harness), higher is better")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+
+
 def save_as_lmforge_checkpoint(hf_dir: Path, out: Path) -> bool:
     """Convert the tuned HF folder back to our checkpoint format (Llama MHA models only)."""
     from lm.checkpoint import write_weights

@@ -11,7 +11,10 @@ max_completion_tokens: 64
 ```
 
 `--task` takes a built-in name (a file in `configs/tasks/`) or a path. Relative data paths
-resolve against the task file. Everything a file can get wrong is checked when the task is
+resolve against the task file. A reference that is not an lmforge task file (an lm-evaluation-harness
+task file, a folder of them, or a task name the harness registers) is the harness's: `evaluate`
+scores it with the harness itself (lm/harness.py), `sft` and `grpo` train on it through
+rl/harness_task.py. Everything a file can get wrong is checked when the task is
 loaded, before any model is: missing files and columns (named, with the columns there), a
 `python` reward that does not import, a prompt template that does not render.
 
@@ -35,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lm.configfile import ConfigError, read_yaml
 from lm.paths import REPO_ROOT
-from rl.lm_eval_task import from_lm_eval, is_lm_eval_task
 from rl.rewards import RewardSpec, build_reward, regex_value
 
 BUILTIN_DIR = REPO_ROOT / "configs" / "tasks"
@@ -96,10 +98,22 @@ class TaskSpec(BaseModel):
         False, description="wrap the prompt in the model's chat template (with `system`, if given)"
     )
     system: str | None = None
-    num_fewshot: int = Field(0, ge=0, description="solved train rows put before each prompt")
+    shots: int = Field(
+        0, ge=0, description="the first N train rows, solved, put before each prompt (they are not also problems)"
+    )
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(kind="exact")], min_length=1)
     success: SuccessSpec | None = Field(None, description="what counts as correct; default: the first reward at >= 1.0")
     max_completion_tokens: int = Field(64, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lm_eval_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "num_fewshot" in data:
+            raise ValueError(
+                "num_fewshot is lm-eval's (shots sampled per document with its seed); an lmforge task puts the first "
+                "N solved train rows before each prompt with `shots: N` (or write an lm-eval task file for its few-shot)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -156,6 +170,9 @@ class Task:
     def completion(self, row: dict) -> str:
         """The completion `sft` trains on for a loaded row."""
         return row["target"]
+
+    def with_max_completion_tokens(self, n: int) -> Task:
+        return Task(self.spec.model_copy(update={"max_completion_tokens": n}), self.base, self.source)
 
     def load(self, split: str) -> list[dict]:
         if split not in SPLITS:
@@ -214,11 +231,11 @@ class Task:
         train_where = where.get("train", "train")
         shots = [
             (render_template(self.spec.prompt or "", r, train_where, i), self._answer(r, train_where, i))
-            for i, r in enumerate(raw["train"][: self.spec.num_fewshot])
+            for i, r in enumerate(raw["train"][: self.spec.shots])
         ]
         out = {}
         for split, rows in raw.items():
-            skip = self.spec.num_fewshot if split == "train" else 0  # the shots are not also problems
+            skip = self.spec.shots if split == "train" else 0  # the shots are not also problems
             out[split] = [self._render(r, where.get(split, split), i, shots) for i, r in enumerate(rows) if i >= skip]
         return out
 
@@ -306,7 +323,8 @@ def _jinja(template: str):
     """Compiled once per template, not once per row."""
     import jinja2
 
-    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template)
+    # a trailing newline is part of the prompt, as in lm-eval's doc_to_text
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(template)
 
 
 def _hash_fraction(row: dict) -> float:
@@ -369,30 +387,45 @@ def builtin_tasks() -> list[str]:
 
 
 def task_source(task: str | dict) -> Path | None:
-    """The file a task reference names (a built-in's file in configs/tasks/, or a path); None for an inline mapping."""
+    """The lmforge task file a reference names (a built-in's file in configs/tasks/, or a path); None for an
+    inline mapping, or for a reference that is not an lmforge task file (an lm-eval task, folder or name)."""
     if isinstance(task, dict):
         return None
     if (BUILTIN_DIR / f"{task}.yaml").is_file() and "/" not in task:
         return BUILTIN_DIR / f"{task}.yaml"
     path = Path(task).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"task file {task} does not exist")
-        return path
-    raise ConfigError(
-        f"unknown task {task!r}: give a task file (.yaml) or a built-in name ({', '.join(builtin_tasks())})"
-    )
+    if path.suffix in (".yaml", ".yml") and not path.is_file():
+        raise ConfigError(f"task file {task} does not exist")
+    if path.is_file():
+        from lm.harness import is_harness_mapping, read_task_yaml
+
+        return None if is_harness_mapping(read_task_yaml(path)) else path
+    return None
 
 
-def get_task(task: str | dict | Task, base: Path | None = None) -> Task:
-    """A task from a built-in name, a YAML path, or an inline mapping (relative paths against `base`)."""
-    if isinstance(task, Task):
-        return task
+def is_harness_reference(task: str | dict) -> bool:
+    """A task reference that lm-evaluation-harness resolves (not a built-in, an lmforge task file or a mapping)."""
+    return isinstance(task, str) and task_source(task) is None
+
+
+def get_task(task: str | dict | Task, base: Path | None = None, include_path: list[str] | tuple[str, ...] = ()):
+    """A task from a built-in name, an lmforge task file, an inline mapping (relative paths against `base`), or
+    an lm-eval reference (a task file, a folder of them, a registered task name) for `sft`/`grpo`."""
+    if not isinstance(task, (str, dict)):
+        return task  # already loaded
+    if is_harness_reference(task):
+        from lm.harness import load_harness_tasks
+        from rl.harness_task import HarnessTask
+
+        try:
+            return HarnessTask(load_harness_tasks(task, include_path))  # type: ignore[arg-type]
+        except ConfigError as e:
+            if str(e).startswith("unknown task"):
+                raise ConfigError(f"{e}; lmforge's built-in tasks: {', '.join(builtin_tasks())}") from None
+            raise
     source = task_source(task)
     data = read_yaml(source) if source else dict(task)  # type: ignore[arg-type]
     where = str(source) if source else "the inline task"
-    if is_lm_eval_task(data):
-        data = from_lm_eval(data, where)
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as e:

@@ -1,0 +1,209 @@
+"""lm-evaluation-harness as the engine: real task files of the installed harness, scored by `lm_eval`'s own
+command line and by `lmforge evaluate` on the same model and data, must agree metric for metric and
+response for response; lmforge's own suite; sft and grpo on an lm-eval task file; mistakes at load."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lm.configfile import ConfigError
+from lm.harness import HARNESS_DIR, load_harness_tasks
+
+BIN = Path(sys.executable).parent
+HARNESS_TASKS = None  # the installed harness's own tasks/ folder, found at first use
+
+
+def harness_tasks_dir() -> Path:
+    import lm_eval
+
+    return Path(lm_eval.__file__).parent / "tasks"
+
+
+def local_copy(src: Path, dst: Path, data_files: dict[str, str] | None) -> None:
+    """The harness's file with only its data location changed: dataset_path → json, dataset_name dropped,
+    dataset_kwargs → the local files (files without a dataset_path, e.g. an include's user, copied as they are)."""
+    lines = src.read_text().splitlines()
+    out = [line for line in lines if not re.match(r"^[\"']?(dataset_path|dataset_name|dataset_kwargs)[\"']?:", line)]
+    if data_files is not None:
+        out = ["dataset_path: json", f"dataset_kwargs: {{data_files: {json.dumps(data_files)}}}"] + out
+    dst.write_text("\n".join(out) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def boolean_expressions(n: int, seed: int = 0) -> list[dict]:
+    """BIG-Bench Hard's boolean_expressions, generated with their true values."""
+    rng = random.Random(seed)
+
+    def expr(depth: int) -> str:
+        if depth == 0:
+            return rng.choice(["True", "False"])
+        kind = rng.choice(["not", "and", "or", "paren"])
+        if kind == "not":
+            return f"not {expr(depth - 1)}"
+        if kind == "paren":
+            return f"( {expr(depth - 1)} )"
+        return f"{expr(depth - 1)} {kind} {expr(depth - 1)}"
+
+    rows = []
+    for _ in range(n):
+        e = expr(2)
+        rows.append({"input": f"{e} is", "target": str(eval(e))})  # noqa: S307  our own generated expression
+    return rows
+
+
+def stories(data: Path) -> list[list[str]]:
+    """Held-out TinyStories passages (blank-line blocks) as sentence lists."""
+    text = (data / "tinystories-val-sample" / "tinystories_val.txt").read_text()
+    blocks = [" ".join(b.split()) for b in re.split(r"\n\s*\n", text)]
+    return [s for s in (re.split(r"(?<=[.!?])\s+", b) for b in blocks if len(b.split()) > 30) if len(s) >= 3]
+
+
+def wikitext_pages(data: Path, n: int) -> list[dict]:
+    text = (data / "wikitext-2-tokenized" / "test.txt").read_text()
+    pages = re.split(r"\n(?= = [^=][^\n]* = \n)", text)  # a page starts at a level-1 heading line
+    return [{"page": p} for p in pages[1 : n + 1]]
+
+
+def write_harness_copies(folder: Path, data: Path) -> list[str]:
+    """Copies of real harness task files (their data moved to local files beside them) and that data; the
+    task names they define."""
+    src, d = harness_tasks_dir(), folder / "data"
+    d.mkdir(parents=True)
+    gsm8k = {"train": str(data / "gsm8k" / "train.jsonl"), "test": str(data / "gsm8k" / "test.jsonl")}
+    local_copy(src / "gsm8k" / "gsm8k.yaml", folder / "gsm8k.yaml", gsm8k)
+    local_copy(src / "gsm8k" / "gsm8k-cot.yaml", folder / "gsm8k-cot.yaml", gsm8k)
+    bbh = {"test": write_jsonl(d / "bbh_boolean.jsonl", boolean_expressions(20))}
+    for kind, template in (("zeroshot", "_zeroshot_template_yaml"), ("cot_fewshot", "_cot_fewshot_template_yaml")):
+        local_copy(src / "bbh" / kind / template, folder / template, bbh)
+        local_copy(src / "bbh" / kind / "boolean_expressions.yaml", folder / f"bbh_{kind}_boolean.yaml", None)
+    qa = [json.loads(line) for line in (data / "gsm8k" / "test.jsonl").read_text().splitlines()[:40]]
+    nq = [{"question": r["question"].rstrip("?"), "answer": [r["answer"].split("####")[-1].strip()]} for r in qa]
+    local_copy(
+        src / "nq_open" / "nq_open.yaml",
+        folder / "nq_open.yaml",
+        {"train": write_jsonl(d / "nq_train.jsonl", nq[20:]), "validation": write_jsonl(d / "nq_val.jsonl", nq[:20])},
+    )
+    held_out = stories(data)[:60]
+    rng = random.Random(0)
+    swag = []
+    for i, s in enumerate(held_out[:30]):
+        endings = [s[-1]] + [held_out[j][-1] for j in rng.sample([j for j in range(60) if j != i], 3)]
+        rng.shuffle(endings)
+        swag.append(
+            {"activity_label": "Story", "ctx_a": " ".join(s[:-1]), "ctx_b": "", "endings": endings,
+             "label": str(endings.index(s[-1]))}
+        )  # fmt: skip
+    local_copy(
+        src / "hellaswag" / "hellaswag.yaml",
+        folder / "hellaswag.yaml",
+        {"train": write_jsonl(d / "swag_train.jsonl", swag[15:]), "validation": write_jsonl(d / "swag.jsonl", swag)},
+    )
+    shutil.copy(src / "hellaswag" / "utils.py", folder / "utils.py")
+    lambada = [{"text": " ".join(s).rstrip(".!?\"")} for s in held_out[30:]]
+    local_copy(src / "lambada" / "lambada_openai.yaml", folder / "lambada_openai.yaml", {"test": write_jsonl(d / "lambada.jsonl", lambada)})
+    pages = wikitext_pages(data, 3)
+    wiki = {s: write_jsonl(d / f"wiki_{s}.jsonl", pages) for s in ("train", "validation", "test")}
+    local_copy(src / "wikitext" / "wikitext.yaml", folder / "wikitext.yaml", wiki)
+    shutil.copy(src / "wikitext" / "preprocess_wikitext.py", folder / "preprocess_wikitext.py")
+    return [
+        "gsm8k",
+        "gsm8k_cot",
+        "bbh_zeroshot_boolean_expressions",
+        "bbh_cot_fewshot_boolean_expressions",
+        "nq_open",
+        "hellaswag",
+        "lambada_openai",
+        "wikitext",
+    ]
+
+
+@pytest.fixture(scope="session")
+def random_llama(tmp_path_factory, token_dir) -> Path:
+    """A randomly initialised model of ours (2 layers, 2,048 positions: the harness's 1,024-token generations
+    fit) exported to a Hugging Face folder with our BPE tokenizer."""
+    import torch
+
+    from lm.hf_export import export_hf
+    from lm.model import ModelConfig, TransformerLM
+
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=512, d_model=64, num_layers=2, num_heads=2, context_length=2048))
+    return export_hf(model, token_dir / "tokenizer", tmp_path_factory.mktemp("random-llama") / "hf")
+
+
+def lm_eval_cli(model: Path, tasks: str, include: Path, out: Path, limit: int) -> tuple[dict, dict]:
+    """`lm_eval run` itself: its results and its per-sample logs (task → doc_id → sample)."""
+    cmd = [str(BIN / "lm_eval"), "run", "--model", "hf", "--model_args", f"pretrained={model},dtype=auto"]
+    cmd += ["--tasks", tasks, "--include_path", str(include), "--device", "cpu", "--batch_size", "8"]
+    cmd += ["--limit", str(limit), "--log_samples", "--output_path", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(next(out.rglob("results_*.json")).read_text())
+    samples = {}
+    for f in out.rglob("samples_*.jsonl"):
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        samples[f.name[len("samples_") :].rsplit("_", 1)[0]] = {(s["doc_id"], s["filter"]): s for s in rows}
+    return results, samples
+
+
+def lmforge_evaluate(model: Path, args: list[str], env: dict) -> dict:
+    cmd = [str(BIN / "lmforge"), "evaluate", "--checkpoint", str(model), "--batch-size", "8", *args]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    return json.loads((Path(r.stdout.strip().splitlines()[-1]) / "eval.json").read_text())
+
+
+def as_text(value):
+    """lm_eval's sample logs write numpy floats and bools as their text: compare at that level."""
+    return [as_text(v) for v in value] if isinstance(value, list) else str(value)
+
+
+def assert_same_scores(theirs: tuple[dict, dict], ours: dict, tasks: list[str]) -> list[dict]:
+    """Every metric of every task equal, and every document's filtered responses equal; the comparison rows."""
+    results, samples = theirs
+    mine = ours["checkpoints"][0]
+    rows = []
+    for task in tasks:
+        metrics = {k: v for k, v in results["results"][task].items() if "," in k}
+        assert metrics, f"lm_eval reported no metric for {task}"
+        assert mine["results"][task] | {"alias": None} == results["results"][task] | {"alias": None}, task
+        assert len(mine["samples"].get(task, [])) == len(samples.get(task, {})), task  # a document × filter chain each
+        for (doc_id, chain), sample in samples.get(task, {}).items():
+            got = next(s for s in mine["samples"][task] if (s["doc_id"], s["filter"]) == (doc_id, chain))
+            assert as_text(got["filtered_resps"]) == as_text(sample["filtered_resps"]), (task, doc_id, chain)
+        rows += [{"task": task, "metric": k, "lm_eval": v, "lmforge": mine["results"][task][k]} for k, v in metrics.items()]
+    return rows
+
+
+@pytest.mark.slow
+def test_real_harness_task_files_score_in_lmforge_as_in_lm_eval(
+    random_llama, data, tmp_path, lmforge_home, prefect_server
+):
+    """Eight task files of the installed harness (five generate_until: gsm8k, gsm8k-cot, BBH zero-shot and
+    CoT few-shot, nq_open; multiple choice: hellaswag; log-likelihood: lambada_openai; rolling: wikitext)
+    and lmforge's own suite, on the same model: equal metrics, equal per-sample filtered responses."""
+    folder = tmp_path / "tasks"
+    names = write_harness_copies(folder, data)
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server}
+    # the same requests on both sides: the harness batches a run's log-likelihood requests across its tasks,
+    # and another batch is other float32 sums; so each side runs the same task set
+    theirs = lm_eval_cli(random_llama, str(folder), folder, tmp_path / "lm_eval_out", 3)
+    rows = assert_same_scores(theirs, lmforge_evaluate(random_llama, ["--task", str(folder), "--limit", "3"], env), names)
+    theirs = lm_eval_cli(random_llama, "tinystories_core", HARNESS_DIR, tmp_path / "lm_eval_suite", 3)
+    suite = lmforge_evaluate(random_llama, ["--suite", "tinystories_core", "--limit", "3"], env)
+    rows += assert_same_scores(theirs, suite, ["tinystories_cloze", "tinystories_endings", "tinystories_core"])
+    print("\n".join(f"{r['task']} {r['metric']}: lm_eval {r['lm_eval']} lmforge {r['lmforge']}" for r in rows))
