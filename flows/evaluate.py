@@ -76,7 +76,9 @@ def evaluate(checkpoints: list[str], settings: EvalConfig = EvalConfig(), force:
                     logger.info("%s: %s %s (%s) %s", name, row["task"], row["metric"], row["filter"], row["value"])
             else:
                 greedy = results[-1]["greedy"]
-                logger.info("%s: greedy accuracy %.3f, mean reward %.3f", name, greedy["accuracy"], greedy["mean_reward"])
+                logger.info(
+                    "%s: greedy accuracy %.3f, mean reward %.3f", name, greedy["accuracy"], greedy["mean_reward"]
+                )
         header = {"task": task_name, "engine": settings.engine}
         if on_harness:
             import lm_eval

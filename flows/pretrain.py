@@ -10,6 +10,7 @@ from flows.registry import KEY_PARAMETERS
 from flows.stage import run_stage
 from flows.store import ArtifactStore
 from flows.ui import publish_figures
+from lm.harness import load_harness_tasks
 from lm.report import write_pretrain_report
 from lm.train import PretrainConfig, check_data_fits, resolve_auto, train
 
@@ -50,7 +51,9 @@ def pretrain(
         summary["samples"] = samples
         return summary
 
-    artifact = run_stage(STAGE, config, build, inputs=[tok_art], force=force)
+    # eval tasks' files and data shape metrics.jsonl: their content enters the key
+    raw = load_harness_tasks(",".join(config.eval_tasks)).files() if config.eval_tasks else []
+    artifact = run_stage(STAGE, config, build, inputs=[tok_art], raw_files=raw, force=force)
     return str(artifact.path)
 
 

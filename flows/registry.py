@@ -70,9 +70,12 @@ def _tokenize_headline(path: Path) -> list[str]:
 
 def _pretrain_headline(path: Path) -> list[str]:
     p = _manifest_summary(path)
-    return [f"{p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}"] + [
-        f"  {s['prompt']}{s['completion']}" for s in p.get("samples", [])
-    ]
+    tasks = [f"{k[len('eval/') :]} {v:.3f}" for k, v in p.items() if k.startswith("eval/")]
+    return (
+        [f"{p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}"]
+        + ([f"held-out tasks (lm-eval): {', '.join(tasks)}"] if tasks else [])
+        + [f"  {s['prompt']}{s['completion']}" for s in p.get("samples", [])]
+    )
 
 
 def _sweep_headline(path: Path) -> list[str]:

@@ -100,9 +100,7 @@ class HarnessTasks:
 
 def suites() -> list[str]:
     """lmforge's named suites: the groups among its own lm-eval task files."""
-    return sorted(
-        str(cfg["group"]) for path in HARNESS_DIR.glob("*.yaml") if "group" in (cfg := read_task_yaml(path))
-    )
+    return sorted(str(cfg["group"]) for path in HARNESS_DIR.glob("*.yaml") if "group" in (cfg := read_task_yaml(path)))
 
 
 def include_paths(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -187,6 +185,11 @@ def _load(manager, specs: list, reference: str) -> dict:
     except FileNotFoundError as e:
         raise ConfigError(f"{reference}: a data file does not exist: {e.filename or e}") from None
     except Exception as e:  # datasets' and the harness's own errors on a bad file or config
+        if type(e).__name__ == "UndefinedError":  # jinja2's, from the harness rendering the first document
+            raise ConfigError(
+                f"{reference}: a template does not render on the data: {e} (doc_to_text/doc_to_target name the "
+                "data's columns)"
+            ) from None
         raise ConfigError(f"{reference}: the harness could not load it: {type(e).__name__}: {e}") from None
 
 

@@ -38,9 +38,13 @@ def write_pretrain_report(work_dir: Path, out_dir: Path, tokenizer_dir: Path, co
 
 
 def plot_loss_curve(metrics: list[dict], path: Path, title: str = "pretraining") -> None:
+    """Train and validation loss against tokens; beside them, when the run scored lm-eval tasks
+    (`eval_tasks`), each bounded task metric (accuracies) against tokens."""
     train = [(m["tokens"], m["train_loss"]) for m in metrics if "train_loss" in m]
     val = [(m["tokens"], m["val_loss"]) for m in metrics if "val_loss" in m]
-    with figure(path) as (fig, ax):
+    tasks = sorted({k for m in metrics for k, v in m.items() if k.startswith("eval/") and 0 <= v <= 1})
+    with figure(path, ncols=2 if tasks else 1, figsize=(12, 4.5) if tasks else (7, 4.5)) as (fig, axes):
+        ax = axes[0] if tasks else axes
         if train:
             ax.plot(*zip(*train), label="train loss", alpha=0.7)
         if val:
@@ -50,6 +54,15 @@ def plot_loss_curve(metrics: list[dict], path: Path, title: str = "pretraining")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
+        if tasks:
+            for k in tasks:
+                axes[1].plot(*zip(*[(m["tokens"], m[k]) for m in metrics if k in m]), "o-", label=k[len("eval/") :])
+            axes[1].set_xlabel("tokens seen")
+            axes[1].set_ylabel("score (lm-evaluation-harness), higher is better")
+            axes[1].set_ylim(0, 1)
+            axes[1].set_title("held-out tasks")
+            axes[1].grid(alpha=0.3)
+            axes[1].legend(fontsize=8)
 
 
 def sample_generations(

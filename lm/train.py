@@ -85,6 +85,12 @@ class PretrainConfig(BaseModel):
     seed: int = 0
     eval_interval: int = Field(100, ge=1)
     eval_batches: int = Field(10, ge=1)
+    eval_tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-eval tasks scored every eval_interval and at the end (names in configs/tasks/harness/ such "
+        "as tinystories_core, task files, folders), logged as eval/<task>/<metric>",
+    )
+    eval_tasks_limit: int | None = Field(200, ge=1, description="documents per eval task (None: all)")
     checkpoint_interval: int = Field(200, ge=1)
     log_interval: int = Field(10, ge=1)
     loggers: list[Literal["wandb", "tensorboard"]] = Field(
@@ -102,6 +108,14 @@ class PretrainConfig(BaseModel):
             raise ValueError(f"min_lr {self.min_lr} > lr {self.lr}")
         if self.max_steps is None and self.max_tokens is None:
             raise ValueError("set max_steps or max_tokens")
+        if self.eval_tasks:
+            from lm.configfile import ConfigError
+            from lm.harness import load_harness_tasks
+
+            try:  # a task that does not load fails with the config, before any training
+                load_harness_tasks(",".join(self.eval_tasks))
+            except ConfigError as e:
+                raise ValueError(f"eval_tasks: {e}") from None
         return self
 
     @property
@@ -355,6 +369,8 @@ def train(
             ", compiled" if cfg.compile else "",
         )
     loggers = _Loggers(cfg.loggers, work_dir, cfg.model_dump()) if master else None
+    task_eval = InLoopTasks(cfg, data_dir / "tokenizer", work_dir / "eval-tasks") if cfg.eval_tasks and master else None
+    last_tasks: dict[str, float] = {}
 
     # 4) the loop
     last_val = float("nan")
@@ -396,6 +412,9 @@ def train(
             if step % cfg.eval_interval == 0 or last_step:
                 last_val = evaluate(model, val_data, cfg, device, autocast)
                 row["val_loss"] = last_val
+                if task_eval is not None:
+                    last_tasks = task_eval(model)
+                    row.update(last_tasks)
             if master and (step % cfg.log_interval == 0 or row or last_step):
                 grad_norm = grad_norm_t.item()
                 now = time.time()
@@ -436,7 +455,32 @@ def train(
         "flops_per_token": counts.flops_per_token,
         "flops": counts.flops_per_token * tokens,
         "finished": step >= total_steps,
+        **last_tasks,
     }
+
+
+class InLoopTasks:
+    """lm-eval tasks on the model being trained, scored as `lmforge evaluate` scores its export: the weights
+    written as a Hugging Face folder, then the harness's own backend on it."""
+
+    def __init__(self, cfg: PretrainConfig, tokenizer_dir: Path, export_dir: Path) -> None:
+        from lm.harness import load_harness_tasks
+
+        self.harness = load_harness_tasks(",".join(cfg.eval_tasks))
+        self.limit, self.tokenizer_dir, self.export_dir = cfg.eval_tasks_limit, tokenizer_dir, export_dir
+
+    def __call__(self, model: TransformerLM) -> dict[str, float]:
+        from lm.harness import evaluate_model_dir, flat_metrics
+        from lm.hf_export import export_hf
+
+        t0 = time.time()
+        export_hf(model, self.tokenizer_dir, self.export_dir)
+        scores = {
+            f"eval/{k}": v
+            for k, v in flat_metrics(evaluate_model_dir(self.export_dir, self.harness, limit=self.limit)).items()
+        }
+        log.info("eval tasks in %.1fs: %s", time.time() - t0, ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+        return scores
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

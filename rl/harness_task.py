@@ -162,4 +162,3 @@ class HarnessTask:
         columns = {"doc_split": [r["doc_split"] for r in rows], "doc_index": [r["doc_index"] for r in rows]}
         values = [float(v or 0.0) for v in reward.fn(prompts, completions, **columns)]
         return {reward.name: values, "total": values}
-

@@ -111,7 +111,7 @@ class TaskSpec(BaseModel):
         if isinstance(data, dict) and "num_fewshot" in data:
             raise ValueError(
                 "num_fewshot is lm-eval's (shots sampled per document with its seed); an lmforge task puts the first "
-                "N solved train rows before each prompt with `shots: N` (or write an lm-eval task file for its few-shot)"
+                "N solved train rows before each prompt with `shots: N` (an lm-eval task file samples them)"
             )
         return data
 

@@ -4,7 +4,6 @@ response for response; lmforge's own suite; sft and grpo on an lm-eval task file
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import random
@@ -20,7 +19,6 @@ from lm.configfile import ConfigError
 from lm.harness import HARNESS_DIR, load_harness_tasks
 
 BIN = Path(sys.executable).parent
-HARNESS_TASKS = None  # the installed harness's own tasks/ folder, found at first use
 
 
 def harness_tasks_dir() -> Path:
@@ -113,8 +111,12 @@ def write_harness_copies(folder: Path, data: Path) -> list[str]:
         {"train": write_jsonl(d / "swag_train.jsonl", swag[15:]), "validation": write_jsonl(d / "swag.jsonl", swag)},
     )
     shutil.copy(src / "hellaswag" / "utils.py", folder / "utils.py")
-    lambada = [{"text": " ".join(s).rstrip(".!?\"")} for s in held_out[30:]]
-    local_copy(src / "lambada" / "lambada_openai.yaml", folder / "lambada_openai.yaml", {"test": write_jsonl(d / "lambada.jsonl", lambada)})
+    lambada = [{"text": " ".join(s).rstrip('.!?"')} for s in held_out[30:]]
+    local_copy(
+        src / "lambada" / "lambada_openai.yaml",
+        folder / "lambada_openai.yaml",
+        {"test": write_jsonl(d / "lambada.jsonl", lambada)},
+    )
     pages = wikitext_pages(data, 3)
     wiki = {s: write_jsonl(d / f"wiki_{s}.jsonl", pages) for s in ("train", "validation", "test")}
     local_copy(src / "wikitext" / "wikitext.yaml", folder / "wikitext.yaml", wiki)
@@ -185,7 +187,9 @@ def assert_same_scores(theirs: tuple[dict, dict], ours: dict, tasks: list[str]) 
         for (doc_id, chain), sample in samples.get(task, {}).items():
             got = next(s for s in mine["samples"][task] if (s["doc_id"], s["filter"]) == (doc_id, chain))
             assert as_text(got["filtered_resps"]) == as_text(sample["filtered_resps"]), (task, doc_id, chain)
-        rows += [{"task": task, "metric": k, "lm_eval": v, "lmforge": mine["results"][task][k]} for k, v in metrics.items()]
+        rows += [
+            {"task": task, "metric": k, "lm_eval": v, "lmforge": mine["results"][task][k]} for k, v in metrics.items()
+        ]
     return rows
 
 
@@ -202,8 +206,207 @@ def test_real_harness_task_files_score_in_lmforge_as_in_lm_eval(
     # the same requests on both sides: the harness batches a run's log-likelihood requests across its tasks,
     # and another batch is other float32 sums; so each side runs the same task set
     theirs = lm_eval_cli(random_llama, str(folder), folder, tmp_path / "lm_eval_out", 3)
-    rows = assert_same_scores(theirs, lmforge_evaluate(random_llama, ["--task", str(folder), "--limit", "3"], env), names)
+    rows = assert_same_scores(
+        theirs, lmforge_evaluate(random_llama, ["--task", str(folder), "--limit", "3"], env), names
+    )
     theirs = lm_eval_cli(random_llama, "tinystories_core", HARNESS_DIR, tmp_path / "lm_eval_suite", 3)
     suite = lmforge_evaluate(random_llama, ["--suite", "tinystories_core", "--limit", "3"], env)
     rows += assert_same_scores(theirs, suite, ["tinystories_cloze", "tinystories_endings", "tinystories_core"])
     print("\n".join(f"{r['task']} {r['metric']}: lm_eval {r['lm_eval']} lmforge {r['lmforge']}" for r in rows))
+
+
+GSM8K_LOCAL = """
+task: gsm8k_local
+dataset_path: json
+dataset_kwargs:
+  data_files: {train: DATA/gsm8k/train.jsonl, test: DATA/gsm8k/test.jsonl}
+output_type: generate_until
+training_split: train
+test_split: test
+doc_to_text: "Question: {{question}}\\nAnswer:"
+doc_to_target: "{{answer.split('####')[-1].strip()}}"
+generation_kwargs: {until: ["Question:", "</s>"], do_sample: false, max_gen_toks: 32}
+filter_list:
+  - name: strict-match
+    filter: [{function: regex, regex_pattern: "#### (\\\\-?[0-9\\\\.\\\\,]+)"}, {function: take_first}]
+metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]
+num_fewshot: 2
+metadata: {version: 3.0}
+"""
+
+
+def write_gsm8k_local(tmp: Path, data: Path, text: str = GSM8K_LOCAL) -> Path:
+    path = tmp / "gsm8k_local.yaml"
+    path.write_text(text.replace("DATA", str(data)))
+    return path
+
+
+def test_an_lm_eval_task_is_a_post_training_task_with_its_own_prompts_and_metric(tmp_path, data):
+    """sft/grpo rows of an lm-eval task: the harness's few-shot prompt, its target; the reward is its metric."""
+    from lm_eval.defaults import DEFAULT_OTHER_SEED
+
+    from rl.tasks import get_task
+
+    task = get_task(str(write_gsm8k_local(tmp_path, data)))
+    harness_task = task.task
+    test = task.load("test")
+    assert task.name == "gsm8k_local" and len(test) == 1319 and task.max_completion_tokens == 32
+    # the prompt lm_eval scores: its own fewshot_context with simple_evaluate's few-shot seed, document by document
+    harness_task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+    docs = harness_task.eval_docs
+    assert [r["prompt"] for r in test[:3]] == [harness_task.fewshot_context(docs[i], 2) for i in range(3)]
+    assert test[0]["prompt"].count("Question: ") == 3 and test[0]["answer"] == "18"
+    assert task.load("train")[0]["target"].startswith(" ")  # target_delimiter + doc_to_target, as in a shot
+    # the metric after the harness's filter: "#### 18" counts, text after a stop string does not
+    completions = [" 16 - 3 - 4 = 9, 9 * 2 = 18\n#### 18", " not sure.\nQuestion: x\n#### 18", " #### 17"]
+    assert task.score([test[0]["prompt"]] * 3, completions, [test[0]] * 3)["exact_match/strict-match"] == [1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (("dataset_path: json", "dataset_path: openai/gsm8k"), "which this machine cannot reach; to run offline"),
+        (("gsm8k/test.jsonl", "gsm8k/missing.jsonl"), "a data file does not exist"),
+        (("{{question}}", "{{query}}"), "a template does not render on the data: 'query' is undefined"),
+        (("output_type: generate_until", "output_type: nonsense"), "gsm8k_local.yaml"),
+    ],
+)
+def test_lm_eval_task_mistakes_are_one_line_at_load(tmp_path, data, change, message, monkeypatch):
+    from rl.tasks import get_task
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    path = write_gsm8k_local(tmp_path, data, GSM8K_LOCAL.replace(*change))
+    with pytest.raises(ConfigError) as e:
+        get_task(str(path))
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_unknown_names_and_lm_eval_field_names_in_our_task_files_are_explained(tmp_path):
+    from rl.tasks import get_task
+
+    with pytest.raises(ConfigError, match="unknown task 'no_such_task'.*lmforge's built-in tasks: addition"):
+        get_task("no_such_task")
+    mine = {"name": "t", "data": {"generator": "addition"}, "prompt": "{prompt}", "num_fewshot": 2}
+    with pytest.raises(ConfigError, match="num_fewshot is lm-eval's .* with `shots: N`"):
+        get_task(mine)
+
+
+def test_lmforge_suite_tasks_are_built_from_held_out_text(data):
+    """The shipped tasks read the TinyStories validation sample, a file no lmforge recipe trains on."""
+    harness = load_harness_tasks("tinystories_core")
+    cloze, endings = harness.tasks["tinystories_cloze"], harness.tasks["tinystories_endings"]
+    assert len(cloze.eval_docs) == 500 and len(endings.eval_docs) == 500
+    text = " ".join((data / "tinystories-val-sample" / "tinystories_val.txt").read_text().split())
+    doc = cloze.eval_docs[7]
+    assert f"{doc['context']} {doc['word']}" in text
+    labels = [d["label"] for d in endings.eval_docs]
+    assert set(labels) == {0, 1, 2, 3} and max(labels.count(k) for k in range(4)) < 0.35 * len(labels)
+    demo = (Path(__file__).resolve().parent.parent / "configs" / "pipeline-demo.yaml").read_text()
+    assert "tinystories-val-sample" not in demo.split("clean_data:")[1].split("tokenize:")[0]
+
+
+def test_pretraining_scores_its_eval_tasks_as_evaluate_scores_the_export(token_dir, tmp_path):
+    """`eval_tasks` in pretraining: logged every eval_interval and at the end, drawn beside the loss, and equal
+    to what the harness gives the exported checkpoint."""
+    from lm.checkpoint import load_model
+    from lm.harness import evaluate_model_dir, flat_metrics
+    from lm.hf_export import export_hf
+    from lm.report import plot_loss_curve
+    from lm.train import PretrainConfig, read_metrics, train
+
+    cfg = PretrainConfig(
+        model={"d_model": 32, "num_layers": 1, "num_heads": 1, "context_length": 64},
+        batch_size=4,
+        max_steps=6,
+        warmup_steps=1,
+        eval_interval=3,
+        eval_batches=1,
+        compile=False,
+        eval_tasks=["tinystories_core"],
+        eval_tasks_limit=8,
+    )
+    summary = train(cfg, token_dir, tmp_path / "run", progress=False)
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "eval/tinystories_endings/acc" in r]
+    assert [r["step"] for r in rows] == [3, 6]
+    assert {"eval/tinystories_cloze/perplexity", "eval/tinystories_cloze/acc", "eval/tinystories_core/acc"} <= set(
+        rows[0]
+    )
+    final = export_hf(load_model(tmp_path / "run" / "checkpoint"), token_dir / "tokenizer", tmp_path / "hf")
+    again = flat_metrics(evaluate_model_dir(final, load_harness_tasks("tinystories_core"), limit=8))
+    assert {f"eval/{k}": v for k, v in again.items()} == {k: v for k, v in rows[-1].items() if k.startswith("eval/")}
+    assert summary["eval/tinystories_endings/acc"] == rows[-1]["eval/tinystories_endings/acc"]
+    plot_loss_curve(read_metrics(tmp_path / "run" / "metrics.jsonl"), tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 10_000
+
+
+def test_pretrain_eval_tasks_that_do_not_load_fail_with_the_config():
+    from pydantic import ValidationError
+
+    from lm.train import PretrainConfig
+
+    with pytest.raises(ValidationError, match="eval_tasks: unknown task 'no_such_task'"):
+        PretrainConfig(eval_tasks=["no_such_task"])
+
+
+ADDITION_LM_EVAL = """
+task: sums
+dataset_path: json
+dataset_kwargs: {data_files: {train: DIR/train.jsonl, test: DIR/test.jsonl}}
+output_type: generate_until
+training_split: train
+test_split: test
+doc_to_text: "{{q}}"
+doc_to_target: "{{a}}"
+target_delimiter: ""
+generation_kwargs: {until: ["\\n", "<|endoftext|>"], do_sample: false, max_gen_toks: 4}
+metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]
+metadata: {version: 1.0}
+"""
+
+
+@pytest.mark.slow
+def test_sft_grpo_and_evaluate_run_on_an_lm_eval_task_file(addition_model, tmp_path, lmforge_home, prefect_server):
+    """An lm-eval task file through the chain from the CLI: sft trains on its targets, grpo on its own metric,
+    evaluate scores both checkpoints with the harness."""
+    import yaml
+
+    from rl.tasks import addition_problems
+
+    problems = addition_problems()
+    for split, n in (("train", 300), ("test", 30)):
+        write_jsonl(tmp_path / f"{split}.jsonl", [{"q": p["prompt"], "a": p["answer"]} for p in problems[split][:n]])
+    task = tmp_path / "sums.yaml"
+    task.write_text(ADDITION_LM_EVAL.replace("DIR", str(tmp_path)))
+    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server}
+    common = {"engine": "transformers", "eval_examples": 10, "eval_samples": 2}
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump({**common, "batch_size": 16, "learning_rate": 1e-3}))
+    (tmp_path / "grpo.yaml").write_text(yaml.safe_dump({**common, "prompts_per_step": 4, "group_size": 4}))
+
+    def cli(*args: str) -> Path:
+        r = subprocess.run([str(BIN / "lmforge"), *args], env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+        return Path(r.stdout.strip().splitlines()[-1])
+
+    sft = cli(
+        "sft",
+        "--checkpoint",
+        str(addition_model),
+        "--task",
+        str(task),
+        "--max-steps",
+        "3",
+        "-c",
+        str(tmp_path / "sft.yaml"),
+    )
+    assert json.loads((sft / "eval.json").read_text())["task"] == "sums"
+    grpo = cli(
+        "grpo", "--checkpoint", sft.name, "--task", str(task), "--max-steps", "2", "-c", str(tmp_path / "grpo.yaml")
+    )
+    steps = [json.loads(line) for line in (grpo / "metrics.jsonl").read_text().splitlines()]
+    assert steps and all("rewards/exact_match/none/mean" in s for s in steps), steps[0]
+    scored = json.loads(
+        (
+            cli("evaluate", "--checkpoint", sft.name, "--checkpoint", grpo.name, "--task", str(task)) / "eval.json"
+        ).read_text()
+    )
+    assert [c["results"]["sums"]["sample_len"] for c in scored["checkpoints"]] == [30, 30]

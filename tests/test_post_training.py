@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import subprocess
 import sys
 from math import comb
@@ -90,7 +89,7 @@ def test_one_path_is_split_by_row_hash_and_fewshot_examples_come_from_train(tmp_
             "data": {"path": str(tmp_path / "all.jsonl"), "test_fraction": 0.25},
             "prompt": "{q}",
             "answer_field": "a",
-            "num_fewshot": 2,
+            "shots": 2,
         }
     )
     train, test = task.load("train"), task.load("test")
@@ -281,62 +280,6 @@ def test_a_wrong_key_for_checkpoint_is_one_line_before_any_server(tmp_path, lmfo
         assert f"{key[:8]} is a tokenize artifact; --checkpoint takes a pretrain, sft or grpo artifact" in r.stderr, (
             r.stderr
         )
-
-
-LM_EVAL_GSM8K = """
-task: gsm8k-local
-dataset_path: json
-dataset_kwargs:
-  data_files: {train: ${LMFORGE_DATA}/gsm8k/train.jsonl, test: ${LMFORGE_DATA}/gsm8k/test.jsonl}
-output_type: generate_until
-training_split: train
-test_split: test
-doc_to_text: "Question: {{question}}\\nAnswer:"
-doc_to_target: "{{answer.split('####')[-1].strip()}}"
-generation_kwargs: {until: ["Question:", "</s>"], do_sample: false, max_gen_toks: 256}
-filter_list:
-  - name: strict-match
-    filter: [{function: regex, regex_pattern: "#### (\\\\-?[0-9\\\\.\\\\,]+)"}, {function: take_first}]
-metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]
-num_fewshot: 2
-metadata: {version: 3.0}
-"""
-
-
-def test_an_lm_eval_task_file_runs_as_a_task(tmp_path, data):
-    path = tmp_path / "gsm8k-local.yaml"
-    path.write_text(LM_EVAL_GSM8K)
-    task = get_task(str(path))
-    rows = task.load("test")
-    assert task.name == "gsm8k-local" and len(rows) == 1319 and task.max_completion_tokens == 256
-    first = rows[0]
-    assert first["prompt"].count("Question: ") == 3 and first["prompt"].endswith(
-        f"Question: {first['question']}\nAnswer:"
-    )
-    assert first["answer"] == "18"
-    # the filter extracts, the stop ends the completion: "#### 18" counts, one after the next "Question:" does not
-    completions = [" 16 - 3 - 4 = 9, 9 * 2 = 18\n#### 18", " I am not sure.\n\nQuestion: x\n#### 18"]
-    assert task.score([first["prompt"]] * 2, completions, [first, first])["exact"] == [1.0, 0.0]
-
-
-@pytest.mark.parametrize(
-    "change,message",
-    [
-        ("output_type: loglikelihood", "output_type: 'loglikelihood': only generate_until"),
-        ("dataset_path: gsm8k", "dataset_path: 'gsm8k': data must be local here"),
-        ("process_results: !!str x", "lm-eval field process_results: not supported"),
-        ("metric_list: [{metric: bleu}]", "metric_list: 'bleu': only exact_match"),
-    ],
-)
-def test_lm_eval_fields_that_cannot_be_honoured_are_named(tmp_path, data, change, message):
-    key = change.split(":")[0]
-    text = (
-        "\n".join(line for line in LM_EVAL_GSM8K.splitlines() if not line.startswith(key + ":")) + "\n" + change + "\n"
-    )
-    path = tmp_path / "t.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        get_task(str(path)).load("test")
 
 
 def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
