@@ -199,19 +199,21 @@ def test_real_harness_task_files_score_in_lmforge_as_in_lm_eval(
 ):
     """Eight task files of the installed harness (five generate_until: gsm8k, gsm8k-cot, BBH zero-shot and
     CoT few-shot, nq_open; multiple choice: hellaswag; log-likelihood: lambada_openai; rolling: wikitext)
-    and lmforge's own suite, on the same model: equal metrics, equal per-sample filtered responses."""
+    and lmforge's own suite, one folder, on the same model: equal metrics, equal per-sample filtered responses.
+    (Both sides run the same task set: the harness batches a run's log-likelihood requests across its tasks,
+    and another batch is other float32 sums.)"""
     folder = tmp_path / "tasks"
     names = write_harness_copies(folder, data)
+    # lmforge's own task files in the same run (the same batches); its group file stays out: lm_eval's folder
+    # mode reads every *.yaml as a task
+    for name in ("tinystories_cloze.yaml", "tinystories_endings.yaml", "tinystories.py"):
+        shutil.copy(HARNESS_DIR / name, folder / name)
+    names += ["tinystories_cloze", "tinystories_endings"]
     env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server}
-    # the same requests on both sides: the harness batches a run's log-likelihood requests across its tasks,
-    # and another batch is other float32 sums; so each side runs the same task set
-    theirs = lm_eval_cli(random_llama, str(folder), folder, tmp_path / "lm_eval_out", 3)
+    theirs = lm_eval_cli(random_llama, str(folder), folder, tmp_path / "lm_eval_out", 2)
     rows = assert_same_scores(
-        theirs, lmforge_evaluate(random_llama, ["--task", str(folder), "--limit", "3"], env), names
+        theirs, lmforge_evaluate(random_llama, ["--task", str(folder), "--limit", "2"], env), names
     )
-    theirs = lm_eval_cli(random_llama, "tinystories_core", HARNESS_DIR, tmp_path / "lm_eval_suite", 3)
-    suite = lmforge_evaluate(random_llama, ["--suite", "tinystories_core", "--limit", "3"], env)
-    rows += assert_same_scores(theirs, suite, ["tinystories_cloze", "tinystories_endings", "tinystories_core"])
     print("\n".join(f"{r['task']} {r['metric']}: lm_eval {r['lm_eval']} lmforge {r['lmforge']}" for r in rows))
 
 
@@ -236,8 +238,13 @@ metadata: {version: 3.0}
 
 
 def write_gsm8k_local(tmp: Path, data: Path, text: str = GSM8K_LOCAL) -> Path:
+    """The task file and the first 100 rows of each GSM8K split beside it."""
+    (tmp / "gsm8k").mkdir(exist_ok=True)
+    for split in ("train", "test"):
+        lines = (data / "gsm8k" / f"{split}.jsonl").read_text().splitlines(keepends=True)[:100]
+        (tmp / "gsm8k" / f"{split}.jsonl").write_text("".join(lines))
     path = tmp / "gsm8k_local.yaml"
-    path.write_text(text.replace("DATA", str(data)))
+    path.write_text(text.replace("DATA", str(tmp)))
     return path
 
 
@@ -250,7 +257,7 @@ def test_an_lm_eval_task_is_a_post_training_task_with_its_own_prompts_and_metric
     task = get_task(str(write_gsm8k_local(tmp_path, data)))
     harness_task = task.task
     test = task.load("test")
-    assert task.name == "gsm8k_local" and len(test) == 1319 and task.max_completion_tokens == 32
+    assert task.name == "gsm8k_local" and len(test) == 100 and task.max_completion_tokens == 32
     # the prompt lm_eval scores: its own fewshot_context with simple_evaluate's few-shot seed, document by document
     harness_task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
     docs = harness_task.eval_docs
@@ -410,3 +417,16 @@ def test_sft_grpo_and_evaluate_run_on_an_lm_eval_task_file(addition_model, tmp_p
         ).read_text()
     )
     assert [c["results"]["sums"]["sample_len"] for c in scored["checkpoints"]] == [30, 30]
+
+
+def test_a_suite_is_named_from_lmforge_task_folder(tmp_path):
+    from lm.harness import suites
+
+    assert suites() == ["tinystories_core"]
+    r = subprocess.run(
+        [str(BIN / "lmforge"), "evaluate", "--checkpoint", str(tmp_path), "--suite", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "unknown suite 'nope'; the suites: tinystories_core" in r.stderr, r.stderr

@@ -1,7 +1,7 @@
 """Documents of lmforge's own lm-eval tasks, built from held-out TinyStories text (the validation split's
 sample in the data root, which no lmforge recipe trains on).
 
-lm-eval calls these through `custom_dataset: !function utils.NAME` with the task's `dataset_kwargs`;
+lm-eval calls these through `custom_dataset: !function tinystories.NAME` with the task's `dataset_kwargs`;
 the documents are a pure function of the text and the seed, so every run scores the same documents.
 """
 
