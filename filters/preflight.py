@@ -24,8 +24,14 @@ SNIFF_BYTES = 64 * 1024
 MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".zstd": b"\x28\xb5\x2f\xfd"}
 
 
+# C0 control characters other than whitespace: text has almost none, binary data many
+CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f\v") + b"\x7f"
+BINARY_CONTROL_SHARE = 0.1
+
+
 def sniff(path: Path) -> str | None:
-    """What is wrong with a file, judged from its first bytes; None when it looks readable."""
+    """What is wrong with a file, judged from its first bytes (and, for JSON lines, its whole first record);
+    None when it looks readable."""
     fmt = detect_format(path)
     if fmt == "hf_dataset":
         return None
@@ -47,30 +53,45 @@ def sniff(path: Path) -> str | None:
         return None if head.startswith(b"PAR1") else "is not a Parquet file (no PAR1 header)"
     if fmt == "warc":
         return None if head.lstrip().startswith(b"WARC/") else "is not a WARC/WET file (no WARC/ header)"
-    if b"\x00" in head or not _utf8(head, complete=len(head) < SNIFF_BYTES):
+    if is_binary(head):
         return f"holds binary data, not {'JSON lines' if fmt == 'jsonl' else 'text'}"
     if fmt == "jsonl":
-        return _first_record_problem(head)
+        return _first_record_problem(path)
     return None
 
 
-def _utf8(head: bytes, complete: bool) -> bool:
-    # a read cut inside a multi-byte character is not an error: allow up to 3 dangling bytes
-    for cut in (0,) if complete else (0, 1, 2, 3):
+def is_binary(head: bytes) -> bool:
+    """Binary by content: a NUL byte, or a share of control characters no text has. Text in another
+    encoding than UTF-8 (Latin-1, a stray byte) is text: the readers decode it with replacement and count it."""
+    return b"\x00" in head or sum(head.count(c) for c in CONTROL_BYTES) > BINARY_CONTROL_SHARE * len(head)
+
+
+def utf8_problem(path: Path) -> str | None:
+    """Where a plain-text file stops being UTF-8 in its first bytes; None when it is UTF-8 there."""
+    if path.suffix.lower() in MAGIC or detect_format(path) in ("parquet", "warc", "hf_dataset"):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    complete = len(head) < SNIFF_BYTES
+    for cut in (0,) if complete else (0, 1, 2, 3):  # a read cut inside a character is not an error
         try:
             head[: len(head) - cut].decode("utf-8")
-            return True
-        except UnicodeDecodeError:
-            continue
-    return False
+            return None
+        except UnicodeDecodeError as e:
+            error = e
+    return f"is not valid UTF-8 (byte {head[error.start]:#04x} at offset {error.start})"
 
 
-def _first_record_problem(head: bytes) -> str | None:
-    lines = head.decode("utf-8", errors="replace").splitlines()
-    first = next(((i, line) for i, line in enumerate(lines[:-1] or lines, 1) if line.strip()), None)
-    if first is None:
-        return None
-    number, line = first
+def _first_record_problem(path: Path) -> str | None:
+    """The first non-blank line, read whole however long (a record can be a book), must be a JSON object
+    with a text field."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):  # noqa: B007  the number of the line the loop stops at
+            if raw.strip():
+                break
+        else:
+            return None
+    line = raw.decode("utf-8", errors="replace")
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
@@ -104,6 +125,12 @@ def preflight_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
             + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         )
     warnings = [f"{f} {why}: it will be counted and skipped" for f, why in problems.items()]
+    warnings += [
+        f"{f} {why}: it is read with the bad bytes replaced by U+FFFD (counted as invalid_utf8_replaced; "
+        "set the input's encoding if it is another one)"
+        for f in files
+        if f not in problems and (why := utf8_problem(f)) is not None
+    ]
     # files of other formats: the stage's own log says so, once (filters/readers.skipped_files_line)
     return files, warnings
 

@@ -195,3 +195,55 @@ def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
         == data["pretrain"]["model"]["d_model"]
         != PretrainConfig().model.d_model
     )
+
+
+def test_records_of_any_size_pass_the_preflight_whole(tmp_path, data):
+    """A first record over the old 64 KB sniff (a long article) and one 50 MB record alone are valid input."""
+    from filters.preflight import preflight_inputs
+
+    long = tmp_path / "long.jsonl"
+    long.write_text(json.dumps({"id": "a", "text": "word " * 40_000}) + "\n" + "\n".join(_good_lines(data)[:5]) + "\n")
+    book = tmp_path / "book" / "one.jsonl"
+    book.parent.mkdir()
+    book.write_text(json.dumps({"id": "book", "text": "All work and no play. " * 2_400_000}) + "\n")
+    assert book.stat().st_size > 50_000_000
+    for path in (long, book.parent):
+        files, warnings = preflight_inputs([str(path)])
+        assert files and warnings == []
+    docs, _ = _read(long)
+    assert len(docs[0].text) == 200_000 and len(docs) == 6
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "x", "text": "cut here' + "y" * 100_000 + "\n")
+    with pytest.raises(Exception, match="line 1 is not JSON"):
+        preflight_inputs([str(broken)])
+
+
+def test_text_in_another_encoding_is_read_not_called_binary(tmp_path, data):
+    """One stray Latin-1 byte in line 31, or a Latin-1 French file: text, read with replacement and counted,
+    and the warning says so; only content (NUL bytes, control characters) makes a file binary."""
+    from filters.preflight import preflight_inputs
+
+    lines = (_good_lines(data) * 10)[:200]
+    stray = tmp_path / "stray.jsonl"
+    stray.write_bytes(
+        b"\n".join(
+            line.encode() if i != 30 else json.dumps({"id": "e", "text": "caf_ " * 40}).encode().replace(b"_", b"\xe9")
+            for i, line in enumerate(lines)
+        )
+        + b"\n"
+    )
+    french = tmp_path / "french.txt"
+    french.write_bytes(("Le café était très bon, et la soirée fut agréable. " * 30).encode("latin-1"))
+    for path in (stray, french):
+        files, warnings = preflight_inputs([str(path)])
+        assert files == [path], warnings
+        # the preflight reads a file's head: the French file is Latin-1 there, the JSONL's byte lies further
+        assert len(warnings) == (1 if path == french else 0), warnings
+        assert all("is not valid UTF-8" in w and "read with the bad bytes replaced" in w for w in warnings)
+        assert not any("skipped" in w for w in warnings)
+        docs, read = _read(path)
+        assert len(docs) == (len(lines) if path == stray else 1) and read["invalid_utf8_replaced"] == 1
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(bytes(range(1, 32)) * 200)  # no NUL byte, control characters throughout
+    with pytest.raises(Exception, match="holds binary data, not text"):
+        preflight_inputs([str(binary)])
