@@ -190,7 +190,52 @@ def build_reward(spec: RewardSpec) -> Callable[..., list[float | None]]:
             return [1.0 if p is not None and compare(p, str(a)) else 0.0 for p, a in zip(preds, answer or [])]
 
     reward.__name__ = spec.label
-    return reward
+    return checked(spec.label, reward)
+
+
+class RewardError(ValueError):
+    """A reward that raised or returned something that is not a score: one line naming it, the row, the value."""
+
+
+def checked(name: str, reward: Callable[..., list]) -> Callable[..., list[float | None]]:
+    """`reward`, its failures named: an exception is re-raised as one line with the first row that raises
+    (rows retried one by one), and every value must be a finite number or None (TRL's "does not apply")."""
+
+    def row_of(i: int, prompts, completions, columns) -> tuple:
+        return [prompts[i]], [completions[i]], {k: [v[i]] for k, v in columns.items() if isinstance(v, list)}
+
+    def call(prompts, completions, **columns):
+        try:
+            values = list(reward(prompts, completions, **columns))
+        except Exception as e:
+            for i in range(len(completions)):
+                try:
+                    p, c, cols = row_of(i, prompts, completions, columns)
+                    reward(p, c, **cols)
+                except Exception as row_error:
+                    raise RewardError(
+                        f"reward {name!r} raised {type(row_error).__name__}: {row_error} on row {i} "
+                        f"(completion {_text(completions[i])[:80]!r})"
+                    ) from None
+            raise RewardError(
+                f"reward {name!r} raised {type(e).__name__}: {e} on a batch of {len(completions)}"
+            ) from None
+        if len(values) != len(completions):
+            raise RewardError(f"reward {name!r} returned {len(values)} values for {len(completions)} completions")
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), -float("inf")):
+                raise RewardError(
+                    f"reward {name!r} returned {v!r} for row {i} (completion {_text(completions[i])[:80]!r}): a reward "
+                    "is a finite number, or None where it does not apply"
+                )
+        return values
+
+    call.__name__ = name
+    if hasattr(reward, "source_file"):
+        call.source_file = reward.source_file  # type: ignore[attr-defined]
+    return call
 
 
 def _overlong_penalty(length: int, max_len: int, soft: int) -> float:

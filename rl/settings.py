@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from lm.configfile import ConfigError
 from rl.generation import resolve_engine
 from rl.harness_task import HarnessTask
+from rl.rewards import RewardError
 from rl.tasks import Task, get_task
 
 
@@ -30,8 +31,12 @@ class TaskSettings(BaseModel):
     @model_validator(mode="after")
     def _load_task(self) -> TaskSettings:
         try:
-            self.load_task()  # unknown tasks, bad task files and rewards that do not import fail at load
-        except ConfigError as e:
+            # unknown tasks, bad task files, rewards that do not import fail at load; and for lmforge's tasks the
+            # test split's rows (files, columns, templates, an empty split) and each reward on one gold answer
+            task = self.load_task()
+            if isinstance(task, Task):
+                task.check_rewards()
+        except (ConfigError, RewardError) as e:
             raise ValueError(str(e)) from None
         resolve_engine(self.engine)  # 'vllm' without vLLM installed fails at load
         return self

@@ -160,12 +160,23 @@ class Task:
         return self.spec.success or SuccessSpec(reward=self.rewards[0].name, at_least=1.0)
 
     def score(self, prompts: list, completions: list[str], rows: list[dict]) -> dict[str, list[float]]:
-        """Every reward per completion, and their weighted sum under "total" (None counts as 0)."""
+        """Every reward per completion (None, "does not apply", reported as 0), and their weighted sum under
+        "total", which leaves a None out as TRL does."""
         columns = {k: [r.get(k) for r in rows] for k in rows[0]} if rows else {}
         columns.pop("prompt", None)
-        per = {r.name: [float(v or 0.0) for v in r.fn(prompts, completions, **columns)] for r in self.rewards}
-        per["total"] = [sum(r.weight * per[r.name][i] for r in self.rewards) for i in range(len(completions))]
+        raw = {r.name: r.fn(prompts, completions, **columns) for r in self.rewards}
+        per = {name: [float(v or 0.0) for v in values] for name, values in raw.items()}
+        per["total"] = [
+            sum(r.weight * raw[r.name][i] for r in self.rewards if raw[r.name][i] is not None)
+            for i in range(len(completions))
+        ]
         return per
+
+    def check_rewards(self) -> None:
+        """Every reward called on the first test row with its gold answer as the completion: a reward that
+        raises or returns a non-number fails at load, before any model (RewardError names it)."""
+        row = self.load("test")[0]
+        self.score([row["prompt"]], [row["target"]], [row])
 
     def completion(self, row: dict) -> str:
         """The completion `sft` trains on for a loaded row."""

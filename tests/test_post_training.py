@@ -297,3 +297,43 @@ def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
     for frac in (1.0, 0.75, 1.0, 1.0):
         learning.observe({"frac_reward_zero_std": frac})
     assert not learning.none_yet and not learning.warned
+
+
+def test_reward_mistakes_are_one_line_naming_the_reward_row_and_value(tmp_path, monkeypatch):
+    from rl.evaluate import EvalConfig
+    from rl.rewards import RewardError
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "picky.py").write_text(
+        "import math\n"
+        "def picky(prompts, completions, **columns):\n"
+        "    out = []\n"
+        "    for c in completions:\n"
+        "        if c == 'boom':\n"
+        "            raise ZeroDivisionError('boom')\n"
+        "        out.append({'none': None, 'text': 'x', 'nan': math.nan}.get(c, 1.0))\n"
+        "    return out\n"
+    )
+    task_file = write_task(tmp_path, rewards=[{"kind": "python", "function": "picky:picky", "name": "picky"}], success=None)
+    task = get_task(str(task_file))
+    rows = task.load("test")[:4]
+    prompts = [r["prompt"] for r in rows]
+    with pytest.raises(
+        RewardError, match=r"reward 'picky' raised ZeroDivisionError: boom on row 2 \(completion 'boom'\)"
+    ):
+        task.score(prompts, ["1", "1", "boom", "1"], rows)
+    for bad in ("text", "nan"):
+        with pytest.raises(RewardError, match=rf"reward 'picky' returned .* for row 1 \(completion '{bad}'\)"):
+            task.score(prompts, ["1", bad, "1", "1"], rows)
+    # None: the reward does not apply to that sample; it is left out of the weighted sum (as TRL does)
+    assert task.score(prompts, ["1", "none", "1", "1"], rows)["total"] == [1.0, 0.0, 1.0, 1.0]
+    # a reward that fails on the gold answer fails when the settings load, before any model
+    (tmp_path / "always.py").write_text(
+        "def always(prompts, completions, **columns):\n    return ['x'] * len(completions)\n"
+    )
+    always = write_task(tmp_path, rewards=[{"kind": "python", "function": "always:always"}], success=None)
+    with pytest.raises(ValueError, match="reward 'always' returned 'x' for row 0"):
+        EvalConfig(task=str(always))
+    missing = write_task(tmp_path, answer_field="no_such_column")
+    with pytest.raises(ValueError, match="has no column 'no_such_column'"):
+        EvalConfig(task=str(missing))
