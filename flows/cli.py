@@ -105,7 +105,7 @@ def clean_data_cmd(
         None, help="files, directories or globs (JSONL, Parquet, text, WARC/WET, HF dataset dir)"
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML CleanConfig"),
-    workers: int | None = typer.Option(None, help="processes for the per-file steps"),
+    workers: int | None = typer.Option(None, min=1, help="processes for the per-file steps"),
     force: bool = typer.Option(False, help="recompute even if cached"),
 ) -> None:
     """Clean raw documents into deduplicated Parquet shards."""
@@ -238,8 +238,8 @@ def scaling_sweep_cmd(
 
 
 TASK_HELP = (
-    "a built-in task (addition, gsm8k, math500: configs/tasks/), a task file (lmforge's or lm-eval's; README 'Tasks'), "
-    "a folder of lm-eval task files, or an lm-eval task name"
+    "a built-in task (addition, gsm8k, math500: configs/tasks/), a task file (lmforge's or lm-eval's; README "
+    "'Post-training on your own task'), a folder of lm-eval task files, or an lm-eval task name"
 )
 
 

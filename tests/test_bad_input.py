@@ -247,3 +247,16 @@ def test_text_in_another_encoding_is_read_not_called_binary(tmp_path, data):
     binary.write_bytes(bytes(range(1, 32)) * 200)  # no NUL byte, control characters throughout
     with pytest.raises(Exception, match="holds binary data, not text"):
         preflight_inputs([str(binary)])
+
+
+def test_zero_workers_is_refused_at_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "lmforge"), "clean-data", "--workers", "0", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "--workers" in r.stderr and "greater than or equal to 1" in r.stderr, r.stderr

@@ -314,7 +314,9 @@ def test_reward_mistakes_are_one_line_naming_the_reward_row_and_value(tmp_path, 
         "        out.append({'none': None, 'text': 'x', 'nan': math.nan}.get(c, 1.0))\n"
         "    return out\n"
     )
-    task_file = write_task(tmp_path, rewards=[{"kind": "python", "function": "picky:picky", "name": "picky"}], success=None)
+    task_file = write_task(
+        tmp_path, rewards=[{"kind": "python", "function": "picky:picky", "name": "picky"}], success=None
+    )
     task = get_task(str(task_file))
     rows = task.load("test")[:4]
     prompts = [r["prompt"] for r in rows]
