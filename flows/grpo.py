@@ -18,9 +18,9 @@ STAGE = "grpo"
 
 
 @task(name="grpo-train")
-def grpo_task(model_dir: Path, settings: GRPOConfig, out_dir: Path) -> dict:
+def grpo_task(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path) -> dict:
     """Evaluate, run TRL's GRPOTrainer, evaluate again."""
-    return run_grpo(model_dir, settings, out_dir)
+    return run_grpo(model_dir, settings, out_dir, work_dir)
 
 
 @flow(name="grpo", log_prints=True)
@@ -33,7 +33,7 @@ def grpo(checkpoint: str, settings: GRPOConfig = GRPOConfig(), force: bool = Fal
     raw = ([] if art else sorted(p for p in model_dir.iterdir() if p.is_file())) + settings.load_task().files()
 
     def build(out_dir: Path, work_dir: Path) -> dict:
-        result = grpo_task(model_dir, settings, out_dir)
+        result = grpo_task(model_dir, settings, out_dir, work_dir)
         plot_reward_curve(out_dir / "metrics.jsonl", out_dir / "reward.png", settings.load_task().name)
         save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
         rows = [

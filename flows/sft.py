@@ -18,9 +18,9 @@ STAGE = "sft"
 
 
 @task(name="sft-train")
-def sft_task(model_dir: Path, settings: SFTConfig, out_dir: Path) -> dict:
+def sft_task(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path) -> dict:
     """Run TRL's SFTTrainer, then evaluate held-out loss and accuracy."""
-    return run_sft(model_dir, settings, out_dir)
+    return run_sft(model_dir, settings, out_dir, work_dir)
 
 
 @flow(name="sft", log_prints=True)
@@ -33,7 +33,7 @@ def sft(checkpoint: str, settings: SFTConfig = SFTConfig(), force: bool = False)
     raw = ([] if art else sorted(p for p in model_dir.iterdir() if p.is_file())) + settings.load_task().files()
 
     def build(out_dir: Path, work_dir: Path) -> dict:
-        result = sft_task(model_dir, settings, out_dir)
+        result = sft_task(model_dir, settings, out_dir, work_dir)
         plot_metric_curve(
             out_dir / "metrics.jsonl",
             out_dir / "loss.png",

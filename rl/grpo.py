@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -22,6 +23,7 @@ from pydantic import Field, model_validator
 
 from rl.evaluate import evaluate, prompt_texts
 from rl.generation import resolve_engine
+from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
 from rl.vllm_cpu import patch_trl_vllm_for_cpu, prepare_cpu_engine
 
@@ -48,6 +50,9 @@ class GRPOConfig(TaskSettings):
     eval_examples: int = Field(1000, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
+    checkpoint_steps: int = Field(
+        50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GRPOConfig:
@@ -64,7 +69,7 @@ class GRPOConfig(TaskSettings):
         return resolve_engine(self.engine) == "vllm"
 
 
-def trl_config(s: GRPOConfig, out_dir: Path, max_model_len: int | None = None):
+def trl_config(s: GRPOConfig, run_dir: Path, max_model_len: int | None = None):
     """Our settings as TRL's GRPOConfig: one step = prompts_per_step × group_size rollouts.
 
     `max_model_len` bounds the colocated vLLM's context (and so its KV cache)."""
@@ -73,7 +78,7 @@ def trl_config(s: GRPOConfig, out_dir: Path, max_model_len: int | None = None):
 
     on_gpu = torch.cuda.is_available()
     return trl.GRPOConfig(
-        output_dir=str(out_dir / "trl"),
+        **checkpoint_arguments(run_dir, s.checkpoint_steps),
         per_device_train_batch_size=s.prompts_per_step * s.group_size,
         num_generations=s.group_size,
         gradient_accumulation_steps=1,
@@ -105,13 +110,12 @@ def trl_config(s: GRPOConfig, out_dir: Path, max_model_len: int | None = None):
         bf16=on_gpu,
         seed=s.seed,
         logging_steps=1,
-        save_strategy="no",
         report_to="none",
         disable_tqdm=False,
     )
 
 
-def build_trainer(model_dir: Path, settings: GRPOConfig, out_dir: Path, callbacks: list | None = None):
+def build_trainer(model_dir: Path, settings: GRPOConfig, run_dir: Path, callbacks: list | None = None):
     """TRL's `GRPOTrainer` on the task's train split, its rollouts from vLLM when `settings.use_vllm`."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -131,7 +135,7 @@ def build_trainer(model_dir: Path, settings: GRPOConfig, out_dir: Path, callback
     return GRPOTrainer(
         model=model,
         reward_funcs=[r.fn for r in task.rewards],
-        args=trl_config(settings, out_dir, max_len),
+        args=trl_config(settings, run_dir, max_len),
         train_dataset=Dataset.from_list(train),
         processing_class=tokenizer,
         callbacks=callbacks,
@@ -180,8 +184,9 @@ class NoSignalWatch:
             self.warned = True
 
 
-def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path) -> dict:
-    """Evaluate, train with GRPO, evaluate again; writes `hf/`, `metrics.jsonl`, `eval.json`.
+def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path | None = None) -> dict:
+    """Evaluate, train with GRPO (resuming from `work_dir`'s last checkpoint), evaluate again; writes `hf/`,
+    `metrics.jsonl`, `eval.json` in `out_dir`.
 
     Both evaluations sample from the trainer's own policy: its colocated vLLM engine (after a
     final weight sync), or its model with `generate`.
@@ -190,7 +195,8 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path) -> dict:
 
     task = settings.load_task()
     engine = "vllm" if settings.use_vllm else "transformers"
-    metrics_path = out_dir / "metrics.jsonl"
+    run_dir = work_dir or out_dir
+    metrics_path = run_dir / "metrics.jsonl"
     watch = NoSignalWatch()
 
     class MetricsFile(TrainerCallback):
@@ -206,7 +212,9 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path) -> dict:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
 
-    trainer = build_trainer(model_dir, settings, out_dir, [MetricsFile()])
+    # every rank resumes from the same checkpoint; rank 0 alone rewrites the metrics file
+    resume = resume_point(run_dir, metrics_path if int(os.environ.get("RANK", "0")) == 0 else None)
+    trainer = build_trainer(model_dir, settings, run_dir, [MetricsFile()])
     left_padded = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
 
     def policy():
@@ -223,13 +231,15 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path) -> dict:
     before = run_eval() if main_rank else {}
     t0 = time.time()
     with redirect_stdout(sys.stderr):  # TRL's per-step dicts: stdout holds the artifact path alone
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t0
     after = run_eval() if main_rank else {}
     trainer.save_model(str(out_dir / "hf"))
-    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
+    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # resumable checkpoints: not part of the artifact
     if not main_rank:
         return {}
+    if run_dir != out_dir:
+        shutil.copy(metrics_path, out_dir / "metrics.jsonl")
     trainer.processing_class.save_pretrained(out_dir / "hf")
     generation_config = Path(model_dir) / "generation_config.json"
     if generation_config.exists():  # keep eos/pad ids for later generate() calls

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from rl.evaluate import evaluate_model_dir, prompt_texts
+from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
 from rl.tasks import Task
 
@@ -42,6 +43,9 @@ class SFTConfig(TaskSettings):
     eval_examples: int = Field(500, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
+    checkpoint_steps: int = Field(
+        50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
+    )
 
 
 def sft_rows(task: Task, split: str) -> list[dict]:
@@ -59,13 +63,13 @@ def sft_rows(task: Task, split: str) -> list[dict]:
     return rows
 
 
-def trl_config(s: SFTConfig, out_dir: Path, max_length: int):
+def trl_config(s: SFTConfig, run_dir: Path, max_length: int):
     import torch
     import trl
 
     on_gpu = torch.cuda.is_available()
     return trl.SFTConfig(
-        output_dir=str(out_dir / "trl"),
+        **checkpoint_arguments(run_dir, s.checkpoint_steps),
         per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=s.batch_size,
         learning_rate=s.learning_rate,
@@ -80,7 +84,6 @@ def trl_config(s: SFTConfig, out_dir: Path, max_length: int):
         bf16=on_gpu,
         seed=s.seed,
         logging_steps=max(1, s.max_steps // 50),
-        save_strategy="no",
         eval_strategy="no",
         report_to="none",
         disable_tqdm=False,
@@ -107,7 +110,7 @@ def check_lengths(task: Task, tokenizer, max_length: int, context: int) -> None:
         )
 
 
-def build_trainer(model_dir: Path, settings: SFTConfig, out_dir: Path, callbacks: list | None = None):
+def build_trainer(model_dir: Path, settings: SFTConfig, run_dir: Path, callbacks: list | None = None):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
@@ -120,7 +123,7 @@ def build_trainer(model_dir: Path, settings: SFTConfig, out_dir: Path, callbacks
     train, test = sft_rows(task, "train"), sft_rows(task, "test")[: settings.eval_examples]
     return SFTTrainer(
         model=model,
-        args=trl_config(settings, out_dir, max_length),
+        args=trl_config(settings, run_dir, max_length),
         train_dataset=Dataset.from_list(train),
         eval_dataset=Dataset.from_list(test),
         processing_class=tokenizer,
@@ -133,12 +136,15 @@ def tokens_seen(trainer) -> int:
     return int(max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0))
 
 
-def run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path) -> dict:
-    """Train, then measure held-out loss and accuracy; writes `hf/`, `metrics.jsonl`, `eval.json`."""
+def run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path | None = None) -> dict:
+    """Train (resuming from `work_dir`'s last checkpoint), then measure held-out loss and accuracy; writes
+    `hf/`, `metrics.jsonl`, `eval.json` in `out_dir`."""
     from transformers import TrainerCallback
 
     task = settings.load_task()
-    metrics_path = out_dir / "metrics.jsonl"
+    run_dir = work_dir or out_dir
+    metrics_path = run_dir / "metrics.jsonl"
+    resume = resume_point(run_dir, metrics_path)
 
     class MetricsFile(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -146,10 +152,10 @@ def run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path) -> dict:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
-    trainer = build_trainer(model_dir, settings, out_dir, [MetricsFile()])
+    trainer = build_trainer(model_dir, settings, run_dir, [MetricsFile()])
     t0 = time.time()
     with redirect_stdout(sys.stderr):  # the trainer's per-step dicts: stdout holds the artifact path alone
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
         train_s = time.time() - t0
         heldout = trainer.evaluate()
     trainer.save_model(str(out_dir / "hf"))
@@ -157,7 +163,9 @@ def run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path) -> dict:
     generation_config = Path(model_dir) / "generation_config.json"
     if generation_config.exists():  # keep eos/pad ids for later generate() calls
         (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
-    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # TRL's output_dir: nothing is saved there (save_strategy "no")
+    if run_dir != out_dir:
+        shutil.copy(metrics_path, out_dir / "metrics.jsonl")
+    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # resumable checkpoints: not part of the artifact
     (out_dir / "hf" / "training_args.bin").unlink(
         missing_ok=True
     )  # a pickle of TRL's settings: not part of a model folder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -139,24 +140,6 @@ def test_prompts_that_cannot_fit_fail_before_training(addition_model):
 
 
 @pytest.mark.slow
-def test_kill_9_mid_grpo_then_rerun_completes(addition_model, lmforge_home, tmp_path, kill_mid_build, prefect_server):
-    import subprocess
-    import sys
-
-    import yaml
-
-    cfg = tmp_path / "grpo.yaml"
-    cfg.write_text(yaml.safe_dump({**SHORT_RUN, "max_steps": 2, "eval_examples": 20, "engine": "transformers"}))
-    cmd = [str(Path(sys.executable).parent / "lmforge"), "grpo", "--checkpoint", str(addition_model), "-c", str(cfg)]
-    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server}
-    kill_mid_build(cmd, env, lmforge_home, "grpo")
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = Path(r.stdout.strip().splitlines()[-1])
-    assert (out / "manifest.json").is_file() and (out / "hf" / "model.safetensors").is_file()
-
-
-@pytest.mark.slow
 def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
     """After TRL's weight sync, vLLM's log-probs equal the trained model's (and differ from the start)."""
     from vllm import SamplingParams
@@ -224,3 +207,52 @@ def test_gsm8k_and_math500_tasks_load(data):
     for name in ("gsm8k", "math500"):
         rows = get_task(name).load("test")
         assert len(rows) >= 500 and "<think>" in rows[0]["prompt"] and rows[0]["answer"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_kill_9_mid_training_then_rerun_resumes_from_the_last_checkpoint(
+    stage, addition_model, lmforge_home, tmp_path, prefect_server
+):
+    """kill -9 once a checkpoint is in the work dir: the rerun says it resumes from that step, logs each later
+    step once (none of the earlier ones again) and publishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    settings = {"task": "addition", "engine": "transformers", "eval_examples": 10, "eval_samples": 2}
+    settings |= (
+        {"max_steps": 60, "batch_size": 64, "checkpoint_steps": 4}
+        if stage == "sft"
+        else {**SHORT_RUN, "max_steps": 12, "checkpoint_steps": 2}
+    )
+    cfg = tmp_path / f"{stage}.yaml"
+    cfg.write_text(yaml.safe_dump(settings))
+    cmd = [str(Path(sys.executable).parent / "lmforge"), stage, "--checkpoint", str(addition_model), "-c", str(cfg)]
+    env = {
+        **os.environ,
+        "LMFORGE_HOME": str(lmforge_home),
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not list((lmforge_home / "work").glob(f"{stage}-*/trl/checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, f"{stage} exited before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = int(next((lmforge_home / "work").glob(f"{stage}-*/trl/checkpoint-*")).name.split("-")[1])
+    assert saved < settings["max_steps"], "the run finished before it could be killed"
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = int(re.search(r"resuming from \S+checkpoint-(\d+) \(step \d+\)", r.stderr).group(1))
+    assert resumed >= saved
+    out = Path(r.stdout.strip().splitlines()[-1])
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == settings["max_steps"], steps
+    assert not (out / "trl").exists()
