@@ -86,15 +86,37 @@ def sigint_ignored() -> Iterator[None]:
     """Processes started inside this block ignore SIGINT from birth (SIG_IGN survives exec,
     and Python then installs no KeyboardInterrupt handler): the terminal's Ctrl-C reaches
     the whole process group, and the main process stops its workers itself instead of
-    each worker printing a traceback of its own."""
+    each worker printing a traceback of its own.
+
+    This process ignores SIGINT meanwhile too (a disposition is what a child inherits; a blocked
+    mask is not: subprocess clears it), so a Ctrl-C in the block would be lost. A sentinel in the
+    process group, which does not ignore it, sees it for us: if the sentinel died of SIGINT, the
+    stop handler runs as the block ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    handler = signal.getsignal(signal.SIGINT)
+    sentinel = (
+        subprocess.Popen(["sleep", "86400"], stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
+        if handler is _on_signal
+        else None
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, handler)
+        if sentinel is not None:
+            caught = sentinel.poll() == -signal.SIGINT
+            if not caught:
+                sentinel.kill()
+            sentinel.wait()
+            if caught:
+                _on_signal(signal.SIGINT, None)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 _handled: list[int] = []  # the signals this process stops on (set by the CLI)

@@ -46,8 +46,9 @@ class InterruptSafeProcessPool(ProcessPoolTaskRunner):
         with sigint_ignored():
             runner = super().__enter__()
             # one trivial job per worker: the executor spawns a worker for each while none is idle
-            for fut in [self._executor.submit(os.getpid) for _ in range(self._max_workers)]:
-                fut.result()
+            started = [self._executor.submit(os.getpid) for _ in range(self._max_workers)]
+        for fut in started:  # waited for outside the block: the workers ignore SIGINT from birth, we need not
+            fut.result()
         return runner
 
 

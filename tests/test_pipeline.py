@@ -531,3 +531,37 @@ def test_kill_9_mid_sweep_then_rerun_reuses_every_finished_point(lmforge_home, d
     assert reused == finished >= 2 and now == total - reused and total >= 4, line
     runs = (Path(r.stdout.strip().splitlines()[-1]) / "runs.csv").read_text().splitlines()
     assert len(runs) - 1 == total
+
+
+@pytest.mark.parametrize("offset", [0.3, 1.0, 2.0])
+def test_ctrl_c_during_start_up_stops_the_run(offset, lmforge_home, data, prefect_server):
+    """SIGINT to the process group at several moments after the flow run begins (the server connection, the
+    pool's workers starting): always the one line, exit 130, nothing published; never a run that goes on."""
+    import threading
+
+    cmd = [LMFORGE, "clean-data", str(data / "cc-en-jsonl"), str(data / "web-warc-samples")]
+    env = {**cli_env(lmforge_home), "PREFECT_API_URL": prefect_server, "PREFECT_LOGGING_LEVEL": "INFO"}
+    proc = subprocess.Popen(
+        cmd, env=env, preexec_fn=_sigint_default, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    began = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "Beginning flow run" in line:
+                began.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert began.wait(300), "".join(lines)[-3000:]
+    time.sleep(offset)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted: nothing published" in err and "Traceback" not in err, err[-3000:]
+    assert not list((lmforge_home / "artifacts").glob("clean-data/*/manifest.json"))
