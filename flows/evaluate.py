@@ -26,7 +26,9 @@ from rl.report import comparison_rows, harness_rows, plot_checkpoint_comparison,
 STAGE = "evaluate"
 
 
-@task(name="evaluate-checkpoint")
+# not log_prints: `datasets` hashes functions through dill, which reads `dis.dis` output from a captured
+# stdout; Prefect's print capture would log those ~1,000 lines of bytecode instead
+@task(name="evaluate-checkpoint", log_prints=False)
 def evaluate_task(model_dir: Path, settings: EvalConfig) -> dict:
     loaded = settings.load_task()
     if isinstance(loaded, harness.HarnessTasks):

@@ -17,7 +17,9 @@ from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
 STAGE = "grpo"
 
 
-@task(name="grpo-train")
+# not log_prints: `datasets` hashes functions through dill, which reads `dis.dis` output from a captured
+# stdout; Prefect's print capture would log those ~1,000 lines of bytecode instead
+@task(name="grpo-train", log_prints=False)
 def grpo_task(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path) -> dict:
     """Evaluate, run TRL's GRPOTrainer, evaluate again."""
     return run_grpo(model_dir, settings, out_dir, work_dir)

@@ -17,7 +17,9 @@ from rl.sft import SFTConfig, run_sft
 STAGE = "sft"
 
 
-@task(name="sft-train")
+# not log_prints: `datasets` hashes functions through dill, which reads `dis.dis` output from a captured
+# stdout; Prefect's print capture would log those ~1,000 lines of bytecode instead
+@task(name="sft-train", log_prints=False)
 def sft_task(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path) -> dict:
     """Run TRL's SFTTrainer, then evaluate held-out loss and accuracy."""
     return run_sft(model_dir, settings, out_dir, work_dir)

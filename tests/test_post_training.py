@@ -214,6 +214,7 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
         str(tmp_path / "sft.yaml"),
     ]
     sft = _cli(sft_argv, env)
+    assert "LOAD_GLOBAL" not in sft.stderr  # no bytecode listing from dill's function hashing in the log
     sft_dir = Path(sft.stdout.strip().splitlines()[-1])
     assert sft.stdout.strip().splitlines() == [str(sft_dir)]  # stdout: the artifact path alone
     assert {"hf", "checkpoint", "metrics.jsonl", "loss.png", "eval.json", "manifest.json"} <= {
