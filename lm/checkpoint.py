@@ -107,9 +107,10 @@ def save_training_state(
     )
     for f in tmp.iterdir():
         fsync_path(f)
-    write_weights(
-        model, tmp, {"step": step, "tokens": tokens, "train": config.model_dump(mode="json")}
-    )  # state.json last
+    train = config.model_dump(mode="json")
+    if isinstance(train.get("model"), dict):  # the settings leave the vocabulary to the tokenizer: record the real one
+        train["model"]["vocab_size"] = model.config.vocab_size
+    write_weights(model, tmp, {"step": step, "tokens": tokens, "train": train})  # state.json last
     fsync_path(tmp)
     old = path.with_name(path.name + ".old")
     if path.exists():

@@ -200,6 +200,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(token_dir,
         train(cfg, token_dir, tmp_path / "run", progress=False)
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
     assert state["step"] >= 2
+    assert state["train"]["model"]["vocab_size"] == state["model"]["vocab_size"] == 512  # the tokenizer's, not 10,000
 
 
 @pytest.mark.slow
