@@ -546,8 +546,11 @@ def gc_cmd(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be removed"),
     yes: bool = typer.Option(False, "--yes", "-y", help="remove without asking"),
+    resumable: bool = typer.Option(
+        False, "--resumable", help="also remove the resumable state interrupted runs left in work/"
+    ),
 ) -> None:
-    """Remove damaged artifacts, artifacts nothing kept depends on, and temp dirs of dead runs.
+    """Remove damaged artifacts, artifacts nothing kept depends on, and temp and work dirs of dead runs.
 
     With no keys, every branch is kept: the newest intact artifact of each distinct config of
     each stage, with everything its lineage reaches; what goes is older builds of a config
@@ -586,6 +589,17 @@ def gc_cmd(
         n = store.clean_tmp()
         if n:
             err.print(f"removed {n} temp dirs of runs that are no longer running")
+    removed, kept = store.clean_work(resumable=resumable, dry_run=dry_run)
+    if removed:
+        err.print(
+            f"{'would remove' if dry_run else 'removed'} {len(removed)} work dirs of runs no longer running "
+            f"({sum(b for _, b in removed) / 1e6:.1f} MB)"
+        )
+    for name, size in kept:
+        err.print(
+            f"kept work/{name} ({size / 1e6:.1f} MB): what a rerun of that interrupted run resumes from "
+            "(`lmforge gc --resumable` removes it)"
+        )
 
 
 @app.command("verify")

@@ -445,6 +445,29 @@ class ArtifactStore:
                     self._lock_file(f"tmp-{d.name}").unlink(missing_ok=True)
         return n
 
+    def clean_work(self, resumable: bool = False, dry_run: bool = False) -> tuple[list, list]:
+        """Work dirs (`work/<stage>-<key>`) of runs that are not running: a run that publishes removes its
+        own, so what is here was left by a kill or an error. Removed: the empty ones, those whose artifact
+        was published since, and with `resumable` the rest too (pretrain checkpoints, finished partitions,
+        TRL checkpoints: what a rerun of that run would resume from). Returns (removed, kept) as
+        (name, bytes) pairs; a running stage's (its key's lock held) is neither."""
+        work, removed, kept = self.home / "work", [], []
+        if not work.is_dir():
+            return removed, kept
+        for d in sorted(p for p in work.iterdir() if p.is_dir()):
+            stage, _, key = d.name.rpartition("-")
+            with self._flock(f"{stage}-{key}", fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+                if not got:
+                    continue
+                size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+                if size == 0 or resumable or self.get(stage, key) is not None:
+                    if not dry_run:
+                        shutil.rmtree(d, ignore_errors=True)
+                    removed.append((d.name, size))
+                else:
+                    kept.append((d.name, size))
+        return removed, kept
+
 
 def _describe_files(root: Path) -> dict[str, dict[str, Any]]:
     files = {}

@@ -143,6 +143,30 @@ def test_gc_skips_what_a_running_stage_holds(tmp_path):
     assert store.clean_tmp() == 1 and not leftover.exists()
 
 
+def test_gc_clears_work_dirs_runs_left_and_keeps_resumable_state_unless_asked(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with store.building("toy", "done", {}) as out:
+        (out / "f").write_text("x")
+    work = tmp_path / "work"
+    for name, content in (
+        ("evaluate-empty", None),
+        ("toy-done", "stale"),
+        ("pretrain-killed", "ckpt"),
+        ("toy-run", "x"),
+    ):
+        (work / name).mkdir(parents=True)
+        if content:
+            (work / name / "state").write_text(content)
+    with store.lock("toy", "run"):  # a stage building now: its work dir is not touched
+        removed, kept = store.clean_work()
+        assert sorted(n for n, _ in removed) == ["evaluate-empty", "toy-done"]
+        assert kept == [("pretrain-killed", 4)] and (work / "toy-run" / "state").is_file()
+        assert store.clean_work(resumable=True, dry_run=True)[0] == [("pretrain-killed", 4)]
+        assert (work / "pretrain-killed").is_dir()
+        assert store.clean_work(resumable=True) == ([("pretrain-killed", 4)], [])
+    assert sorted(p.name for p in work.iterdir()) == ["toy-run"]
+
+
 def test_a_stage_refuses_an_input_removed_before_it_locked_it(tmp_path):
     store = ArtifactStore(tmp_path)
     with store.building("toy", "in", {}) as out:
