@@ -4,9 +4,10 @@ quality_classifier.py); this module only composes them."""
 
 from __future__ import annotations
 
+import codecs
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from filters.base import StrictConfig
 from filters.gopher import GopherQualityConfig, GopherRepetitionConfig
@@ -21,6 +22,24 @@ class CleanConfig(StrictConfig):
     inputs: list[str] = Field(..., min_length=1, description="files, directories or globs")
     split_text_on_blank_lines: bool = False  # plain text: one doc per file, or per block
     max_doc_chars: int = Field(5_000_000, ge=1)
+    encoding: str = Field(
+        "utf-8",
+        description="how the inputs' bytes are text: utf-8 (invalid bytes replaced and counted), a codec name "
+        "(latin-1, cp1252, ...), or auto (charset-normalizer guesses each file's from its first 64 KB)",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(
+                    f"unknown encoding {value!r}: a Python codec name (utf-8, latin-1, ...) or auto"
+                ) from None
+        return value
+
     language: LanguageConfig = LanguageConfig()
     pii: PIIConfig = PIIConfig()
     quality: GopherQualityConfig = GopherQualityConfig()

@@ -78,7 +78,12 @@ def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> dict[
     (and, with `rejects.enabled`, a sample of what each rule dropped as `rejects-<index>`)."""
     stats = Stats()
     docs = read_documents(
-        Path(path), stats, cfg.max_doc_chars, cfg.split_text_on_blank_lines, cfg.extraction == "main_content"
+        Path(path),
+        stats,
+        cfg.max_doc_chars,
+        cfg.split_text_on_blank_lines,
+        cfg.extraction == "main_content",
+        cfg.encoding,
     )
     # scores are binned only when a top fraction must be found from them
     histogram = [0] * HIST_BINS if cfg.classifier is not None and cfg.classifier.keep.top_fraction is not None else None

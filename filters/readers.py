@@ -9,6 +9,7 @@ problem is logged once per file, with its count and the first record it hit.
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import io
@@ -103,9 +104,10 @@ class FileLog:
     """The record-level problems of one input file: each counted in `stats` under `read`,
     and logged once per kind when the file is done (count + the first record it hit)."""
 
-    def __init__(self, path: Path, stats: Stats):
+    def __init__(self, path: Path, stats: Stats, encoding: str = "utf-8"):
         self.path, self.stats = path, stats
         self.first: dict[str, tuple[int, str, str]] = {}
+        self.encoding = detect_encoding(path) if encoding == "auto" else encoding
 
     def note(self, counter: str, where: str, detail: str) -> None:
         self.stats.add(READ, **{counter: 1})
@@ -162,12 +164,22 @@ def open_binary(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
+def detect_encoding(path: Path, sniff_bytes: int = 64 * 1024) -> str:
+    """A file's encoding as charset-normalizer guesses it from its first bytes (UTF-8 when it cannot tell)."""
+    from charset_normalizer import from_bytes
+
+    with open_binary(path) as f:
+        best = from_bytes(f.read(sniff_bytes)).best()
+    return best.encoding if best is not None else "utf-8"
+
+
 def _decode(raw: bytes, where: str, flog: FileLog) -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode(flog.encoding)
     except UnicodeDecodeError as e:
-        flog.note("invalid_utf8_replaced", where, f"{e.reason}; bad bytes replaced with U+FFFD")
-        return raw.decode("utf-8", errors="replace")
+        counter = "invalid_utf8_replaced" if codecs.lookup(flog.encoding).name == "utf-8" else "invalid_bytes_replaced"
+        flog.note(counter, where, f"{e.reason} as {flog.encoding}; bad bytes replaced with U+FFFD")
+        return raw.decode(flog.encoding, errors="replace")
 
 
 def _emit(doc: Document, where: str, flog: FileLog, max_chars: int) -> Iterator[Document]:
@@ -321,6 +333,7 @@ def read_documents(
     max_chars: int = DEFAULT_MAX_DOC_CHARS,
     split_blank_lines: bool = False,
     main_content: bool = True,
+    encoding: str = "utf-8",
 ) -> Iterator[Document]:
     fmt = detect_format(path)
     stats.add(READ, files=1)
@@ -328,7 +341,7 @@ def read_documents(
         log.warning("%s: empty file", path)
         stats.add(READ, files_empty=1)
         return
-    flog = FileLog(path, stats)
+    flog = FileLog(path, stats, encoding if fmt in ("jsonl", "text") else "utf-8")
     if fmt == "jsonl":
         gen = read_jsonl(path, flog, max_chars)
     elif fmt == "parquet":

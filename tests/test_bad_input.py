@@ -260,3 +260,24 @@ def test_zero_workers_is_refused_at_the_command_line(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "--workers" in r.stderr and "greater than or equal to 1" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "auto"])
+def test_an_encoding_setting_decodes_windows_1252_text(tmp_path, data, encoding):
+    """French sentences saved by a Windows editor (cp1252): named, or guessed by charset-normalizer, they read
+    as written, with no replacement."""
+    from filters.config import CleanConfig
+    from filters.readers import read_documents
+
+    text = (data / "lingua-langid-testdata" / "sentences" / "fr.txt").read_text()[:20_000].rsplit("\n", 1)[0]
+    text = text.encode("cp1252", errors="ignore").decode("cp1252")  # the sample holds a few C1 controls
+    (tmp_path / "french.txt").write_bytes(text.encode("cp1252"))
+    (tmp_path / "french.jsonl").write_bytes((json.dumps({"text": text}, ensure_ascii=False) + "\n").encode("cp1252"))
+    cfg = CleanConfig(inputs=[str(tmp_path)], encoding=encoding)
+    for name in ("french.txt", "french.jsonl"):
+        stats = Stats()
+        docs = list(read_documents(tmp_path / name, stats, encoding=cfg.encoding))
+        read = stats.to_dict()["read"]
+        assert [d.text for d in docs] == [text] and not [k for k in read if k.endswith("_replaced")], read
+    with pytest.raises(ValueError, match="unknown encoding 'klingon'"):
+        CleanConfig(inputs=[str(tmp_path)], encoding="klingon")
