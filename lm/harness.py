@@ -12,8 +12,8 @@ data by construction. Everything a task file can get wrong is found when it load
 any model is: an unknown name, a hub `dataset_path` on a machine that cannot reach the hub,
 a missing data file, a template that does not render on the first document.
 
-Base models are scored the same way in pretraining (`lm.train`'s `eval_tasks`): the model
-in memory, wrapped as a transformers Llama, through the same harness backend.
+Base models are scored the same way in pretraining (`lm.train`'s `eval_tasks`): the weights of
+the moment exported as a Hugging Face folder, then the same harness backend on it.
 """
 
 from __future__ import annotations
@@ -223,10 +223,9 @@ def _leaf_configs(spec: str | dict[str, Any], manager, seen: set[str] | None = N
     if entry is None:
         return []
     cfg = entry.cfg if entry.cfg is not None else (read_task_yaml(Path(entry.yaml_path)) if entry.yaml_path else {})
-    if "group" in cfg or "task" not in cfg and entry.tags:
-        children = _as_list(cfg.get("task")) if "group" in cfg else []
-        return [c for child in children for c in _leaf_configs(child, manager, seen)]
-    return [cfg]
+    if "group" in cfg:
+        return [c for child in _as_list(cfg.get("task")) for c in _leaf_configs(child, manager, seen)]
+    return [cfg] if "task" in cfg else []  # a tag's entry has no config of its own
 
 
 def _as_list(x: Any) -> list:
@@ -339,23 +338,16 @@ def simple_evaluate(
     limit: float | None,
     num_fewshot: int | None = None,
     apply_chat_template: bool = False,
-    seed: int | None = None,
 ) -> dict[str, Any]:
-    """`lm_eval.simple_evaluate` as its command line calls it (its default seeds unless `seed` sets all four);
-    the result as plain JSON."""
+    """`lm_eval.simple_evaluate` as its command line calls it (its default seeds); the result as plain JSON."""
     import lm_eval
     from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
 
-    # The harness bootstraps stderrs on a forked multiprocessing pool; forked from a process whose other
-    # threads (Prefect's API client and log shipper) may hold locks, a child can deadlock (one run hung here).
-    # Its single-process path draws the same seeded replicates, so the stderrs are the same.
+    # The harness bootstraps stderrs on a forked multiprocessing pool. Forked from a process whose other
+    # threads (Prefect's API client and log shipper) may hold locks, a child can deadlock: one test run hung
+    # in this step, which this is the likely cause of. The single-process path draws the same seeded
+    # replicates, so the stderrs are the same.
     os.environ.setdefault("DISABLE_MULTIPROC", "1")
-
-    seeds = (
-        (seed, seed, seed, seed)
-        if seed is not None
-        else (DEFAULT_RANDOM_SEED, DEFAULT_OTHER_SEED, DEFAULT_OTHER_SEED, DEFAULT_OTHER_SEED)
-    )
     results = lm_eval.simple_evaluate(
         model=model,
         model_args=model_args,
@@ -368,10 +360,10 @@ def simple_evaluate(
         apply_chat_template=apply_chat_template,
         fewshot_as_multiturn=apply_chat_template,
         task_manager=harness.task_manager(),
-        random_seed=seeds[0],
-        numpy_random_seed=seeds[1],
-        torch_random_seed=seeds[2],
-        fewshot_random_seed=seeds[3],
+        random_seed=DEFAULT_RANDOM_SEED,
+        numpy_random_seed=DEFAULT_OTHER_SEED,
+        torch_random_seed=DEFAULT_OTHER_SEED,
+        fewshot_random_seed=DEFAULT_OTHER_SEED,
     )
     return to_json(results)
 

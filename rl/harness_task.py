@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from lm.configfile import ConfigError
 from lm.harness import HarnessTasks
-from rl.rewards import _text
+from rl.rewards import _text, checked
 from rl.tasks import SPLITS, Reward, SuccessSpec
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's own default for generate_until
@@ -130,10 +131,10 @@ class HarnessTask:
             raise ConfigError(f"{self.harness.reference}: task {self.name} has no metric to reward")
         return filters[0].name, metrics[0]
 
-    @property
+    @cached_property
     def rewards(self) -> list[Reward]:
         chain, metric = self.metric
-        return [Reward(f"{metric}/{chain}", 1.0, self._reward_fn())]
+        return [Reward(f"{metric}/{chain}", 1.0, checked(f"{metric}/{chain}", self._reward_fn()))]
 
     @property
     def success(self) -> SuccessSpec:
@@ -154,7 +155,6 @@ class HarnessTask:
                 responses = list(f().apply(responses, docs))
             return [float(task.process_results(d, [r])[metric]) for d, r in zip(docs, responses)]
 
-        task_metric.__name__ = f"{metric}/{chain_name}"
         return task_metric
 
     def score(self, prompts: list, completions: list[str], rows: list[dict]) -> dict[str, list[float]]:
