@@ -54,6 +54,12 @@ class CleanConfig(StrictConfig):
     )
     rejects: RejectsConfig = RejectsConfig()
     shard_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    partition_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1,
+        description="input bytes per filter partition: consecutive files are grouped up to this size (a larger "
+        "file is a partition alone), so a corpus of thousands of small files is a few tasks, not thousands",
+    )
     partition_docs: int = Field(
         100_000,
         ge=1_000,

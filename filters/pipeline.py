@@ -1,7 +1,9 @@
 """The clean-data pipeline as library calls: per-file filters, then partitioned corpus dedup.
 
-`clean_file` (read → language ID → PII → Gopher quality → Gopher repetition → quality
-classifier) is independent per input file. `clean_corpus` runs it over every file and then the dedup
+`clean_partition` (read → language ID → PII → Gopher quality → Gopher repetition → quality
+classifier) is independent per partition: consecutive input files grouped up to `partition_bytes`
+(one task per file would make a corpus of 10,000 small files 10,000 tasks a step).
+`clean_corpus` runs it over every partition and then the dedup
 steps of `filters/partitioned_dedup.py` (MinHash documents, then exact lines), each a set
 of partition calls handed to a `Mapper`: `serial_map` runs them here, in order; the flow
 passes one that submits them to its Prefect task runner (processes, threads, Dask). Every
@@ -17,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from filters.quality_classifier import HIST_BINS, QualityClassifierFilter, thres
 from filters.readers import read_documents
 from filters.rejects import RejectsWriter
 from filters.writer import ParquetShardWriter
+from lm.paths import group_by_bytes
 
 log = logging.getLogger("lmforge.filters.pipeline")
 
@@ -73,17 +77,21 @@ def build_file_steps(cfg: CleanConfig, score_histogram: list[int] | None = None)
     return steps
 
 
-def clean_file(path: Path, cfg: CleanConfig, out_dir: Path, index: int) -> dict[str, Any]:
-    """Run the per-file steps on one input; write its survivors as `part-<index>` shards
-    (and, with `rejects.enabled`, a sample of what each rule dropped as `rejects-<index>`)."""
+def clean_partition(paths: list[Path], cfg: CleanConfig, out_dir: Path, index: int) -> dict[str, Any]:
+    """Run the per-document steps on a partition's input files, in order; write the survivors
+    as `part-<index>` shards (and, with `rejects.enabled`, a sample of what each rule dropped
+    as `rejects-<index>`)."""
     stats = Stats()
-    docs = read_documents(
-        Path(path),
-        stats,
-        cfg.max_doc_chars,
-        cfg.split_text_on_blank_lines,
-        cfg.extraction == "main_content",
-        cfg.encoding,
+    docs = chain.from_iterable(
+        read_documents(
+            Path(path),
+            stats,
+            cfg.max_doc_chars,
+            cfg.split_text_on_blank_lines,
+            cfg.extraction == "main_content",
+            cfg.encoding,
+        )
+        for path in paths
     )
     # scores are binned only when a top fraction must be found from them
     histogram = [0] * HIST_BINS if cfg.classifier is not None and cfg.classifier.keep.top_fraction is not None else None
@@ -154,16 +162,24 @@ def clean_corpus(
     stats = Stats()
     parts_dir = work / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
+    groups = group_by_bytes(files, cfg.partition_bytes)
+    log.info(
+        "filter: %d input files in %d partition%s (consecutive files up to %s bytes each)",
+        len(files),
+        len(groups),
+        "" if len(groups) == 1 else "s",
+        f"{cfg.partition_bytes:,}",
+    )
     filtered = _timed(
         "filter",
         map_calls,
         [
             (
                 work / "done" / f"filter-{i:05d}.json",
-                clean_file,
-                {"path": f, "cfg": cfg, "out_dir": parts_dir, "index": i},
+                clean_partition,
+                {"paths": group, "cfg": cfg, "out_dir": parts_dir, "index": i},
             )
-            for i, f in enumerate(files)
+            for i, group in enumerate(groups)
         ],
         0,
     )

@@ -25,7 +25,7 @@ class EmptyResult(ValueError):
 
 @task(name="partition", task_run_name="{phase} {index}")
 def partition_task(phase: str, index: int, call: Call) -> dict:
-    """One partition of one clean-data phase (filter a file, hash a part, group a bucket, ...)."""
+    """One partition of one clean-data phase (filter a partition of files, hash a part, group a bucket, ...)."""
     return run_partition(*call)
 
 

@@ -36,7 +36,7 @@ def train_bpe_task(sample: Path, config: TokenizeConfig, out_dir: Path) -> dict:
     return summary
 
 
-@task(name="encode-part", task_run_name="encode {part.path.name} [{part.part}/{part.num_parts}]")
+@task(name="encode-part", task_run_name="encode {part.name} [{part.part}/{part.num_parts}]")
 def encode_part_task(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> dict:
     """Encode one part of the corpus into its own train/val token files."""
     return encode_part(part, tokenizer_dir, val_fraction)

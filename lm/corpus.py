@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from filters.document import Stats
 from filters.readers import read_documents
+from lm.paths import group_by_bytes, input_bytes
 from lm.tokenizer import ENDOFTEXT, Tokenizer
 
 
@@ -84,26 +85,40 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 @dataclass(frozen=True)
 class EncodePart:
-    """One unit of encoding work: every `num_parts`-th batch of one file's documents, written
-    to `<out_prefix>.train.bin` / `.val.bin`.
+    """One unit of encoding work: every `num_parts`-th batch of the documents of a group of
+    consecutive files, written to `<out_prefix>.train.bin` / `.val.bin`.
 
-    Splitting a file by batch index lets two workers share one big file (each reads it,
-    which is cheap next to encoding) and keeps the output fixed by the corpus alone, not by
-    the runner: parts are concatenated in (file, part) order.
+    Grouping small files keeps a corpus of thousands of files to a few tasks; splitting a
+    group by batch index lets two workers share one big file (each reads it, which is cheap
+    next to encoding). Parts are concatenated in (group, part) order.
     """
 
-    path: Path
+    paths: tuple[Path, ...]
     part: int
     num_parts: int
     out_prefix: Path
     batch_docs: int = 512
 
+    @property
+    def name(self) -> str:
+        """Its files, for progress lines: `a.txt`, or `a.txt … z.txt (1,000 files)`."""
+        first = self.paths[0].name
+        return first if len(self.paths) == 1 else f"{first} … {self.paths[-1].name} ({len(self.paths):,} files)"
+
+
+# the most input bytes one encode task takes (small files are grouped up to it)
+PART_BYTES = 64 * 1024 * 1024
+
 
 def plan_parts(paths: list[Path], workers: int, out_dir: Path) -> list[EncodePart]:
-    """Whole files when there are enough of them to keep `workers` busy, else files split."""
-    num_parts = max(1, workers // max(len(paths), 1))
-    units = [(Path(p), j) for p in paths for j in range(num_parts)]
-    return [EncodePart(p, j, num_parts, out_dir / f"_part-{i:05d}") for i, (p, j) in enumerate(units)]
+    """Consecutive files grouped into at least `workers` groups of at most PART_BYTES (each file
+    whole); when there are fewer files than workers, each file split by batch index."""
+    paths = [Path(p) for p in paths]
+    total = sum(input_bytes(p) for p in paths)
+    groups = group_by_bytes(paths, max(1, min(PART_BYTES, total // max(workers, 1))))
+    num_parts = max(1, workers // max(len(groups), 1))
+    units = [(tuple(g), j) for g in groups for j in range(num_parts)]
+    return [EncodePart(g, j, num_parts, out_dir / f"_part-{i:05d}") for i, (g, j) in enumerate(units)]
 
 
 def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> dict:
@@ -114,7 +129,7 @@ def encode_part(part: EncodePart, tokenizer_dir: Path, val_fraction: float) -> d
     counts = {"documents": 0, "text_bytes": 0, "train_tokens": 0, "val_tokens": 0, "val_documents": 0, "val_bytes": 0}
     # the train document with the lowest split hash: held out after all if the corpus has no other
     lowest = {"hash": 2.0, "offset": 0, "tokens": 0, "bytes": 0}
-    batches = islice(_batches(iter_texts([part.path]), part.batch_docs), part.part, None, part.num_parts)
+    batches = islice(_batches(iter_texts(list(part.paths)), part.batch_docs), part.part, None, part.num_parts)
     with open(f"{part.out_prefix}.train.bin", "wb") as ftrain, open(f"{part.out_prefix}.val.bin", "wb") as fval:
         for batch in batches:
             train: list[int] = []

@@ -65,6 +65,55 @@ def test_flow_builds_then_hits_cache_then_recomputes_on_change(prefect_harness, 
     )
 
 
+def _filter_task_runs(flow_run_id) -> list[str]:
+    """The names of one flow run's filter tasks."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    _task_run_count()  # until the records have landed
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [r.name for r in runs if r.name.startswith("filter ")]
+
+
+def test_many_small_files_are_a_few_partitions_with_the_same_output(prefect_harness, lmforge_home, data, tmp_path):
+    """2,000 one-story files (~800 KB in all) against the same stories in 4 files: tasks follow
+    the bytes (`partition_bytes`), not the files, and the documents that come out are the same."""
+    from flows.clean_data import clean_data
+    from flows.runners import RunnerConfig
+
+    stories = [b for b in (data / "tinystories-val-sample" / "tinystories_val.txt").read_text().split("\n\n") if b]
+    stories = stories[:2000]
+    many, few = tmp_path / "many", tmp_path / "few"
+    many.mkdir()
+    few.mkdir()
+    for i, story in enumerate(stories):
+        (many / f"story-{i:05d}.txt").write_text(story)
+    for k in range(4):
+        (few / f"stories-{k}.txt").write_text("\n\n".join(stories[k * 500 : (k + 1) * 500]))
+    partition_bytes = 128 * 1024
+    runner = RunnerConfig(kind="thread")
+    texts, filters = {}, {}
+    for name, folder in (("many", many), ("few", few)):
+        cfg = CleanConfig(
+            inputs=[str(folder)],
+            split_text_on_blank_lines=True,
+            quality={"min_words": 20},
+            partition_bytes=partition_bytes,
+        )
+        state = clean_data(cfg, runner, return_state=True)
+        out = Path(state.result())
+        filters[name] = _filter_task_runs(state.state_details.flow_run_id)
+        texts[name] = pq.read_table(sorted(out.glob("shard-*.parquet")), columns=["text"]).column("text").to_pylist()
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["read"]["files"] == (2000 if name == "many" else 4)
+    total = sum(f.stat().st_size for f in many.iterdir())
+    expected_many = -(-total // partition_bytes)  # ceil: files are whole, so at most one more
+    assert expected_many <= len(filters["many"]) <= expected_many + 1, sorted(filters["many"])
+    assert len(filters["few"]) == 4  # each file above partition_bytes: a partition alone
+    assert len(texts["many"]) > 1000 and texts["many"] == texts["few"]
+
+
 def test_invalid_config_fails_at_load(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("inputs: [x]\nlanguage: {threshold: 2}\nquality: {min_words: 10, max_words: 5}\n")
@@ -97,7 +146,8 @@ def test_cli_prints_artifact_dir_last(lmforge_home, data):
     out = Path(r.stdout.strip().splitlines()[-1])
     assert (out / "manifest.json").is_file() and "minhash_dedup" in r.stderr
     # no server: one temporary Prefect API for the run, shared by the worker processes
-    assert r.stderr.count("starting a temporary Prefect server") == 1 and r.stderr.count("Task run 'filter ") >= 2
+    assert r.stderr.count("starting a temporary Prefect server") == 1 and r.stderr.count("Task run '") >= 2
+    assert "filter: 2 input files in 1 partition " in r.stderr  # 177 KB: under partition_bytes
 
 
 @pytest.mark.slow
