@@ -1,13 +1,14 @@
-"""clean-data on a corpus of many small files against the same documents in a few files.
+"""clean-data and tokenize on a corpus of many small files against the same documents in a few files.
 
     .venv/bin/python -m benchmarks.clean_data_many_files [--docs 10000] [--files 10000] [--per-file 1000]
 
-The documents: ~0.9-1 KB blocks of the shared data's English text (TinyStories, Gutenberg, inaugural
-addresses, Shakespeare). The same documents are written as `--files` `.txt` files and as 10
-files, and `lmforge clean-data` (the CLI, a temporary Prefect server, the process runner, every filter and
-dedup step) cleans each; the wall time includes the server's start, as a user's run
-does. `--per-file N` also runs the first N small files with `partition_bytes: 1` (one
-task per file and step, how clean-data partitioned before) to show what grouping saves.
+The documents: ~0.9-1 KB blocks of the shared data's English text (TinyStories, Gutenberg,
+inaugural addresses, Shakespeare). The same documents are written as `--files` `.txt` files and
+as 10 files, and `lmforge clean-data` (the CLI, a temporary Prefect server, the process runner,
+every filter and dedup step) cleans each; the wall time includes the server's start, as a
+user's run does. Then `lmforge tokenize --input` on each (a 512-token BPE and the encoding).
+`--per-file N` also runs the first N small files with `partition_bytes: 1` (one task per file
+and step, how clean-data partitioned before) to show what grouping saves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from lm.paths import data_root
 
@@ -54,14 +57,19 @@ def write_files(docs: list[str], folder: Path, files: int) -> None:
             (folder / f"docs-{k:05d}.txt").write_text("\n\n".join(chunk) + "\n")
 
 
-def clean(folder: Path, home: Path, config: Path) -> float:
+def lmforge(args: list[str], home: Path) -> tuple[float, Path]:
+    """Run one lmforge command in its own home; (wall seconds, the artifact dir it printed)."""
     env = {**os.environ, "LMFORGE_HOME": str(home), "PREFECT_API_URL": ""}
     t0 = time.perf_counter()
-    r = subprocess.run([LMFORGE, "clean-data", str(folder), "-c", str(config)], env=env, capture_output=True, text=True)
+    r = subprocess.run([LMFORGE, *args], env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
-        raise SystemExit(f"clean-data on {folder} failed:\n{r.stderr[-3000:]}")
-    return dt
+        raise SystemExit(f"lmforge {' '.join(args)} failed:\n{r.stderr[-3000:]}")
+    return dt, Path(r.stdout.strip().splitlines()[-1])
+
+
+def texts(artifact: Path) -> list[str]:
+    return pq.read_table(sorted(artifact.glob("shard-*.parquet")), columns=["text"]).column("text").to_pylist()
 
 
 def main() -> None:
@@ -85,12 +93,18 @@ def main() -> None:
             write_files(docs[: args.per_file], root / "per-file", args.per_file)
             runs.append((f"{args.per_file:,} files, a task per file (before)", root / "per-file", per_file))
         print(f"{len(docs):,} documents, {mb:.1f} MB")
-        times = {}
+        times, outputs = {}, {}
         for name, folder, config in runs:
-            times[name] = clean(folder, root / f"home-{len(times)}", config)
-            print(f"{name:45s} {times[name]:7.1f} s")
-        many, few = times[runs[1][0]], times[runs[0][0]]
-        print(f"many files / few files: {many / few:.2f}x the wall time")
+            times[name], outputs[name] = lmforge(["clean-data", str(folder), "-c", str(config)], root / name)
+            print(f"clean-data, {name:45s} {times[name]:7.1f} s")
+        (few, few_out), (many, many_out) = ((times[r[0]], outputs[r[0]]) for r in runs[:2])
+        same = "the same documents out" if texts(few_out) == texts(many_out) else "DIFFERENT documents out"
+        print(f"clean-data, many files / few files: {many / few:.2f}x the wall time, {same}")
+        tokenize = {}
+        for name, folder, _ in runs[:2]:
+            tokenize[name], _ = lmforge(["tokenize", "--input", str(folder), "--vocab-size", "512"], root / name)
+            print(f"tokenize --input, {name:39s} {tokenize[name]:7.1f} s")
+        print(f"tokenize, many files / few files: {tokenize[runs[1][0]] / tokenize[runs[0][0]]:.2f}x the wall time")
 
 
 if __name__ == "__main__":
