@@ -585,6 +585,8 @@ def gc_cmd(
         for a, _ in doomed:
             if not store.remove(a):
                 err.print(f"kept {a.stage}/{a.key}: in use by a running stage")
+    for path in store.foreign_entries():
+        err.print(f"left {path.relative_to(store.root)}: not an artifact the store made (a link or a file)")
     if not dry_run:
         n = store.clean_tmp()
         if n:

@@ -265,16 +265,24 @@ class ArtifactStore:
             raise NoSuchArtifact(f"no finished artifact matches {key_or_path!r} under {self.root}")
         raise StoreError(f"{key_or_path!r} is ambiguous: {', '.join(f'{a.stage}/{a.key}' for a in hits)}")
 
-    def list(self) -> list[Artifact]:
-        """Every artifact directory, damaged ones included (`check` tells them apart)."""
+    def _entries(self) -> Iterator[tuple[str, Path]]:
+        """(stage, path) of everything in the stage directories."""
         if not self.root.is_dir():
-            return []
-        out = []
+            return
         for stage_dir in sorted(self.root.iterdir()):
             if stage_dir.name == "tmp" or not stage_dir.is_dir():
                 continue
-            out.extend(Artifact(stage_dir.name, d.name, d) for d in sorted(stage_dir.iterdir()) if d.is_dir())
-        return out
+            for d in sorted(stage_dir.iterdir()):
+                yield stage_dir.name, d
+
+    def list(self) -> list[Artifact]:
+        """Every artifact directory, damaged ones included (`check` tells them apart). A symbolic
+        link is not one: the store never makes them, and removing one is the user's call."""
+        return [Artifact(stage, d.name, d) for stage, d in self._entries() if d.is_dir() and not d.is_symlink()]
+
+    def foreign_entries(self) -> list[Path]:
+        """What someone else put in the stage directories: links and plain files (gc leaves them)."""
+        return [d for _, d in self._entries() if d.is_symlink() or not d.is_dir()]
 
     def lineage(self, artifact: Artifact) -> list[Artifact]:
         """The artifact and every artifact it was built from, depth first."""

@@ -126,6 +126,27 @@ def test_ls_show_gc_verify_survive_a_corrupt_manifest(prefect_harness, tmp_path,
     assert not bad.exists() and good.is_dir()
 
 
+def test_gc_leaves_a_link_in_the_store_and_says_so_instead_of_removing_it_each_run(tmp_path, monkeypatch):
+    """A user's symlink beside the artifacts (a pretrain dir linked in by hand) is not an
+    artifact: gc never says it removes it, says once per run that it leaves it, and does."""
+    from flows.cli import app
+
+    monkeypatch.setenv("LMFORGE_HOME", str(tmp_path))
+    store = ArtifactStore(tmp_path)
+    with store.building("pretrain", "real", {}) as out:
+        (out / "f").write_text("x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = store.root / "pretrain" / "mine"
+    link.symlink_to(elsewhere)
+    for _ in range(2):
+        r = CliRunner().invoke(app, ["gc", "--yes"])
+        assert r.exit_code == 0 and "removing" not in r.output, r.output
+        assert "left pretrain/mine: not an artifact" in r.output, r.output
+    assert link.is_symlink() and elsewhere.is_dir() and store.get("pretrain", "real") is not None
+    assert [a.key for a in store.list()] == ["real"]
+
+
 def test_gc_skips_what_a_running_stage_holds(tmp_path):
     store = ArtifactStore(tmp_path)
     for key in ("old", "new"):
