@@ -8,6 +8,8 @@ import threading
 import time
 from contextlib import suppress
 
+import httpx
+
 from flows.processes import route_library_logs, set_stop_message, stop_descendants
 
 route_library_logs()  # before Prefect reads its logging settings
@@ -20,7 +22,9 @@ from flows.deployments import default_deployments  # noqa: E402
 from flows.store import lmforge_home  # noqa: E402
 
 API_POLL_S = 2.0
-API_MISSES = 3  # health checks failed in a row before serve gives up (~6 s)
+API_MISSES = 3  # health checks failed in a row before serve gives up (~6 s when nothing listens)
+API_TIMEOUT_S = 5.0  # a busy machine's server may be slow to answer; a stopped one refuses at once
+START_WAIT_S = 20.0  # how long serve waits for a slow server to answer its first health check
 HOW = "start one with `lmforge server start` (or run `prefect server start` and set PREFECT_API_URL to its /api URL)"
 
 
@@ -32,9 +36,36 @@ def check_server() -> str:
         raise ConnectionError(
             f"no Prefect server to serve on (PREFECT_API_URL is unset and `lmforge server` is not running): {HOW}"
         )
-    if not healthy(url.rstrip("/"), timeout_s=3):
+    if not answers_within(url.rstrip("/"), START_WAIT_S):
         raise ConnectionError(f"Prefect server at {url} is not answering: {HOW}")
     return url
+
+
+def answers_within(url: str, seconds: float) -> bool:
+    """Health checks until one answers or `seconds` pass; a refused connection (nothing listens)
+    is not retried: a loaded machine's server is slow, a stopped one is gone."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=API_TIMEOUT_S).status_code == 200:
+                return True
+        except httpx.ConnectError:
+            return False
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1.0)
+
+
+def _exit_api_gone(url: str, what: str) -> None:
+    """One line, the descendants stopped, exit 1 without Prefect's exit hooks (they would report
+    to the API that is gone)."""
+    with suppress(OSError):
+        line = f"the Prefect API at {url} {what}: serve exits (start the server again, then `lmforge serve`)"
+        os.write(2, f"{line}\n".encode())
+    stop_descendants()
+    os._exit(1)
 
 
 def serve_all() -> None:
@@ -54,21 +85,27 @@ def serve_all() -> None:
     refresh_global_settings_context()
     set_stop_message("server stopped")
     _warnings_without_tracebacks()
-    runner = threading.Thread(target=lambda: serve(*deployments), name="prefect-serve", daemon=True)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve(*deployments)
+        except Exception as e:  # noqa: BLE001 - said in one line below, not as the thread's traceback
+            failed.append(e)
+
+    runner = threading.Thread(target=run, name="prefect-serve", daemon=True)
     runner.start()
     misses = 0
     while runner.is_alive():
-        time.sleep(API_POLL_S)
-        misses = 0 if healthy(url) else misses + 1
+        runner.join(API_POLL_S)
+        if not runner.is_alive():
+            break
+        misses = 0 if healthy(url, timeout_s=API_TIMEOUT_S) else misses + 1
         if misses >= API_MISSES:
-            with suppress(OSError):
-                os.write(
-                    2,
-                    f"the Prefect API at {url} stopped answering: serve exits (start the server again, then "
-                    "`lmforge serve`)\n".encode(),
-                )
-            stop_descendants()
-            os._exit(1)  # Prefect's exit hooks would report to the API that is gone
+            _exit_api_gone(url, "stopped answering")
+    if failed:  # registering the deployments (or polling for runs) failed: the API went away mid-way
+        e = failed[0]
+        _exit_api_gone(url, f"failed while serving the deployments ({type(e).__name__}: {str(e)[:200]})")
 
 
 def _warnings_without_tracebacks() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,5 +193,29 @@ def test_serve_stops_in_seconds_with_one_line_whether_or_not_its_api_is_there(tm
         assert "stopped answering: serve exits" in err and "Traceback" not in err and "ConnectError" not in err, err[
             -3000:
         ]
+    finally:
+        run("stop")
+
+
+def test_serve_whose_server_dies_while_it_registers_says_so_in_one_line(tmp_path):
+    """The server killed (SIGKILL) the moment serve says what it will serve, while it registers
+    the deployments: one line, exit 1, no traceback (it was exit 0 with `server stopped` and a
+    97-line httpx.ConnectError traceback)."""
+    home = tmp_path / "home"
+    env = _env(home, tmp_path / "prefect")
+    run = lambda *args: subprocess.run([LMFORGE, "server", *args], env=env, capture_output=True, text=True, timeout=400)  # noqa: E731
+    started = run("start")
+    assert started.returncode == 0, started.stderr
+    server = psutil.Process(int(re.search(r"\(pid (\d+)\)", started.stdout + started.stderr).group(1)))
+    try:
+        serve = subprocess.Popen([LMFORGE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert serve.stdout is not None
+        line = serve.stdout.readline()
+        assert line.startswith("serving "), (line, serve.poll())
+        for p in [*server.children(recursive=True), server]:
+            p.kill()
+        _, err = serve.communicate(timeout=120)
+        assert serve.returncode == 1, err[-3000:]
+        assert "serve exits" in err and "Traceback" not in err and "server stopped" not in err, err[-3000:]
     finally:
         run("stop")
