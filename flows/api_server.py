@@ -266,10 +266,15 @@ class LocalServer:
                 "--port",
                 str(port),
             ]
+            # the logs stream: `prefect deployment run --watch` shows a run's log lines (why it failed,
+            # too) only from a server that streams them, which Prefect's default does not
+            streams = {
+                "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true",
+                "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
+            }
+            env = {**streams, **os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", DETACHED_ENV: "1"}
             with _first_start_serialised():
-                proc = _spawn(
-                    args, self.log, {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", DETACHED_ENV: "1"}
-                )
+                proc = _spawn(args, self.log, env)
                 _wait_healthy(proc, url, self.log, f"prefect server (port {port})")
             state = {
                 "pid": proc.pid,

@@ -9,10 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
-from conftest import free_port
 
 from filters.config import CleanConfig
 from flows.config import ConfigError, load_config
@@ -152,38 +150,28 @@ def test_cli_prints_artifact_dir_last(lmforge_home, data):
 
 @pytest.mark.slow
 def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
-    # its own server and PREFECT_HOME, not the session's `prefect_server`: `lmforge serve` there
-    # once failed its flow run within a second in CI (cause not captured); isolated, it never has
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
+    """`lmforge server start`, `lmforge serve`, then Prefect's own `prefect deployment run --watch`:
+    a run completes and publishes; a run that fails shows why (the server `lmforge server start`
+    starts streams the flow run's logs to the watch; it said only `finished in state 'Failed'`)."""
+    # its own PREFECT_HOME, not the session's `prefect_server`: `lmforge serve` there once failed
+    # its flow run within a second in CI (cause not captured); isolated, it never has
+    bin_dir = Path(sys.executable).parent
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
         "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
-    bin_dir = Path(sys.executable).parent
-    server = subprocess.Popen(
-        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    lmforge = lambda *args, **kw: subprocess.run(  # noqa: E731
+        [str(bin_dir / "lmforge"), *args], env=env, capture_output=True, text=True, timeout=300, **kw
     )
+    started = lmforge("server", "start")
+    assert started.returncode == 0, started.stderr
+    env["PREFECT_API_URL"] = started.stdout.strip().splitlines()[-1]
     serve = None
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("prefect server did not become healthy")
         serve = subprocess.Popen(
             [str(bin_dir / "lmforge"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        params = json.dumps({"config": {"inputs": [str(data / "cc-en-jsonl")]}})
         for _ in range(60):  # wait until the deployment is registered
             r = subprocess.run(
                 [str(bin_dir / "prefect"), "deployment", "inspect", "clean-data/default"], env=env, capture_output=True
@@ -191,25 +179,34 @@ def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
             if r.returncode == 0:
                 break
             time.sleep(1)
-        r = subprocess.run(
-            [str(bin_dir / "prefect"), "deployment", "run", "clean-data/default", "--params", params, "--watch"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+
+        def deployment_run(inputs: list[str]) -> subprocess.CompletedProcess:
+            params = json.dumps({"config": {"inputs": inputs}})
+            return subprocess.run(
+                [str(bin_dir / "prefect"), "deployment", "run", "clean-data/default", "--params", params, "--watch"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+
+        r = deployment_run([str(data / "cc-en-jsonl")])
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         assert "Completed" in r.stdout
         finished = list((lmforge_home / "artifacts" / "clean-data").glob("*/manifest.json"))
         assert len(finished) == 1
+
+        r = deployment_run([str(tmp_path / "no-such-file.jsonl")])
+        assert r.returncode == 1 and "Failed" in r.stdout
+        assert "matches no file" in " ".join(r.stdout.split()), r.stdout[-3000:]  # the reason, in the watch
     finally:
-        for p in (serve, server):
-            if p is not None:
-                p.terminate()
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        if serve is not None:
+            serve.terminate()
+            try:
+                serve.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+        lmforge("server", "stop")
 
 
 def test_serve_without_server_fails_fast(tmp_path):
