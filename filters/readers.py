@@ -261,7 +261,10 @@ def read_parquet(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHA
 def read_text(
     path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False
 ) -> Iterator[Document]:
-    """A document per file, or per blank-line-separated block."""
+    """A document per file, or per blank-line-separated block (streamed: a file of any size)."""
+    if split_blank_lines and _newline_is_one_byte(flog.encoding):
+        yield from _text_blocks(path, flog, max_chars)
+        return
     with open_binary(path) as f:
         raw = f.read(max_chars * 4 + 1)
         if len(raw) > max_chars * 4:
@@ -275,6 +278,43 @@ def read_text(
         yield from _emit(
             Document(block.strip("\n"), f"{path.name}:{i}", path.name), f"{path}:block {i}", flog, max_chars
         )
+
+
+def _newline_is_one_byte(encoding: str) -> bool:
+    """Whether a newline is the byte 0x0A (UTF-8, Latin-1, cp1252, Shift-JIS, ...; not UTF-16/32),
+    so the bytes can be cut into lines before decoding."""
+    return "\n".encode(encoding) == b"\n"
+
+
+def _text_blocks(path: Path, flog: FileLog, max_chars: int) -> Iterator[Document]:
+    """Blank-line-separated blocks of a text file, read a line at a time: the documents (and ids,
+    `name:<block index>`) of splitting the whole text on blank lines, without ever holding more
+    than one block; a block over `max_chars` is counted and skipped without being kept."""
+    max_bytes = max_chars * 4
+    index, lines, size, start_line = 0, [], 0, 1
+
+    def block() -> Iterator[Document]:
+        nonlocal index
+        where = f"{path}:block {index} (line {start_line})"
+        if size > max_bytes:
+            flog.note("skipped_too_large", where, f"more than {max_bytes:,} bytes > max_doc_chars={max_chars}")
+            index += 1
+            return
+        text = _decode(b"".join(lines), where, flog).replace("\r\n", "\n").strip("\n")
+        if text.strip():
+            yield from _emit(Document(text, f"{path.name}:{index}", path.name), where, flog, max_chars)
+            index += 1
+
+    with open_binary(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line in (b"\n", b"\r\n"):  # a blank line ends the block
+                yield from block()
+                lines, size, start_line = [], 0, lineno + 1
+                continue
+            size += len(line)
+            if size <= max_bytes:  # past it the block is only counted, not kept
+                lines.append(line)
+    yield from block()
 
 
 def read_warc(

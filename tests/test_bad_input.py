@@ -281,3 +281,44 @@ def test_an_encoding_setting_decodes_windows_1252_text(tmp_path, data, encoding)
         assert [d.text for d in docs] == [text] and not [k for k in read if k.endswith("_replaced")], read
     with pytest.raises(ValueError, match="unknown encoding 'klingon'"):
         CleanConfig(inputs=[str(tmp_path)], encoding="klingon")
+
+
+def _blocks_of_the_whole_text(path: Path) -> list[tuple[str, str]]:
+    """The specification of blank-line splitting: the whole file decoded, CRLF normalised, split on "\\n\\n"."""
+    text = path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
+    blocks = [b.strip("\n") for b in text.split("\n\n") if b.strip()]
+    return [(f"{path.name}:{i}", b) for i, b in enumerate(blocks)]
+
+
+def test_text_blocks_are_streamed_with_the_documents_and_ids_of_splitting_the_whole_text(tmp_path, data):
+    """Blank-line blocks read a line at a time give what splitting the whole decoded text gives, on the
+    shared data's text (TinyStories, Gutenberg, Shakespeare) and on CRLF files with runs of blank lines and
+    whitespace-only blocks; a text file far above `max_doc_chars` is read block by block (it was skipped
+    whole), and a block above it is counted and skipped alone."""
+    odd = tmp_path / "odd.txt"
+    odd.write_bytes(b"\r\n\r\nfirst line\r\nsecond\r\n\r\n\r\n\r\n  \r\n\r\nthird\n\n\n\nfourth \n \nstill fourth\n\n")
+    files = [
+        data / "tinystories-train-sample" / "tiny_stories.txt",
+        data / "tinyshakespeare" / "input.txt",
+        *sorted((data / "nltk-gutenberg").glob("*.txt"))[:3],
+        odd,
+    ]
+    for path in files:
+        stats = Stats()
+        docs = list(read_documents(path, stats, split_blank_lines=True))
+        assert [(d.id, d.text) for d in docs] == _blocks_of_the_whole_text(path), path
+    assert [d.text for d in read_documents(odd, Stats(), split_blank_lines=True)] == [
+        "first line\nsecond",
+        "third",
+        "fourth \n \nstill fourth",
+    ]
+
+    big = data / "tinystories-train-sample" / "tiny_stories.txt"  # 944 KB, blocks of < 2,000 characters
+    long_block = tmp_path / "long.txt"
+    long_block.write_text("short story one.\n\n" + "word " * 5_000 + "\n\nshort story two.\n")
+    stats = Stats()
+    docs = list(read_documents(big, stats, max_chars=10_000, split_blank_lines=True))
+    assert len(docs) == len(_blocks_of_the_whole_text(big)) > 1000
+    docs = list(read_documents(long_block, stats, max_chars=10_000, split_blank_lines=True))
+    assert [d.id for d in docs] == ["long.txt:0", "long.txt:2"]
+    assert stats.to_dict()["read"]["skipped_too_large"] == 1
