@@ -1,8 +1,9 @@
 """The clean-data pipeline as library calls: per-file filters, then partitioned corpus dedup.
 
 `clean_partition` (read → language ID → PII → Gopher quality → Gopher repetition → quality
-classifier) is independent per partition: consecutive input files grouped up to `partition_bytes`
-(one task per file would make a corpus of 10,000 small files 10,000 tasks a step).
+classifier) is independent per partition: consecutive input files grouped up to `partition_bytes`,
+a larger JSONL or text file cut into pieces of that size (filters/partitions.py; one task per
+file would make 10,000 small files 10,000 tasks a step, and one large file one process).
 `clean_corpus` runs it over every partition and then the dedup
 steps of `filters/partitioned_dedup.py` (MinHash documents, then exact lines), each a set
 of partition calls handed to a `Mapper`: `serial_map` runs them here, in order; the flow
@@ -39,12 +40,12 @@ from filters.partitioned_dedup import (
     write_final_part,
     write_line_hashes,
 )
+from filters.partitions import Piece, plan_partitions
 from filters.pii import PIIMasker
 from filters.quality_classifier import HIST_BINS, QualityClassifierFilter, threshold_for_top_fraction
 from filters.readers import read_documents
 from filters.rejects import RejectsWriter
 from filters.writer import ParquetShardWriter
-from lm.paths import group_by_bytes
 
 log = logging.getLogger("lmforge.filters.pipeline")
 
@@ -77,21 +78,24 @@ def build_file_steps(cfg: CleanConfig, score_histogram: list[int] | None = None)
     return steps
 
 
-def clean_partition(paths: list[Path], cfg: CleanConfig, out_dir: Path, index: int) -> dict[str, Any]:
-    """Run the per-document steps on a partition's input files, in order; write the survivors
-    as `part-<index>` shards (and, with `rejects.enabled`, a sample of what each rule dropped
-    as `rejects-<index>`)."""
+def clean_partition(pieces: list[Piece], cfg: CleanConfig, out_dir: Path, index: int) -> dict[str, Any]:
+    """Run the per-document steps on a partition's input files (or pieces of one), in order;
+    write the survivors as `part-<index>` shards (and, with `rejects.enabled`, a sample of what
+    each rule dropped as `rejects-<index>`)."""
     stats = Stats()
     docs = chain.from_iterable(
         read_documents(
-            Path(path),
+            Path(piece.path),
             stats,
             cfg.max_doc_chars,
             cfg.split_text_on_blank_lines,
             cfg.extraction == "main_content",
             cfg.encoding,
+            piece.start,
+            piece.end,
+            piece.first_line,
         )
-        for path in paths
+        for piece in pieces
     )
     # scores are binned only when a top fraction must be found from them
     histogram = [0] * HIST_BINS if cfg.classifier is not None and cfg.classifier.keep.top_fraction is not None else None
@@ -162,13 +166,15 @@ def clean_corpus(
     stats = Stats()
     parts_dir = work / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    groups = group_by_bytes(files, cfg.partition_bytes)
+    groups = plan_partitions(files, cfg.partition_bytes, cfg.split_text_on_blank_lines)
+    cut = len({p.path for g in groups for p in g if p.start or p.end is not None})
     log.info(
-        "filter: %d input files in %d partition%s (consecutive files up to %s bytes each)",
+        "filter: %d input files in %d partition%s of up to %s bytes (%d large files cut in pieces)",
         len(files),
         len(groups),
         "" if len(groups) == 1 else "s",
         f"{cfg.partition_bytes:,}",
+        cut,
     )
     filtered = _timed(
         "filter",
@@ -177,7 +183,7 @@ def clean_corpus(
             (
                 work / "done" / f"filter-{i:05d}.json",
                 clean_partition,
-                {"paths": group, "cfg": cfg, "out_dir": parts_dir, "index": i},
+                {"pieces": group, "cfg": cfg, "out_dir": parts_dir, "index": i},
             )
             for i, group in enumerate(groups)
         ],

@@ -216,25 +216,45 @@ def _guard_stream(flog: FileLog, gen: Iterator[Document]) -> Iterator[Document]:
 
 
 # --- formats ------------------------------------------------------------------------------
-def read_jsonl(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
+def _lines(path: Path, start: int, end: int | None, first_line: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of the lines that start in [start, end) of the file (`end` None: to its end)."""
     with open_binary(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            line = _decode(raw, where, flog)
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                flog.note("skipped_bad_json", where, e.msg)
-                continue
-            text = rec.get(TEXT_FIELD) if isinstance(rec, dict) else None
-            if text is None:
-                flog.note("skipped_no_text", where, f"no {TEXT_FIELD!r} field")
-                continue
-            doc_id = str(rec.get("id", f"{path.name}:{lineno}"))
-            meta = {k: v for k, v in rec.items() if k not in (TEXT_FIELD, "id", "source")}
-            yield from _emit(Document(text, doc_id, str(rec.get("source", path.name)), meta), where, flog, max_chars)
+        if start:
+            f.seek(start)
+        pos = start
+        for lineno, raw in enumerate(f, first_line):
+            if end is not None and pos >= end:
+                return
+            pos += len(raw)
+            yield lineno, raw
+
+
+def read_jsonl(
+    path: Path,
+    flog: FileLog,
+    max_chars: int = DEFAULT_MAX_DOC_CHARS,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
+) -> Iterator[Document]:
+    """A record per line; [start, end) with `first_line`: a piece of the file (filters/partitions.py)."""
+    for lineno, raw in _lines(path, start, end, first_line):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        line = _decode(raw, where, flog)
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            flog.note("skipped_bad_json", where, e.msg)
+            continue
+        text = rec.get(TEXT_FIELD) if isinstance(rec, dict) else None
+        if text is None:
+            flog.note("skipped_no_text", where, f"no {TEXT_FIELD!r} field")
+            continue
+        doc_id = str(rec.get("id", f"{path.name}:{lineno}"))
+        meta = {k: v for k, v in rec.items() if k not in (TEXT_FIELD, "id", "source")}
+        yield from _emit(Document(text, doc_id, str(rec.get("source", path.name)), meta), where, flog, max_chars)
 
 
 def read_parquet(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS) -> Iterator[Document]:
@@ -259,11 +279,18 @@ def read_parquet(path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHA
 
 
 def read_text(
-    path: Path, flog: FileLog, max_chars: int = DEFAULT_MAX_DOC_CHARS, split_blank_lines: bool = False
+    path: Path,
+    flog: FileLog,
+    max_chars: int = DEFAULT_MAX_DOC_CHARS,
+    split_blank_lines: bool = False,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
 ) -> Iterator[Document]:
-    """A document per file, or per blank-line-separated block (streamed: a file of any size)."""
+    """A document per file, or per blank-line-separated block (streamed: a file of any size;
+    [start, end) with `first_line`: a piece of it, filters/partitions.py)."""
     if split_blank_lines and _newline_is_one_byte(flog.encoding):
-        yield from _text_blocks(path, flog, max_chars)
+        yield from _text_blocks(path, flog, max_chars, start, end, first_line)
         return
     with open_binary(path) as f:
         raw = f.read(max_chars * 4 + 1)
@@ -274,10 +301,19 @@ def read_text(
     if not split_blank_lines:
         yield from _emit(Document(text, path.name, path.name), str(path), flog, max_chars)
         return
-    for i, block in enumerate(b for b in text.split("\n\n") if b.strip()):
-        yield from _emit(
-            Document(block.strip("\n"), f"{path.name}:{i}", path.name), f"{path}:block {i}", flog, max_chars
-        )
+    for block, line in _blocks_with_lines(text):
+        yield from _emit(Document(block, f"{path.name}:{line}", path.name), f"{path}:{line}", flog, max_chars)
+
+
+def _blocks_with_lines(text: str) -> Iterator[tuple[str, int]]:
+    """(block, the line number it starts at) of text split on blank lines (UTF-16 and other
+    encodings whose newline is not one byte: decoded whole)."""
+    line = 1
+    for part in text.split("\n\n"):
+        block = part.strip("\n")
+        if block.strip():
+            yield block, line + len(part) - len(part.lstrip("\n"))
+        line += part.count("\n") + 2
 
 
 def _newline_is_one_byte(encoding: str) -> bool:
@@ -286,34 +322,36 @@ def _newline_is_one_byte(encoding: str) -> bool:
     return "\n".encode(encoding) == b"\n"
 
 
-def _text_blocks(path: Path, flog: FileLog, max_chars: int) -> Iterator[Document]:
-    """Blank-line-separated blocks of a text file, read a line at a time: the documents (and ids,
-    `name:<block index>`) of splitting the whole text on blank lines, without ever holding more
-    than one block; a block over `max_chars` is counted and skipped without being kept."""
+def _text_blocks(
+    path: Path, flog: FileLog, max_chars: int, start: int = 0, end: int | None = None, first_line: int = 1
+) -> Iterator[Document]:
+    """Blank-line-separated blocks of a text file, read a line at a time: the documents of
+    splitting the whole text on blank lines, id'd `name:<the line a block starts at>`, without
+    ever holding more than one block; a block over `max_chars` is counted and skipped without
+    being kept."""
     max_bytes = max_chars * 4
-    index, lines, size, start_line = 0, [], 0, 1
+    lines: list[bytes] = []
+    size, block_line = 0, first_line
 
     def block() -> Iterator[Document]:
-        nonlocal index
-        where = f"{path}:block {index} (line {start_line})"
+        where = f"{path}:{block_line}"
         if size > max_bytes:
             flog.note("skipped_too_large", where, f"more than {max_bytes:,} bytes > max_doc_chars={max_chars}")
-            index += 1
             return
         text = _decode(b"".join(lines), where, flog).replace("\r\n", "\n").strip("\n")
         if text.strip():
-            yield from _emit(Document(text, f"{path.name}:{index}", path.name), where, flog, max_chars)
-            index += 1
+            yield from _emit(Document(text, f"{path.name}:{block_line}", path.name), where, flog, max_chars)
 
-    with open_binary(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if line in (b"\n", b"\r\n"):  # a blank line ends the block
-                yield from block()
-                lines, size, start_line = [], 0, lineno + 1
-                continue
-            size += len(line)
-            if size <= max_bytes:  # past it the block is only counted, not kept
-                lines.append(line)
+    for lineno, line in _lines(path, start, end, first_line):
+        if line in (b"\n", b"\r\n"):  # a blank line ends the block
+            yield from block()
+            lines, size, block_line = [], 0, lineno + 1
+            continue
+        if not lines and not size:
+            block_line = lineno  # the block starts at its first non-blank line
+        size += len(line)
+        if size <= max_bytes:  # past it the block is only counted, not kept
+            lines.append(line)
     yield from block()
 
 
@@ -374,16 +412,23 @@ def read_documents(
     split_blank_lines: bool = False,
     main_content: bool = True,
     encoding: str = "utf-8",
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
 ) -> Iterator[Document]:
+    """The documents of one input file, or of bytes [start, end) of an uncompressed JSONL or
+    blank-line-split text file starting at line `first_line` (a piece, filters/partitions.py:
+    the file is counted once, by its first piece)."""
     fmt = detect_format(path)
-    stats.add(READ, files=1)
-    if path.is_file() and path.stat().st_size == 0:
-        log.warning("%s: empty file", path)
-        stats.add(READ, files_empty=1)
-        return
+    if start == 0:
+        stats.add(READ, files=1)
+        if path.is_file() and path.stat().st_size == 0:
+            log.warning("%s: empty file", path)
+            stats.add(READ, files_empty=1)
+            return
     flog = FileLog(path, stats, encoding if fmt in ("jsonl", "text") else "utf-8")
     if fmt == "jsonl":
-        gen = read_jsonl(path, flog, max_chars)
+        gen = read_jsonl(path, flog, max_chars, start, end, first_line)
     elif fmt == "parquet":
         gen = read_parquet(path, flog, max_chars)
     elif fmt == "warc":
@@ -391,5 +436,5 @@ def read_documents(
     elif fmt == "hf_dataset":
         gen = read_hf_dataset(path, flog, max_chars)
     else:
-        gen = read_text(path, flog, max_chars, split_blank_lines)
+        gen = read_text(path, flog, max_chars, split_blank_lines, start, end, first_line)
     yield from _guard_stream(flog, gen)

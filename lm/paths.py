@@ -8,7 +8,11 @@ without a library package depending on the Prefect layer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,20 +33,25 @@ def input_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
-def group_by_bytes(paths: list[Path], target_bytes: int) -> list[list[Path]]:
-    """Consecutive inputs in groups of at most `target_bytes` (a larger input is a group alone),
+def group_by_size(items: list[T], size_of: Callable[[T], int], target: int) -> list[list[T]]:
+    """Consecutive items in groups of at most `target` in all (a larger item is a group alone),
     in their order: thousands of small files become a few partitions, each one task, and the
     corpus order is kept."""
-    groups: list[list[Path]] = []
+    groups: list[list[T]] = []
     size = 0
-    for path in paths:
-        n = input_bytes(path)
-        if not groups or size + n > target_bytes:
+    for item in items:
+        n = size_of(item)
+        if not groups or size + n > target:
             groups.append([])
             size = 0
-        groups[-1].append(path)
+        groups[-1].append(item)
         size += n
     return groups
+
+
+def group_by_bytes(paths: list[Path], target_bytes: int) -> list[list[Path]]:
+    """Consecutive input files in groups of at most `target_bytes` on disk (`group_by_size`)."""
+    return group_by_size(paths, input_bytes, target_bytes)
 
 
 def data_root() -> Path:

@@ -284,10 +284,25 @@ def test_an_encoding_setting_decodes_windows_1252_text(tmp_path, data, encoding)
 
 
 def _blocks_of_the_whole_text(path: Path) -> list[tuple[str, str]]:
-    """The specification of blank-line splitting: the whole file decoded, CRLF normalised, split on "\\n\\n"."""
+    """The specification of blank-line splitting: the whole file decoded, CRLF normalised, split on "\\n\\n";
+    a block's id is `name:<the line it starts at>`, checked against the file's lines."""
     text = path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
-    blocks = [b.strip("\n") for b in text.split("\n\n") if b.strip()]
-    return [(f"{path.name}:{i}", b) for i, b in enumerate(blocks)]
+    lines = text.split("\n")
+    out, line = [], 1
+    for part in text.split("\n\n"):
+        block = part.strip("\n")
+        if block.strip():
+            first = line + len(part) - len(part.lstrip("\n"))
+            assert lines[first - 1] == block.split("\n")[0]
+            out.append((f"{path.name}:{first}", block))
+        line += part.count("\n") + 2
+    return out
+
+
+def _odd_text(tmp_path: Path) -> Path:
+    odd = tmp_path / "odd.txt"
+    odd.write_bytes(b"\r\n\r\nfirst line\r\nsecond\r\n\r\n\r\n\r\n  \r\n\r\nthird\n\n\n\nfourth \n \nstill fourth\n\n")
+    return odd
 
 
 def test_text_blocks_are_streamed_with_the_documents_and_ids_of_splitting_the_whole_text(tmp_path, data):
@@ -295,8 +310,7 @@ def test_text_blocks_are_streamed_with_the_documents_and_ids_of_splitting_the_wh
     shared data's text (TinyStories, Gutenberg, Shakespeare) and on CRLF files with runs of blank lines and
     whitespace-only blocks; a text file far above `max_doc_chars` is read block by block (it was skipped
     whole), and a block above it is counted and skipped alone."""
-    odd = tmp_path / "odd.txt"
-    odd.write_bytes(b"\r\n\r\nfirst line\r\nsecond\r\n\r\n\r\n\r\n  \r\n\r\nthird\n\n\n\nfourth \n \nstill fourth\n\n")
+    odd = _odd_text(tmp_path)
     files = [
         data / "tinystories-train-sample" / "tiny_stories.txt",
         data / "tinyshakespeare" / "input.txt",
@@ -307,10 +321,10 @@ def test_text_blocks_are_streamed_with_the_documents_and_ids_of_splitting_the_wh
         stats = Stats()
         docs = list(read_documents(path, stats, split_blank_lines=True))
         assert [(d.id, d.text) for d in docs] == _blocks_of_the_whole_text(path), path
-    assert [d.text for d in read_documents(odd, Stats(), split_blank_lines=True)] == [
-        "first line\nsecond",
-        "third",
-        "fourth \n \nstill fourth",
+    assert [(d.id, d.text) for d in read_documents(odd, Stats(), split_blank_lines=True)] == [
+        ("odd.txt:3", "first line\nsecond"),
+        ("odd.txt:10", "third"),
+        ("odd.txt:14", "fourth \n \nstill fourth"),
     ]
 
     big = data / "tinystories-train-sample" / "tiny_stories.txt"  # 944 KB, blocks of < 2,000 characters
@@ -320,5 +334,35 @@ def test_text_blocks_are_streamed_with_the_documents_and_ids_of_splitting_the_wh
     docs = list(read_documents(big, stats, max_chars=10_000, split_blank_lines=True))
     assert len(docs) == len(_blocks_of_the_whole_text(big)) > 1000
     docs = list(read_documents(long_block, stats, max_chars=10_000, split_blank_lines=True))
-    assert [d.id for d in docs] == ["long.txt:0", "long.txt:2"]
+    assert [d.id for d in docs] == ["long.txt:1", "long.txt:5"]
     assert stats.to_dict()["read"]["skipped_too_large"] == 1
+
+
+def test_a_large_file_cut_in_pieces_reads_as_the_whole_file(tmp_path, data):
+    """JSONL (records without ids, a 300 KB record among them, CRLF line ends) and blank-line text (the
+    shared TinyStories sample, a CRLF file with runs of blank lines) cut at ~64 KB: no record lost, split or
+    read twice, the same ids (line numbers) and texts as reading each file whole, each file counted once."""
+    from filters.partitions import split_file
+
+    stories = [b for b in (data / "tinystories-train-sample" / "tiny_stories.txt").read_text().split("\n\n") if b]
+    jsonl = tmp_path / "stories.jsonl"
+    records = [json.dumps({"text": t}) for t in stories]
+    records.insert(150, json.dumps({"text": "long " * 60_000}))
+    jsonl.write_bytes("\r\n".join(records).encode() + b"\r\n")
+    odd = tmp_path / "odd-many.txt"
+    odd.write_bytes(_odd_text(tmp_path).read_bytes() * 3000)
+    cases = [(jsonl, False), (data / "tinystories-train-sample" / "tiny_stories.txt", True), (odd, True)]
+    for path, blocks in cases:
+        whole_stats, cut_stats = Stats(), Stats()
+        whole = [(d.id, d.text) for d in read_documents(path, whole_stats, split_blank_lines=True)]
+        pieces = split_file(path, 64 * 1024, blocks=blocks)
+        assert len(pieces) >= max(2, path.stat().st_size // (64 * 1024) - 5), (path, len(pieces))
+        cut = [
+            (d.id, d.text)
+            for p in pieces
+            for d in read_documents(
+                path, cut_stats, split_blank_lines=True, start=p.start, end=p.end, first_line=p.first_line
+            )
+        ]
+        assert cut == whole and len(whole) > 300, path
+        assert cut_stats.to_dict()["read"]["files"] == 1

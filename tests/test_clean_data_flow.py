@@ -75,24 +75,26 @@ def _filter_task_runs(flow_run_id) -> list[str]:
 
 
 def test_many_small_files_are_a_few_partitions_with_the_same_output(prefect_harness, lmforge_home, data, tmp_path):
-    """2,000 one-story files (~800 KB in all) against the same stories in 4 files: tasks follow
-    the bytes (`partition_bytes`), not the files, and the documents that come out are the same."""
+    """2,000 one-story files (~370 KB in all) against the same stories in 4 files and in one: tasks
+    follow the bytes (`partition_bytes`), not the files (small files grouped, a large one cut in
+    pieces), and the documents that come out are the same."""
     from flows.clean_data import clean_data
     from flows.runners import RunnerConfig
 
     stories = [b for b in (data / "tinystories-val-sample" / "tinystories_val.txt").read_text().split("\n\n") if b]
     stories = stories[:2000]
-    many, few = tmp_path / "many", tmp_path / "few"
-    many.mkdir()
-    few.mkdir()
+    many, few, one = tmp_path / "many", tmp_path / "few", tmp_path / "one"
+    for folder in (many, few, one):
+        folder.mkdir()
     for i, story in enumerate(stories):
         (many / f"story-{i:05d}.txt").write_text(story)
     for k in range(4):
         (few / f"stories-{k}.txt").write_text("\n\n".join(stories[k * 500 : (k + 1) * 500]))
+    (one / "stories.txt").write_text("\n\n".join(stories))
     partition_bytes = 128 * 1024
     runner = RunnerConfig(kind="thread")
     texts, filters = {}, {}
-    for name, folder in (("many", many), ("few", few)):
+    for name, folder in (("many", many), ("few", few), ("one", one)):
         cfg = CleanConfig(
             inputs=[str(folder)],
             split_text_on_blank_lines=True,
@@ -104,12 +106,13 @@ def test_many_small_files_are_a_few_partitions_with_the_same_output(prefect_harn
         filters[name] = _filter_task_runs(state.state_details.flow_run_id)
         texts[name] = pq.read_table(sorted(out.glob("shard-*.parquet")), columns=["text"]).column("text").to_pylist()
         stats = json.loads((out / "stats.json").read_text())
-        assert stats["read"]["files"] == (2000 if name == "many" else 4)
+        assert stats["read"]["files"] == {"many": 2000, "few": 4, "one": 1}[name]
     total = sum(f.stat().st_size for f in many.iterdir())
     expected_many = -(-total // partition_bytes)  # ceil: files are whole, so at most one more
     assert expected_many <= len(filters["many"]) <= expected_many + 1, sorted(filters["many"])
-    assert len(filters["few"]) == 4  # each file above partition_bytes: a partition alone
-    assert len(texts["many"]) > 1000 and texts["many"] == texts["few"]
+    assert len(filters["few"]) == 4, sorted(filters["few"])  # 93 KB each: two do not fit in 128 KB
+    assert expected_many <= len(filters["one"]) <= expected_many + 1, sorted(filters["one"])  # cut in pieces
+    assert len(texts["many"]) > 1000 and texts["many"] == texts["few"] == texts["one"]
 
 
 def test_invalid_config_fails_at_load(tmp_path):

@@ -126,7 +126,8 @@ def test_kill_9_mid_dedup_resumes_from_finished_partitions(tmp_path, data, prefe
     env_base = {**__import__("os").environ, "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_API_URL": prefect_server}
     home = tmp_path / "home"
     config = tmp_path / "clean.yaml"
-    config.write_text("partition_bytes: 1\n")  # a partition per file: six to finish, or to resume
+    # a partition per file (~70 KB each: whole, and two do not fit): six to finish, or to resume
+    config.write_text("partition_bytes: 100000\n")
     cmd = [LMFORGE, "clean-data", str(tmp_path / "in"), "-c", str(config)]
     env = {**env_base, "LMFORGE_HOME": str(home)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
