@@ -3,12 +3,13 @@
     .venv/bin/python -m benchmarks.clean_data_many_files [--docs 10000] [--files 10000] [--per-file 1000]
 
 The documents: ~0.9-1 KB blocks of the shared data's English text (TinyStories, Gutenberg,
-inaugural addresses, Shakespeare). The same documents are written as `--files` `.txt` files and
-as 10 files, and `lmforge clean-data` (the CLI, a temporary Prefect server, the process runner,
-every filter and dedup step) cleans each; the wall time includes the server's start, as a
-user's run does. Then `lmforge tokenize --input` on each (a 512-token BPE and the encoding).
-`--per-file N` also runs the first N small files with `partition_bytes: 1` (one task per file
-and step, how clean-data partitioned before) to show what grouping saves.
+inaugural addresses, Shakespeare). The same documents are written as `--files` `.txt` files, as
+10 files and as one (cut into pieces of `partition_bytes`), and `lmforge clean-data` (the CLI, a
+temporary Prefect server, the process runner, every filter and dedup step) cleans each; the
+wall time includes the server's start, as a user's run does. Then `lmforge tokenize --input` on
+each (a 512-token BPE and the encoding). `--per-file N` also runs the first N small files with
+`partition_bytes: 1` (one task per file and step, how clean-data partitioned before: a
+one-document file has no blank line to be cut at) to show what grouping saves.
 """
 
 from __future__ import annotations
@@ -87,8 +88,13 @@ def main() -> None:
         per_file.write_text(common + "partition_bytes: 1\n")
         write_files(docs, root / "few", 10)
         write_files(docs, root / "many", args.files)
+        write_files(docs, root / "one", 1)
         mb = sum(f.stat().st_size for f in (root / "many").iterdir()) / 1e6
-        runs = [("10 files", root / "few", grouped), (f"{args.files:,} files", root / "many", grouped)]
+        runs = [
+            ("10 files", root / "few", grouped),
+            (f"{args.files:,} files", root / "many", grouped),
+            ("1 file (cut in pieces)", root / "one", grouped),
+        ]
         if args.per_file:
             write_files(docs[: args.per_file], root / "per-file", args.per_file)
             runs.append((f"{args.per_file:,} files, a task per file (before)", root / "per-file", per_file))
@@ -97,11 +103,18 @@ def main() -> None:
         for name, folder, config in runs:
             times[name], outputs[name] = lmforge(["clean-data", str(folder), "-c", str(config)], root / name)
             print(f"clean-data, {name:45s} {times[name]:7.1f} s")
-        (few, few_out), (many, many_out) = ((times[r[0]], outputs[r[0]]) for r in runs[:2])
-        same = "the same documents out" if texts(few_out) == texts(many_out) else "DIFFERENT documents out"
-        print(f"clean-data, many files / few files: {many / few:.2f}x the wall time, {same}")
+        (few, few_out), (many, many_out), (_, one_out) = ((times[r[0]], outputs[r[0]]) for r in runs[:3])
+        # a near-duplicate cluster keeps its lowest document id, and ids name the file: the one-file
+        # layout may keep another member of a cluster, never another number of documents
+        counts = {len(texts(out)) for out in (few_out, many_out, one_out)}
+        same = texts(few_out) == texts(many_out)
+        print(
+            f"clean-data, many files / few files: {many / few:.2f}x the wall time, "
+            f"{'the same documents out' if same else 'DIFFERENT documents out'}; "
+            f"documents out of the three: {' = '.join(map(str, counts)) if len(counts) == 1 else sorted(counts)}"
+        )
         tokenize = {}
-        for name, folder, _ in runs[:2]:
+        for name, folder, _ in runs[:3]:
             tokenize[name], _ = lmforge(["tokenize", "--input", str(folder), "--vocab-size", "512"], root / name)
             print(f"tokenize --input, {name:39s} {tokenize[name]:7.1f} s")
         print(f"tokenize, many files / few files: {tokenize[runs[1][0]] / tokenize[runs[0][0]]:.2f}x the wall time")
