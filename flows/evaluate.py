@@ -19,7 +19,7 @@ from prefect.artifacts import create_table_artifact
 from flows.checkpoints import resolve_checkpoint
 from flows.stage import run_stage
 from lm import harness
-from rl.evaluate import EvalConfig, evaluate_model_dir
+from rl.evaluate import EvalConfig, compare_checkpoints, evaluate_model_dir
 from rl.generation import resolve_engine
 from rl.report import comparison_rows, harness_rows, plot_checkpoint_comparison, plot_harness_comparison
 
@@ -90,7 +90,20 @@ def evaluate(checkpoints: list[str], settings: EvalConfig = EvalConfig(), force:
             plot_harness_comparison(results, out_dir / "comparison.png", f"{task_name}: checkpoints compared")
         else:
             rows = comparison_rows(results)
-            header |= {"split": settings.split}
+            header |= {"split": settings.split, "comparisons": compare_checkpoints(results)}
+            for c in header["comparisons"]:
+                lo, hi = c["ci95"]
+                (logger.warning if c["within_noise"] else logger.info)(
+                    "%s → %s: %s accuracy %+.3f (95%% interval %+.3f … %+.3f over %d rows)%s",
+                    c["from"],
+                    c["to"],
+                    c["mode"],
+                    c["difference"],
+                    lo,
+                    hi,
+                    c["n"],
+                    ": within noise, more held-out rows would tell" if c["within_noise"] else "",
+                )
             plot_checkpoint_comparison(results, out_dir / "comparison.png", task_name)
         (out_dir / "eval.json").write_text(json.dumps({**header, "checkpoints": results}, indent=2))
         create_table_artifact(key="evaluate", table=rows, description=f"{task_name}: checkpoints compared")

@@ -82,13 +82,22 @@ def _sweep_headline(path: Path) -> list[str]:
     return _manifest_summary(path)["laws"] + [f"plots: {path / 'isoflop.png'}, {path / 'parametric.png'}"]
 
 
+def _lift_text(lift: dict | None) -> str:
+    """` (+0.050, 95% interval -0.030 … +0.130: within noise)`, or nothing for an older artifact."""
+    if not lift:
+        return ""
+    lo, hi = lift["ci95"]
+    noise = ": within noise" if lift["within_noise"] else ""
+    return f" ({lift['difference']:+.3f}, 95% interval {lo:+.3f} … {hi:+.3f}{noise})"
+
+
 def _grpo_headline(path: Path) -> list[str]:
     g = json.loads((path / "eval.json").read_text())
     before, after = g["before"], g["after"]
     lines = [
         f"{g['task']}, {mode}, rollouts by {g['engine']}: held-out accuracy {before[mode]['accuracy']:.3f} → "
-        f"{after[mode]['accuracy']:.3f}, mean reward {before[mode]['mean_reward']:.3f} → "
-        f"{after[mode]['mean_reward']:.3f}"
+        f"{after[mode]['accuracy']:.3f}{_lift_text(g.get('lift', {}).get(mode))}, mean reward "
+        f"{before[mode]['mean_reward']:.3f} → {after[mode]['mean_reward']:.3f}"
         for mode in ("greedy", "sampled")
     ]
     widest = max((k for k in after["sampled"] if k.startswith("pass@")), key=lambda k: int(k[5:]), default=None)

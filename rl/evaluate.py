@@ -5,7 +5,10 @@ settings of both.)
 
 Greedy decoding gives the accuracy a checkpoint is compared by; sampling (temperature 1)
 gives `samples` completions per prompt, their mean accuracy, and pass@k by the unbiased
-estimator of Chen et al. (2021). A policy is a `vllm.LLM` or a (model, left-padding
+estimator of Chen et al. (2021). Every accuracy carries its 95% interval (Wilson's for greedy
+decoding; over rows for sampling, whose completions of one prompt are not independent), and
+`compare_checkpoints` gives each checkpoint's paired difference to the one before it on the
+same rows, with its interval, so a lift within noise is said to be. A policy is a `vllm.LLM` or a (model, left-padding
 tokenizer) pair, as `rl.generation` loads them; GRPO evaluates with the trainer's own
 engine before and after training (a vLLM engine start costs ~20 s on a CPU). The result
 says which engine produced it.
@@ -13,6 +16,7 @@ says which engine produced it.
 
 from __future__ import annotations
 
+import math
 from math import comb
 from pathlib import Path
 from typing import Literal
@@ -59,6 +63,47 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
 
 
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95% intervals
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (sound at 0/n and n/n, where the
+    normal approximation collapses to a point)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
+    """Mean ± z standard errors of per-row values (a row's samples are not independent draws,
+    so sampled accuracy is a mean over rows, not a binomial over completions)."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean - z * sd / math.sqrt(n), mean + z * sd / math.sqrt(n)
+
+
+def paired_difference(after: list[float], before: list[float]) -> dict:
+    """The accuracy difference of two checkpoints on the same rows, with its 95% interval (paired:
+    per-row differences) and whether it is within noise (the interval holds 0)."""
+    diffs = [a - b for a, b in zip(after, before, strict=True)]
+    lo, hi = mean_interval(diffs)
+    return {"difference": sum(diffs) / len(diffs), "ci95": [lo, hi], "within_noise": lo <= 0 <= hi, "n": len(diffs)}
+
+
+def compare_checkpoints(results: list[dict]) -> list[dict]:
+    """Each checkpoint against the one before it (pretrain → sft → grpo), greedy and sampled."""
+    out = []
+    for before, after in zip(results, results[1:]):
+        for mode in ("greedy", "sampled"):
+            diff = paired_difference(after[mode]["per_row_accuracy"], before[mode]["per_row_accuracy"])
+            out.append({"from": before["name"], "to": after["name"], "mode": mode, **diff})
+    return out
+
+
 def prompt_texts(task: Task, rows: list[dict], tokenizer) -> list[str]:
     """Chat prompts through the model's chat template (generation prompt added); text prompts as they are."""
     if rows and isinstance(rows[0]["prompt"], list):
@@ -75,19 +120,23 @@ def score(task: Task, rows: list[dict], completions: list[str], lengths: list[in
     success = task.success
     correct = [v >= success.at_least for v in per[success.reward]]
     n = len(completions)
+    per_row = [sum(correct[i * samples : (i + 1) * samples]) / samples for i in range(len(rows))]
+    interval = wilson_interval(sum(correct), n) if samples == 1 else mean_interval(per_row)
     out = {
         "n": len(rows),
         "samples_per_prompt": samples,
         "accuracy": sum(correct) / n,
+        "accuracy_ci95": [max(0.0, interval[0]), min(1.0, interval[1])],
+        "per_row_accuracy": per_row,
         "mean_reward": sum(per["total"]) / n,
         **{f"reward/{name}": sum(v) / n for name, v in per.items() if name != "total"},
         "format_rate": sum(v > 0 for v in per["total"]) / n,
         "mean_completion_tokens": sum(lengths) / n,
     }
     if samples > 1:
-        per_row = [sum(correct[i * samples : (i + 1) * samples]) for i in range(len(rows))]
+        counts = [round(a * samples) for a in per_row]
         for k in sorted({k for k in (1, 2, 4, 8) if k <= samples} | {samples}):
-            out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in per_row) / len(rows)
+            out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in counts) / len(rows)
     out["examples"] = [
         {"prompt": r["prompt"], "completion": c, "answer": r["answer"], "reward": t}
         for r, c, t in list(zip(expanded, completions, per["total"]))[: 5 * samples : samples]

@@ -251,6 +251,8 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pat
         "steps": settings.max_steps,
         "before": before,
         "after": after,
+        # the lift on the same held-out rows, with its 95% interval: whether it is more than noise
+        "lift": {m: paired_difference(after[m]["per_row_accuracy"], before[m]["per_row_accuracy"]) for m in after},
         **({"warning": NO_SIGNAL} if watch.none_yet else {}),
     }
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))

@@ -69,6 +69,26 @@ def test_pass_at_k_matches_brute_force():
         pass_at_k(2, 1, 3)
 
 
+def test_accuracy_intervals_are_scipys_wilson_and_a_paired_difference_says_when_it_is_noise():
+    """Greedy accuracy's interval is the Wilson score interval as scipy computes it (0/n and n/n
+    included); a difference on the same rows is paired, and said to be within noise when its
+    interval holds 0."""
+    from scipy.stats import binomtest
+
+    from rl.evaluate import paired_difference, wilson_interval
+
+    for k, n in [(0, 20), (3, 20), (10, 20), (20, 20), (57, 100), (1, 1)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    before = [0.0] * 50 + [1.0] * 50
+    small_lift = before[:]
+    small_lift[0] = 1.0  # one more row right of 100: noise
+    big_lift = [1.0] * 90 + [0.0] * 10  # 40 more rows right (the ones wrong before, and more)
+    noisy, clear = paired_difference(small_lift, before), paired_difference(big_lift, before)
+    assert noisy["difference"] == pytest.approx(0.01) and noisy["within_noise"]
+    assert clear["difference"] == pytest.approx(0.4) and not clear["within_noise"] and clear["ci95"][0] > 0.25
+
+
 def test_a_task_file_loads_its_data_prompt_and_weighted_rewards(user_task):
     task = get_task(str(user_task))
     rows = task.load("test")
@@ -258,6 +278,14 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
     result = json.loads((eval_dir / "eval.json").read_text())
     assert [c["name"] for c in result["checkpoints"]] == [f"sft/{sft_dir.name}", f"grpo/{grpo_dir.name}"]
     assert all(c["greedy"]["n"] == 20 and "pass@2" in c["sampled"] for c in result["checkpoints"])
+    for c in result["checkpoints"]:
+        for mode in ("greedy", "sampled"):
+            lo, hi = c[mode]["accuracy_ci95"]
+            assert 0 <= lo <= c[mode]["accuracy"] <= hi <= 1 and len(c[mode]["per_row_accuracy"]) == 20
+    assert [(c["from"], c["mode"]) for c in result["comparisons"]] == [
+        (f"sft/{sft_dir.name}", "greedy"),
+        (f"sft/{sft_dir.name}", "sampled"),
+    ]
     assert (eval_dir / "comparison.png").stat().st_size > 0
 
     # editing the python reward is a new key (its source is in the key), not a stale hit

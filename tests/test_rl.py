@@ -85,6 +85,12 @@ def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> No
             == (ex["completion"].strip()[:3] == f"{sum(map(int, ex['prompt'].rstrip('=').split('+'))):03d}")
             for ex in greedy["examples"]
         )
+    for mode in ("greedy", "sampled"):  # the lift on the same rows, with its interval
+        lift = result["lift"][mode]
+        assert lift["difference"] == pytest.approx(
+            result["after"][mode]["accuracy"] - result["before"][mode]["accuracy"]
+        )
+        assert lift["ci95"][0] <= lift["difference"] <= lift["ci95"][1] and lift["n"] == 50
 
 
 SHORT_RUN = {
