@@ -21,7 +21,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from rl.evaluate import evaluate, prompt_texts
+from lm.determinism import deterministic_mode
+from rl.evaluate import evaluate, paired_difference, prompt_texts
 from rl.generation import resolve_engine
 from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
@@ -50,6 +51,11 @@ class GRPOConfig(TaskSettings):
     eval_examples: int = Field(1000, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
+    deterministic: bool = Field(
+        False,
+        description="the same bits on a rerun on this machine: TRL's full_determinism and deterministic kernels "
+        "(lm/determinism.py); another CPU, BLAS, thread count or GPU still gives other bits",
+    )
     checkpoint_steps: int = Field(
         50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
     )
@@ -109,6 +115,7 @@ def trl_config(s: GRPOConfig, run_dir: Path, max_model_len: int | None = None):
         use_cpu=not on_gpu,
         bf16=on_gpu,
         seed=s.seed,
+        full_determinism=s.deterministic,
         logging_steps=1,
         report_to="none",
         disable_tqdm=False,
@@ -191,6 +198,11 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pat
     Both evaluations sample from the trainer's own policy: its colocated vLLM engine (after a
     final weight sync), or its model with `generate`.
     """
+    with deterministic_mode(settings.deterministic):  # restored after: the next stage may run in this process
+        return _run_grpo(model_dir, settings, out_dir, work_dir)
+
+
+def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path | None) -> dict:
     from transformers import AutoTokenizer, TrainerCallback
 
     task = settings.load_task()
