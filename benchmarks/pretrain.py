@@ -1,6 +1,7 @@
 """Training-step throughput: lmforge's TransformerLM vs transformers' LlamaForCausalLM.
 
     .venv/bin/python -m benchmarks.pretrain [--steps 8 --rounds 5]      # CPU, 2 threads
+    .venv/bin/python -m benchmarks.pretrain --deterministic             # + deterministic mode's cost
     python -m benchmarks.pretrain --device cuda [--batch 16]            # a GPU
 
 A step is forward + loss + backward + gradient clipping + optimizer step, on the same
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from lm.accounting import count, mfu
+from lm.determinism import deterministic_mode
 from lm.model import ModelConfig, TransformerLM
 from lm.optim import clip_grad_norm
 from lm.train import PretrainConfig, autocast_for, enable_tf32, make_optimizer, model_loss
@@ -131,6 +133,9 @@ def bench_cpu(args) -> None:
         "HF Llama sdpa": make_hf(cfg, "sdpa", "cpu", "fp32", False),
         "HF Llama eager": make_hf(cfg, "eager", "cpu", "fp32", False),
     }
+    if args.deterministic:  # the same steps under `deterministic: true` (lm/determinism.py), interleaved
+        runners["lmforge sdpa deterministic"] = deterministic(make_ours(cfg, "sdpa", "cpu", "fp32", False))
+        runners["lmforge sdpa compiled deterministic"] = deterministic(make_ours(cfg, "sdpa", "cpu", "fp32", True))
     for name, step in runners.items():
         warm_up(name, step, x, y, lambda: None)
     rates: dict[str, list[float]] = {k: [] for k in runners}
@@ -146,6 +151,19 @@ def bench_cpu(args) -> None:
     hf = med["HF Llama sdpa"]
     for k in ("lmforge reference", "lmforge sdpa", "lmforge sdpa compiled", "lmforge fused loss compiled"):
         print(f"ratio {k} / HF sdpa: {med[k] / hf:.2f}x")
+    if args.deterministic:
+        for k in ("lmforge sdpa", "lmforge sdpa compiled"):
+            print(f"ratio {k} deterministic / {k}: {med[k + ' deterministic'] / med[k]:.2f}x")
+
+
+def deterministic(step: Step) -> Step:
+    """`step` run in deterministic mode (entered and left around each step: the settings are global)."""
+
+    def run(x, y):
+        with deterministic_mode(True):
+            return step(x, y)
+
+    return run
 
 
 def print_profile(step: Step, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -219,6 +237,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, help="sequences per step (default 16)")
     ap.add_argument("--size", choices=sorted(GPU_SHAPES), default="162m", help="CUDA: the model (default 162m)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads")
+    ap.add_argument("--deterministic", action="store_true", help="CPU: also lmforge's steps in deterministic mode")
     ap.add_argument("--profile", action="store_true", help="CUDA: print each side's top GPU kernels")
     ap.add_argument("--peak-flops", type=float, help="device peak bf16 FLOP/s for MFU (default: lm.accounting's table)")
     args = ap.parse_args()

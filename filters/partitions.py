@@ -11,13 +11,43 @@ Parquet, WARC and whole-file text are one piece each.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from filters.readers import detect_format, open_binary
-from lm.paths import group_by_size, input_bytes
 
 SCAN_BYTES = 16 << 20  # read this much at a time while counting lines or finding a boundary
+T = TypeVar("T")
+
+
+def input_bytes(path: Path) -> int:
+    """Bytes on disk of an input: a file's size, a directory's (an HF dataset) files summed."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def group_by_size(items: list[T], size_of: Callable[[T], int], target: int) -> list[list[T]]:
+    """Consecutive items in groups of at most `target` in all (a larger item is a group alone),
+    in their order: thousands of small files become a few partitions, each one task, and the
+    corpus order is kept."""
+    groups: list[list[T]] = []
+    size = 0
+    for item in items:
+        n = size_of(item)
+        if not groups or size + n > target:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += n
+    return groups
+
+
+def group_by_bytes(paths: list[Path], target_bytes: int) -> list[list[Path]]:
+    """Consecutive input files in groups of at most `target_bytes` on disk (`group_by_size`)."""
+    return group_by_size(paths, input_bytes, target_bytes)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
 from filters.document import Stats
+from filters.partitions import group_by_bytes, input_bytes
 from filters.readers import read_documents
-from lm.paths import group_by_bytes, input_bytes
 from lm.tokenizer import ENDOFTEXT, Tokenizer
 
 

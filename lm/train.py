@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from lm.accounting import count, mfu
 from lm.checkpoint import recover_checkpoint, restore_training_state, save_training_state
+from lm.determinism import deterministic_mode
 from lm.fused_loss import fused_linear_cross_entropy
 from lm.model import ModelConfig, TransformerLM
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
@@ -83,6 +84,11 @@ class PretrainConfig(BaseModel):
         description="device peak FLOP/s for MFU; None: lm.accounting's table of known GPUs",
     )
     seed: int = 0
+    deterministic: bool = Field(
+        False,
+        description="the same bits on a rerun on this machine: deterministic kernels, fixed cuBLAS workspace, no "
+        "autotuning (lm/determinism.py); another CPU, BLAS, thread count or GPU still gives other bits",
+    )
     eval_interval: int = Field(100, ge=1)
     eval_batches: int = Field(10, ge=1)
     eval_tasks: list[str] = Field(
@@ -298,6 +304,11 @@ def train(
     `stop_at_step` ends the run early at a checkpoint without changing the schedule, so a
     later call resumes it (how the tests interrupt a run deterministically).
     """
+    with deterministic_mode(cfg.deterministic):
+        return _train(cfg, data_dir, work_dir, stop_at_step, progress)
+
+
+def _train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int | None, progress: bool) -> dict:
     # 1) setup: distributed, device, data
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
     rank = int(os.environ.get("RANK", "0"))
@@ -455,6 +466,7 @@ def train(
         "flops_per_token": counts.flops_per_token,
         "flops": counts.flops_per_token * tokens,
         "finished": step >= total_steps,
+        "cpu_threads": torch.get_num_threads(),  # a CPU run's bits depend on it
         **last_tasks,
     }
 

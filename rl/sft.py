@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from lm.determinism import deterministic_mode
 from rl.evaluate import evaluate_model_dir, prompt_texts
 from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
@@ -43,6 +44,11 @@ class SFTConfig(TaskSettings):
     eval_examples: int = Field(500, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
+    deterministic: bool = Field(
+        False,
+        description="the same bits on a rerun on this machine: TRL's full_determinism and deterministic kernels "
+        "(lm/determinism.py); another CPU, BLAS, thread count or GPU still gives other bits",
+    )
     checkpoint_steps: int = Field(
         50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
     )
@@ -83,6 +89,7 @@ def trl_config(s: SFTConfig, run_dir: Path, max_length: int):
         use_cpu=not on_gpu,
         bf16=on_gpu,
         seed=s.seed,
+        full_determinism=s.deterministic,
         logging_steps=max(1, s.max_steps // 50),
         eval_strategy="no",
         report_to="none",
@@ -139,6 +146,11 @@ def tokens_seen(trainer) -> int:
 def run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path | None = None) -> dict:
     """Train (resuming from `work_dir`'s last checkpoint), then measure held-out loss and accuracy; writes
     `hf/`, `metrics.jsonl`, `eval.json` in `out_dir`."""
+    with deterministic_mode(settings.deterministic):  # restored after: the next stage may run in this process
+        return _run_sft(model_dir, settings, out_dir, work_dir)
+
+
+def _run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path | None) -> dict:
     from transformers import TrainerCallback
 
     task = settings.load_task()

@@ -363,3 +363,24 @@ def test_pretrain_config_nests_the_one_model_definition():
         PretrainConfig(model={"vocab_size": 500})
     with pytest.raises(ValidationError, match="not divisible"):
         PretrainConfig(model={"d_model": 100, "num_heads": 8})
+
+
+def test_deterministic_mode_repeats_a_pretraining_run_bit_for_bit_and_restores_the_defaults(token_dir, tmp_path):
+    """`deterministic: true`, compiled as long runs are on a CPU, on the default thread count: two
+    runs give the same weights and the same logged losses to the bit; the process's settings are
+    restored after each run."""
+    from safetensors.torch import load_file
+
+    cfg = PretrainConfig(
+        **TINY, max_steps=12, eval_interval=6, log_interval=1, device="cpu", compile=True, deterministic=True
+    )
+    runs = []
+    for name in ("first", "second"):
+        summary = train(cfg, token_dir, tmp_path / name, progress=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        weights = load_file(tmp_path / name / "checkpoint" / "model.safetensors")
+        losses = [(m["train_loss"], m.get("val_loss")) for m in read_metrics(tmp_path / name / "metrics.jsonl")]
+        runs.append((summary["final_val_loss"], weights, losses))
+    (loss_a, weights_a, log_a), (loss_b, weights_b, log_b) = runs
+    assert loss_a == loss_b and log_a == log_b
+    assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)

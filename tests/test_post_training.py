@@ -368,3 +368,24 @@ def test_reward_mistakes_are_one_line_naming_the_reward_row_and_value(tmp_path, 
     missing = write_task(tmp_path, answer_field="no_such_column")
     with pytest.raises(ValueError, match="has no column 'no_such_column'"):
         EvalConfig(task=str(missing))
+
+
+def test_deterministic_sft_repeats_bit_for_bit(addition_model, tmp_path):
+    """Two `deterministic: true` SFT runs of the same settings: the same weights, the same losses."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rl.sft import SFTConfig, run_sft
+
+    settings = SFTConfig(
+        task="addition", max_steps=6, batch_size=8, eval_examples=20, eval_samples=2, deterministic=True
+    )
+    runs = []
+    for name in ("first", "second"):
+        result = run_sft(addition_model, settings, tmp_path / name)
+        assert not torch.are_deterministic_algorithms_enabled()
+        losses = [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        runs.append((load_file(tmp_path / name / "hf" / "model.safetensors"), losses, result))
+    (a, losses_a, result_a), (b, losses_b, result_b) = runs
+    assert losses_a == losses_b and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert result_a["after"]["greedy"]["accuracy"] == result_b["after"]["greedy"]["accuracy"]
