@@ -80,11 +80,32 @@ def free_port(preferred: int | None = None) -> int:
         return s.getsockname()[1]
 
 
+API_TIMEOUT_S = 5.0  # a busy machine's server may be slow to answer; a stopped one refuses at once
+REUSE_WAIT_S = 15.0  # how long a command waits for a slow running server before starting its own
+
+
 def healthy(url: str, timeout_s: float = 2.0) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def answers_within(url: str, seconds: float) -> bool:
+    """Health checks until one answers or `seconds` pass; a refused connection (nothing listens)
+    is not retried: a loaded machine's server is slow, a stopped one is gone."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=API_TIMEOUT_S).status_code == 200:
+                return True
+        except httpx.ConnectError:
+            return False
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1.0)
 
 
 @contextmanager
@@ -114,11 +135,32 @@ def _first_start_serialised() -> Iterator[None]:
         marker.touch()
 
 
-def _wait_healthy(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
+class PortTaken(ServerError):
+    """The port was free when chosen and taken before the server bound it (another server starting)."""
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether the process `pid` (or one of its children) listens on `port`: the server that answers
+    there is the one just started, not another one that took the port first."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for p in procs:
+        with suppress(psutil.Error):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections("tcp")):
+                return True
+    return False
+
+
+def _wait_healthy(proc: subprocess.Popen, url: str, port: int, log: Path, what: str) -> None:
     limit = start_timeout_s()
     deadline = time.monotonic() + limit
-    while not healthy(url):
+    while not (healthy(url) and _listens_on(proc.pid, port)):
         if proc.poll() is not None:
+            if healthy(url):  # someone else's server answers there: ours could not bind
+                raise PortTaken(f"{what}: port {port} was taken by another server while this one started")
             raise ServerError(
                 f"{what} exited with code {proc.returncode} before it answered; its log: {log} "
                 f"(last line: {_last_line(log)!r})"
@@ -201,7 +243,7 @@ def temporary_server() -> Iterator[str]:
     )
     with _first_start_serialised():
         proc = _spawn(args, log, env)
-        _wait_healthy(proc, url, log, "the temporary Prefect server")
+        _wait_healthy(proc, url, port, log, "the temporary Prefect server")
     try:
         yield url
     finally:
@@ -248,24 +290,15 @@ class LocalServer:
     def url(self) -> str | None:
         """Its API URL when it runs and answers."""
         state = self.state()
-        return state["url"] if state and healthy(state["url"]) else None
+        # a loaded machine's server can take seconds to answer: a command that gave up after 2 s
+        # started a temporary server of its own beside it
+        return state["url"] if state and answers_within(state["url"], REUSE_WAIT_S) else None
 
     def start(self) -> dict:
         with _flock(self.home / "server" / "start.lock"):  # two `start`s at once: one server
             state = self.state()
             if state is not None:
                 return state
-            port = free_port(4200)
-            url = f"http://127.0.0.1:{port}/api"
-            args = [
-                str(Path(sys.executable).parent / "prefect"),
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
             # the logs stream: `prefect deployment run --watch` shows a run's log lines (why it failed,
             # too) only from a server that streams them, which Prefect's default does not
             streams = {
@@ -273,9 +306,19 @@ class LocalServer:
                 "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
             }
             env = {**streams, **os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", DETACHED_ENV: "1"}
-            with _first_start_serialised():
-                proc = _spawn(args, self.log, env)
-                _wait_healthy(proc, url, self.log, f"prefect server (port {port})")
+            for attempt in range(3):  # 4200 if free; another port if a server elsewhere took it meanwhile
+                port = free_port(4200 if attempt == 0 else None)
+                url = f"http://127.0.0.1:{port}/api"
+                args = [str(Path(sys.executable).parent / "prefect"), "server", "start"]
+                args += ["--host", "127.0.0.1", "--port", str(port)]
+                try:
+                    with _first_start_serialised():
+                        proc = _spawn(args, self.log, env)
+                        _wait_healthy(proc, url, port, self.log, f"prefect server (port {port})")
+                    break
+                except PortTaken:
+                    if attempt == 2:
+                        raise
             state = {
                 "pid": proc.pid,
                 "create_time": psutil.Process(proc.pid).create_time(),

@@ -44,7 +44,7 @@ def grpo(checkpoint: str, settings: GRPOConfig = GRPOConfig(), force: bool = Fal
                 **{
                     k: round(v, 4) if isinstance(v, float) else v
                     for k, v in result[when][mode].items()
-                    if k != "examples"
+                    if not isinstance(v, list | dict)
                 },
             }
             for when in ("before", "after")

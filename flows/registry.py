@@ -103,7 +103,29 @@ def _grpo_headline(path: Path) -> list[str]:
     widest = max((k for k in after["sampled"] if k.startswith("pass@")), key=lambda k: int(k[5:]), default=None)
     if widest:
         lines.append(f"{widest}: {before['sampled'][widest]:.3f} → {after['sampled'][widest]:.3f}")
+    lines += _grpo_training_lines(path / "metrics.jsonl")
     return lines + ([f"WARNING: {g['warning']}"] if "warning" in g else [])
+
+
+def _grpo_training_lines(metrics: Path) -> list[str]:
+    """Why the lift is what it is: the training reward's trend, the share of groups that taught
+    nothing (every completion scored the same: no advantage), and the KL to the reference."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    rows = [r for r in rows if "reward" in r]
+    if not rows:
+        return []
+    k = max(1, len(rows) // 10)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    start, end = mean([r["reward"] for r in rows[:k]]), mean([r["reward"] for r in rows[-k:]])
+    no_signal = mean([r.get("frac_reward_zero_std", 0.0) for r in rows])
+    kl = f", KL to the reference {rows[-1]['kl']:.4f} at the end" if "kl" in rows[-1] else ""
+    return [
+        f"training: reward {start:.3f} → {end:.3f} (mean of the first / last {k} logged steps); "
+        f"{no_signal:.0%} of groups had no reward variance (no learning signal){kl}"
+    ]
 
 
 def _grpo_rows(path: Path) -> list[dict]:
@@ -114,7 +136,7 @@ def _grpo_rows(path: Path) -> list[dict]:
             **{
                 k: (f"{v:.3f}" if isinstance(v, float) else str(v))
                 for k, v in result[when][mode].items()
-                if k != "examples"
+                if not isinstance(v, list | dict)
             },
         }
         for when in ("before", "after")
@@ -137,7 +159,11 @@ def _sft_rows(path: Path) -> list[dict]:
     return [
         {
             "eval": f"after ({mode})",
-            **{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in m.items() if k != "examples"},
+            **{
+                k: (f"{v:.3f}" if isinstance(v, float) else str(v))
+                for k, v in m.items()
+                if not isinstance(v, list | dict)
+            },
         }
         for mode, m in e["after"].items()
     ]

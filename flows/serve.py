@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from contextlib import suppress
-
-import httpx
 
 from flows.processes import route_library_logs, set_stop_message, stop_descendants
 
@@ -17,13 +14,12 @@ route_library_logs()  # before Prefect reads its logging settings
 from prefect import serve  # noqa: E402
 from prefect.context import refresh_global_settings_context  # noqa: E402
 
-from flows.api_server import LocalServer, healthy, user_api_url  # noqa: E402
+from flows.api_server import API_TIMEOUT_S, LocalServer, answers_within, healthy, user_api_url  # noqa: E402
 from flows.deployments import default_deployments  # noqa: E402
 from flows.store import lmforge_home  # noqa: E402
 
 API_POLL_S = 2.0
 API_MISSES = 3  # health checks failed in a row before serve gives up (~6 s when nothing listens)
-API_TIMEOUT_S = 5.0  # a busy machine's server may be slow to answer; a stopped one refuses at once
 START_WAIT_S = 20.0  # how long serve waits for a slow server to answer its first health check
 HOW = "start one with `lmforge server start` (or run `prefect server start` and set PREFECT_API_URL to its /api URL)"
 
@@ -39,23 +35,6 @@ def check_server() -> str:
     if not answers_within(url.rstrip("/"), START_WAIT_S):
         raise ConnectionError(f"Prefect server at {url} is not answering: {HOW}")
     return url
-
-
-def answers_within(url: str, seconds: float) -> bool:
-    """Health checks until one answers or `seconds` pass; a refused connection (nothing listens)
-    is not retried: a loaded machine's server is slow, a stopped one is gone."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=API_TIMEOUT_S).status_code == 200:
-                return True
-        except httpx.ConnectError:
-            return False
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(1.0)
 
 
 def _exit_api_gone(url: str, what: str) -> None:

@@ -47,7 +47,11 @@ def sft(checkpoint: str, settings: SFTConfig = SFTConfig(), force: bool = False)
         rows = [
             {
                 "eval": f"after ({mode})",
-                **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items() if k != "examples"},
+                **{
+                    k: round(v, 4) if isinstance(v, float) else v
+                    for k, v in m.items()
+                    if not isinstance(v, list | dict)
+                },
             }
             for mode, m in result["after"].items()
         ]

@@ -127,6 +127,11 @@ def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_h
         "manifest.json",
     }
     assert (out / "manifest.json").is_file()
+    from flows.registry import STAGES
+
+    headline = STAGES["grpo"].headline(out)
+    assert any(re.match(r"training: reward [\d.]+ → [\d.]+ .*% of groups had no reward variance", x) for x in headline)
+    assert any("95% interval" in x for x in headline), headline
     assert Path(grpo(str(addition_model), settings)) == out  # cache hit
 
 
