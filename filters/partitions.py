@@ -18,7 +18,8 @@ from typing import TypeVar
 
 from filters.readers import detect_format, open_binary
 
-SCAN_BYTES = 16 << 20  # read this much at a time while counting lines or finding a boundary
+SCAN_BYTES = 16 << 20  # read this much at a time while counting lines
+BOUNDARY_SCAN_BYTES = 64 << 10  # and while looking for a boundary, usually a few bytes past the target
 T = TypeVar("T")
 
 
@@ -80,7 +81,7 @@ def _next_boundary(f, offset: int, separators: tuple[bytes, ...]) -> int | None:
     f.seek(start)
     carry = b""
     while True:
-        chunk = f.read(SCAN_BYTES)
+        chunk = f.read(BOUNDARY_SCAN_BYTES)
         if not chunk:
             return None
         window = carry + chunk

@@ -8,8 +8,8 @@ gives `samples` completions per prompt, their mean accuracy, and pass@k by the u
 estimator of Chen et al. (2021). Every accuracy carries its 95% interval (Wilson's for greedy
 decoding; over rows for sampling, whose completions of one prompt are not independent), and
 `compare_checkpoints` gives each checkpoint's paired difference to the one before it on the
-same rows, with its interval, so a lift within noise is said to be. A policy is a `vllm.LLM` or a (model, left-padding
-tokenizer) pair, as `rl.generation` loads them; GRPO evaluates with the trainer's own
+same rows, with its interval, so a lift within noise is said to be. A policy is a `vllm.LLM`
+or a (model, left-padding tokenizer) pair, as `rl.generation` loads them; GRPO evaluates with the trainer's own
 engine before and after training (a vLLM engine start costs ~20 s on a CPU). The result
 says which engine produced it.
 """
@@ -82,7 +82,9 @@ def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
     so sampled accuracy is a mean over rows, not a binomial over completions)."""
     n = len(values)
     mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    if n < 2:  # one row says nothing about its spread: an interval as wide as the values can be
+        return mean - 1.0, mean + 1.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return mean - z * sd / math.sqrt(n), mean + z * sd / math.sqrt(n)
 
 

@@ -87,6 +87,7 @@ def test_accuracy_intervals_are_scipys_wilson_and_a_paired_difference_says_when_
     noisy, clear = paired_difference(small_lift, before), paired_difference(big_lift, before)
     assert noisy["difference"] == pytest.approx(0.01) and noisy["within_noise"]
     assert clear["difference"] == pytest.approx(0.4) and not clear["within_noise"] and clear["ci95"][0] > 0.25
+    assert paired_difference([1.0], [0.0])["within_noise"]  # one row tells nothing about the spread
 
 
 def test_a_task_file_loads_its_data_prompt_and_weighted_rewards(user_task):
