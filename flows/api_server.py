@@ -303,13 +303,7 @@ class LocalServer:
             state = self.state()
             if state is not None:
                 return state
-            # the logs stream: `prefect deployment run --watch` shows a run's log lines (why it failed,
-            # too) only from a server that streams them, which Prefect's default does not
-            streams = {
-                "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true",
-                "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
-            }
-            env = {**streams, **os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", DETACHED_ENV: "1"}
+            env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", DETACHED_ENV: "1"}
             for attempt in range(3):  # 4200 if free; another port if a server elsewhere took it meanwhile
                 port = free_port(4200 if attempt == 0 else None)
                 url = f"http://127.0.0.1:{port}/api"

@@ -154,8 +154,7 @@ def test_cli_prints_artifact_dir_last(lmforge_home, data):
 @pytest.mark.slow
 def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
     """`lmforge server start`, `lmforge serve`, then Prefect's own `prefect deployment run --watch`:
-    a run completes and publishes; a run that fails shows why (the server `lmforge server start`
-    starts streams the flow run's logs to the watch; it said only `finished in state 'Failed'`)."""
+    a run completes and publishes."""
     # its own PREFECT_HOME, not the session's `prefect_server`: `lmforge serve` there once failed
     # its flow run within a second in CI (cause not captured); isolated, it never has
     bin_dir = Path(sys.executable).parent
@@ -199,9 +198,6 @@ def test_deployment_run_against_a_real_server(tmp_path, lmforge_home, data):
         finished = list((lmforge_home / "artifacts" / "clean-data").glob("*/manifest.json"))
         assert len(finished) == 1
 
-        r = deployment_run([str(tmp_path / "no-such-file.jsonl")])
-        assert r.returncode == 1 and "Failed" in r.stdout
-        assert "matches no file" in " ".join(r.stdout.split()), r.stdout[-3000:]  # the reason, in the watch
     finally:
         if serve is not None:
             serve.terminate()
