@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -130,6 +131,41 @@ def _log_progress(logger, rows: list[dict], total: dict[float, int]) -> None:
     )
 
 
+def adaptive_rounds(
+    config: SweepConfig,
+    done: list[GridPoint],
+    rows: list[dict],
+    run_round: Callable[[list[GridPoint]], list[dict]],
+    vocab_size: int,
+    started: float,
+    logger,
+) -> list[str]:
+    """Rounds of added points (scaling/adaptive.py's rules) until none is added, `max_rounds` or `max_minutes`;
+    `done` and `rows` grow in place. Returns the last round's decisions and why the rounds stopped."""
+    cfg = config.adaptive
+    rounds = cfg.max_rounds if cfg.enabled else 0
+    notes: list[str] = []
+    for round_ in range(rounds):
+        if cfg.max_minutes is not None and (elapsed := (time.time() - started) / 60) >= cfg.max_minutes:
+            notes.append(f"stopped: the sweep has run {elapsed:.1f} min, max_minutes is {cfg.max_minutes:g}")
+            break
+        added, notes = next_points(
+            rows, done, lambda c, n: config.point(vocab_size, c, n, window=False), cfg, config.sizes
+        )
+        for note in notes:
+            logger.info("adaptive round %d: %s", round_ + 1, note)
+        if not added:
+            return notes
+        done += added
+        rows += run_round(added)
+    else:
+        if rounds and cfg.target_interval is not None:
+            notes.append(f"stopped after max_rounds = {rounds} rounds")
+    for note in notes[-1:]:
+        logger.info("adaptive: %s", note)
+    return notes
+
+
 @flow(name="scaling-sweep", log_prints=True)
 def scaling_sweep(
     tokenize_artifact: str,
@@ -198,20 +234,7 @@ def scaling_sweep(
                 return results
 
             done, rows = list(runnable), run_round(runnable)
-            for round_ in range(config.adaptive.max_rounds if config.adaptive.enabled else 0):
-                added, notes = next_points(
-                    rows,
-                    done,
-                    lambda c, n: config.point(meta["vocab_size"], c, n, window=False),
-                    config.adaptive,
-                    config.sizes,
-                )
-                for note in notes:
-                    logger.info("adaptive round %d: %s", round_ + 1, note)
-                if not added:
-                    break
-                done += added
-                rows += run_round(added)
+            adaptive_notes = adaptive_rounds(config, done, rows, run_round, meta["vocab_size"], started, logger)
         reused, failed = sum(r["reused"] for r in rows), [r for r in rows if r["error"]]
         logger.info(
             "%d points: %d trained now, %d reused from an earlier run, %d failed",
@@ -258,6 +281,7 @@ def scaling_sweep(
             "failed": len(failed),
             "reused": reused,
             "laws": lines,
+            "adaptive": adaptive_notes,
             "plots": result["plots"],
         }
 

@@ -56,12 +56,21 @@ class DataSpec(BaseModel):
         0.1, gt=0, lt=1, description="with `path`: the share of rows (by a hash of the row) held out"
     )
     generator: Literal["addition"] | None = None
+    teacher_errors: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="with `generator`: the share of rows whose `teacher` column (a demonstration a task's "
+        "`completion` may train on) holds a slip: the answer with one digit wrong",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
         sources = [bool(self.train or self.test), bool(self.path), bool(self.generator)]
         if sum(sources) != 1:
             raise ValueError("give exactly one of: train/test files, one `path` (+ test_fraction), or a `generator`")
+        if self.teacher_errors and not self.generator:
+            raise ValueError("teacher_errors applies to generated data (`generator`) only")
         return self
 
 
@@ -207,13 +216,14 @@ class Task:
         return ([self.source] if self.source else []) + data_files + code
 
     def write_pretraining_corpus(self, path: Path) -> Path:
-        """For generated tasks a small LM must first learn: each train problem with its answer, one block each."""
+        """For generated tasks a small LM must first learn: each train problem with what `sft` trains on (its
+        answer, or a noisy teacher's demonstration), one block each: pretraining sees no truth SFT does not."""
         if self.spec.data.generator is None:
             raise ConfigError(
                 f"task {self.name} has no generated data to pretrain on: give the pipeline a checkpoint to tune"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = "\n\n".join(r["prompt"] + r["answer"] for r in self.load("train")) + "\n"
+        text = "\n\n".join(r["prompt"] + r["target"] for r in self.load("train")) + "\n"
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
         return path
@@ -226,7 +236,7 @@ class Task:
     def _load_splits(self) -> dict[str, list[dict]]:
         d = self.spec.data
         if d.generator == "addition":
-            problems = addition_problems()
+            problems = addition_problems(teacher_errors=d.teacher_errors)
             raw = {s: problems[s] for s in SPLITS}
         elif d.path:
             raw = {"train": [], "test": []}
@@ -384,12 +394,28 @@ def read_rows(path: Path) -> list[dict]:
 
 
 # --- addition ---------------------------------------------------------------------------------------
-def addition_problems(seed: int = 0) -> dict[str, list[dict]]:
-    """All 10,000 pairs (a, b) in [0, 100)², shuffled and split 8,000 / 1,000 / 1,000 (train / val / test)."""
+def addition_problems(seed: int = 0, teacher_errors: float = 0.0) -> dict[str, list[dict]]:
+    """All 10,000 pairs (a, b) in [0, 100)², shuffled and split 8,000 / 1,000 / 1,000 (train / val / test).
+
+    `teacher_errors` > 0 adds a `teacher` column: the sum as an unreliable teacher writes it, with one digit
+    slipped to another in that share of rows (at random, seeded). Demonstrations like these are what imitation
+    learns from; a verifier that knows the true sum is what reinforcement learning can use instead."""
     pairs = [(a, b) for a in range(100) for b in range(100)]
-    random.Random(seed).shuffle(pairs)
+    rng = random.Random(seed)
+    rng.shuffle(pairs)
     rows = [{"prompt": f"{a:02d}+{b:02d}=", "answer": f"{a + b:03d}"} for a, b in pairs]
+    if teacher_errors:
+        slips = random.Random(f"teacher-{seed}")
+        for row in rows:
+            row["teacher"] = _slip(row["answer"], slips) if slips.random() < teacher_errors else row["answer"]
     return {"train": rows[:8000], "val": rows[8000:9000], "test": rows[9000:]}
+
+
+def _slip(answer: str, rng: random.Random) -> str:
+    """The answer with one digit (chosen at random) replaced by another digit."""
+    i = rng.randrange(len(answer))
+    wrong = rng.choice([d for d in "0123456789" if d != answer[i]])
+    return answer[:i] + wrong + answer[i + 1 :]
 
 
 # --- loading a task ---------------------------------------------------------------------------------

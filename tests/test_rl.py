@@ -11,6 +11,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from lm.configfile import ConfigError
 from rl.grpo import GRPOConfig, build_trainer, run_grpo
 from rl.rewards import answers_match, extract_answer, r1_zero_reward
 from rl.tasks import addition_problems, get_task
@@ -53,6 +54,25 @@ def test_addition_task_and_reward():
     rows = [{"prompt": "07+48=", "answer": "055"}] * 5
     rewards = task.score([r["prompt"] for r in rows], ["055", "054", "55", "0x5", " 055\n\n1"], rows)
     assert rewards["total"] == pytest.approx([1.1, 0.1, 0.0, 0.0, 1.1]) and rewards["exact"] == [1.0, 0, 0, 0, 1.0]
+
+
+def test_noisy_teacher_task_imitates_the_teacher_and_rewards_the_truth(tmp_path):
+    """addition_noisy: half the demonstrations slip one digit; sft's targets and the pretraining corpus are the
+    teacher's, the rewards and the held-out answers the true sums."""
+    task = get_task("addition_noisy")
+    train = task.load("train")
+    slipped = [r for r in train if r["target"] != r["answer"]]
+    assert 0.45 < len(slipped) / len(train) < 0.55
+    assert all(sum(a != b for a, b in zip(r["target"], r["answer"])) == 1 for r in slipped)  # one digit
+    assert [r["answer"] for r in task.load("test")] == [r["answer"] for r in addition_problems()["test"]]
+    corpus = task.write_pretraining_corpus(tmp_path / "corpus.txt").read_text().split("\n\n")
+    assert corpus[0].strip() == train[0]["prompt"] + train[0]["target"]
+    assert {r["prompt"] + r["target"] for r in slipped} <= {block.strip() for block in corpus}
+    row = slipped[0]
+    assert task.score([row["prompt"]], [row["target"]], [row])["exact"] == [0.0]
+    assert task.score([row["prompt"]], [row["answer"]], [row])["exact"] == [1.0]
+    with pytest.raises(ConfigError, match="generated data"):
+        get_task({"name": "t", "data": {"path": "x.jsonl", "teacher_errors": 0.5}, "prompt": "{q}"})
 
 
 def test_grpo_settings_are_validated_at_load():

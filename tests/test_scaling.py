@@ -379,3 +379,39 @@ def test_adaptive_round_ignores_failed_points():
     # the minimum is now at the largest finished size; the next size up is the failed one: not
     # retried, the round steps past it
     assert len(n) == 3 and len(added) == 1 and added[0].shape.non_embedding_params > n[2], notes
+
+
+def test_adaptive_precision_rule_repeats_where_the_exponent_is_least_certain_until_the_target():
+    """Rule 3: bracketed, convex curves, but the largest budget's losses are noisy: with a tight target the
+    round repeats the 3 sizes nearest that budget's minimum (new seed); the middle budget, with no leverage on
+    the slope, never gets them; a loose target is reached and adds nothing."""
+    from scaling.adaptive import AdaptiveConfig, exponent_interval, next_points, runs_of
+
+    cfg = SweepConfig(
+        budgets=[1e12, 3e12, 1e13],
+        sizes=[1e4 * 2 ** (i / 2) for i in range(11)],
+        min_tokens_per_param=0,
+        train={"model": {"context_length": 64}, "batch_size": 8, "max_steps": 1},
+    )
+    points = [p for p in cfg.grid(512) if p.skipped is None]
+    noise = {1e12: 0.0, 3e12: 0.003, 1e13: 0.03}
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in points:
+        x = math.log(p.shape.non_embedding_params) - (math.log(7e4) + 0.15 * math.log(p.compute / 3e12))
+        loss = 3.0 - 0.1 * math.log10(p.compute) + 0.05 * x**2 + rng.normal(0, noise[p.compute])
+        rows.append(
+            {"compute": p.compute, "parameters": p.shape.non_embedding_params, "tokens": p.tokens, "loss": loss}
+        )
+    make = lambda c, n: cfg.point(512, c, n, window=False)  # noqa: E731
+    a, lo, hi = exponent_interval(runs_of(rows), 200)
+    assert hi - lo > 0.02  # the noisy budget leaves the exponent uncertain
+
+    added, notes = next_points(rows, points, make, AdaptiveConfig(target_interval=0.01), cfg.sizes)
+    assert len(added) == 3 and {p.compute for p in added} == {1e13} and {p.seed for p in added} == {1}, notes
+    assert "reaches" in notes[-1] and "C = 1e+13" in notes[-1]
+
+    added, notes = next_points(rows, points, make, AdaptiveConfig(target_interval=1.0), cfg.sizes)
+    assert added == [] and "target reached" in notes[-1]
+    added, notes = next_points(rows, points, make, AdaptiveConfig(), cfg.sizes)
+    assert added == [] and notes == []  # no target: rules 1-2 only
