@@ -261,7 +261,7 @@ def scaling_sweep(
             flops=config.flops_definition(),
             failed_points=len(failed),
         )
-        lines = summary_lines(result)
+        lines = summary_lines(result) + [f"adaptive: {note}" for note in adaptive_notes[-1:]]
         for line in lines:
             logger.info(line)
         create_table_artifact(

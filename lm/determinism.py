@@ -18,8 +18,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from pydantic import Field
 
 CUBLAS_WORKSPACE = ":4096:8"  # what PyTorch's reproducibility notes ask for deterministic cuBLAS
+# the environment a run in deterministic mode may change (ours, and transformers' enable_full_determinism, which
+# TRL's full_determinism calls for sft and grpo): restored afterwards, so a later stage in the process does not
+# run with CUDA_LAUNCH_BLOCKING
+ENVIRONMENT = (
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_LAUNCH_BLOCKING",
+    "FLASH_ATTENTION_DETERMINISTIC",
+    "ASCEND_LAUNCH_BLOCKING",
+    "HCCL_DETERMINISTIC",
+)
+
+
+def deterministic_setting() -> bool:
+    """The `deterministic` field of every training stage's settings (pretrain, sft, grpo, a sweep's points)."""
+    return Field(
+        False,
+        description="the same bits on a rerun on this machine: deterministic kernels, fixed cuBLAS workspace, no "
+        "autotuning (lm/determinism.py; sft and grpo add TRL's full_determinism); another CPU, BLAS, thread count "
+        "or GPU still gives other bits",
+    )
 
 
 @contextmanager
@@ -35,7 +56,7 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark,
         torch.backends.cudnn.deterministic,
         inductor.deterministic,
-        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        {name: os.environ.get(name) for name in ENVIRONMENT},
     )
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE  # read when cuBLAS makes its handle
     torch.use_deterministic_algorithms(True)
@@ -48,7 +69,8 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
             saved
         )
         torch.use_deterministic_algorithms(algorithms)
-        if env is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-        else:
-            os.environ["CUBLAS_WORKSPACE_CONFIG"] = env
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

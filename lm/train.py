@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from lm.accounting import count, mfu
 from lm.checkpoint import recover_checkpoint, restore_training_state, save_training_state
-from lm.determinism import deterministic_mode
+from lm.determinism import deterministic_mode, deterministic_setting
 from lm.fused_loss import fused_linear_cross_entropy
 from lm.model import ModelConfig, TransformerLM
 from lm.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
@@ -84,11 +84,7 @@ class PretrainConfig(BaseModel):
         description="device peak FLOP/s for MFU; None: lm.accounting's table of known GPUs",
     )
     seed: int = 0
-    deterministic: bool = Field(
-        False,
-        description="the same bits on a rerun on this machine: deterministic kernels, fixed cuBLAS workspace, no "
-        "autotuning (lm/determinism.py); another CPU, BLAS, thread count or GPU still gives other bits",
-    )
+    deterministic: bool = deterministic_setting()
     eval_interval: int = Field(100, ge=1)
     eval_batches: int = Field(10, ge=1)
     eval_tasks: list[str] = Field(

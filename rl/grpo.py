@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from lm.determinism import deterministic_mode
+from lm.determinism import deterministic_mode, deterministic_setting
 from rl.evaluate import evaluate, paired_difference, prompt_texts
 from rl.generation import resolve_engine
 from rl.resume import checkpoint_arguments, resume_point
@@ -51,11 +51,7 @@ class GRPOConfig(TaskSettings):
     eval_examples: int = Field(1000, ge=1)
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
-    deterministic: bool = Field(
-        False,
-        description="the same bits on a rerun on this machine: TRL's full_determinism and deterministic kernels "
-        "(lm/determinism.py); another CPU, BLAS, thread count or GPU still gives other bits",
-    )
+    deterministic: bool = deterministic_setting()
     checkpoint_steps: int = Field(
         50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
     )

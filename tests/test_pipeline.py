@@ -72,6 +72,8 @@ def small_pipeline_config(data: Path, with_sweep: bool) -> dict:
                 "min_tokens_per_param": 0.0,
                 "n_bootstrap": 20,
                 "concurrency": 2,
+                # the time cap ends the adaptive rounds before their first: the grid alone takes longer
+                "adaptive": {"target_interval": 0.01, "max_minutes": 0.001},
                 "train": {"model": {"context_length": 32}, "batch_size": 8, "max_steps": 1, "eval_batches": 2},
             },
         }
@@ -105,7 +107,9 @@ def test_pipeline_runs_every_stage_then_reruns_from_cache(prefect_harness, lmfor
         "exact: "
     )
     runs = (sweep / "runs.csv").read_text().splitlines()
-    assert len(runs) - 1 == json.loads((sweep / "manifest.json").read_text())["summary"]["points"] >= 4
+    summary = json.loads((sweep / "manifest.json").read_text())["summary"]
+    assert len(runs) - 1 == summary["points"] >= 4
+    assert "max_minutes is 0.001" in summary["laws"][-1] and summary["adaptive"] == [summary["laws"][-1][10:]]
     store = ArtifactStore()
     lineage = [a.stage for a in store.lineage(store.find(Path(out["pretrain"]).name))]
     assert lineage == ["pretrain", "tokenize", "clean-data"]

@@ -372,7 +372,10 @@ def test_reward_mistakes_are_one_line_naming_the_reward_row_and_value(tmp_path, 
 
 
 def test_deterministic_sft_repeats_bit_for_bit(addition_model, tmp_path):
-    """Two `deterministic: true` SFT runs of the same settings: the same weights, the same losses."""
+    """Two `deterministic: true` SFT runs of the same settings: the same weights, the same losses; the environment
+    TRL's full_determinism sets (CUDA_LAUNCH_BLOCKING, ...) is restored after each."""
+    import os
+
     import torch
     from safetensors.torch import load_file
 
@@ -383,8 +386,12 @@ def test_deterministic_sft_repeats_bit_for_bit(addition_model, tmp_path):
     )
     runs = []
     for name in ("first", "second"):
+        environment = dict(os.environ)
         result = run_sft(addition_model, settings, tmp_path / name)
         assert not torch.are_deterministic_algorithms_enabled()
+        assert "CUDA_LAUNCH_BLOCKING" not in os.environ and {
+            k: v for k, v in os.environ.items() if k in ("CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC")
+        } == {k: v for k, v in environment.items() if k in ("CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC")}
         losses = [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         runs.append((load_file(tmp_path / name / "hf" / "model.safetensors"), losses, result))
     (a, losses_a, result_a), (b, losses_b, result_b) = runs
