@@ -84,28 +84,28 @@ API_TIMEOUT_S = 5.0  # a busy machine's server may be slow to answer; a stopped 
 REUSE_WAIT_S = 15.0  # how long a command waits for a slow running server before starting its own
 
 
-def healthy(url: str, timeout_s: float = 2.0) -> bool:
+def _health(url: str, timeout_s: float) -> bool | None:
+    """One health check: True (it answers healthy), False (refused: nothing listens there), None (no healthy
+    answer yet: a timeout, an error status)."""
     try:
-        return httpx.get(f"{url}/health", timeout=timeout_s).status_code == 200
-    except httpx.HTTPError:
+        return httpx.get(f"{url}/health", timeout=timeout_s).status_code == 200 or None
+    except httpx.ConnectError:
         return False
+    except httpx.HTTPError:
+        return None
+
+
+def healthy(url: str, timeout_s: float = 2.0) -> bool:
+    return _health(url, timeout_s) is True
 
 
 def answers_within(url: str, seconds: float) -> bool:
     """Health checks until one answers or `seconds` pass; a refused connection (nothing listens)
     is not retried: a loaded machine's server is slow, a stopped one is gone."""
     deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=API_TIMEOUT_S).status_code == 200:
-                return True
-        except httpx.ConnectError:
-            return False
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
+    while (answer := _health(url, API_TIMEOUT_S)) is None and time.monotonic() < deadline:
         time.sleep(1.0)
+    return answer is True
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from flows.stage import run_stage
 from flows.ui import publish_figures
 from rl.generation import resolve_engine
 from rl.grpo import GRPOConfig, run_grpo
-from rl.report import plot_reward_curve, save_as_lmforge_checkpoint
+from rl.report import evaluation_rows, plot_reward_curve, rounded, save_as_lmforge_checkpoint
 
 STAGE = "grpo"
 
@@ -38,18 +38,7 @@ def grpo(checkpoint: str, settings: GRPOConfig = GRPOConfig(), force: bool = Fal
         result = grpo_task(model_dir, settings, out_dir, work_dir)
         plot_reward_curve(out_dir / "metrics.jsonl", out_dir / "reward.png", settings.load_task().name)
         save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
-        rows = [
-            {
-                "eval": f"{when} ({mode})",
-                **{
-                    k: round(v, 4) if isinstance(v, float) else v
-                    for k, v in result[when][mode].items()
-                    if not isinstance(v, list | dict)
-                },
-            }
-            for when in ("before", "after")
-            for mode in ("greedy", "sampled")
-        ]
+        rows = evaluation_rows(result, ("before", "after"), rounded)
         create_table_artifact(
             key="grpo-eval",
             table=rows,

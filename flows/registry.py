@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rl.report import evaluation_rows
+
 
 def _manifest_summary(path: Path) -> dict[str, Any]:
     return json.loads((path / "manifest.json").read_text())["summary"]
@@ -129,19 +131,7 @@ def _grpo_training_lines(metrics: Path) -> list[str]:
 
 
 def _grpo_rows(path: Path) -> list[dict]:
-    result = json.loads((path / "eval.json").read_text())
-    return [
-        {
-            "eval": f"{when} ({mode})",
-            **{
-                k: (f"{v:.3f}" if isinstance(v, float) else str(v))
-                for k, v in result[when][mode].items()
-                if not isinstance(v, list | dict)
-            },
-        }
-        for when in ("before", "after")
-        for mode in ("greedy", "sampled")
-    ]
+    return evaluation_rows(json.loads((path / "eval.json").read_text()), ("before", "after"), _cell)
 
 
 def _sft_headline(path: Path) -> list[str]:
@@ -155,18 +145,11 @@ def _sft_headline(path: Path) -> list[str]:
 
 
 def _sft_rows(path: Path) -> list[dict]:
-    e = json.loads((path / "eval.json").read_text())
-    return [
-        {
-            "eval": f"after ({mode})",
-            **{
-                k: (f"{v:.3f}" if isinstance(v, float) else str(v))
-                for k, v in m.items()
-                if not isinstance(v, list | dict)
-            },
-        }
-        for mode, m in e["after"].items()
-    ]
+    return evaluation_rows(json.loads((path / "eval.json").read_text()), ("after",), _cell)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _evaluate_rows(path: Path) -> list[dict]:

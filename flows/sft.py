@@ -11,7 +11,7 @@ from flows.checkpoints import resolve_checkpoint
 from flows.stage import run_stage
 from flows.ui import publish_figures
 from rl.generation import resolve_engine
-from rl.report import plot_metric_curve, save_as_lmforge_checkpoint
+from rl.report import evaluation_rows, plot_metric_curve, rounded, save_as_lmforge_checkpoint
 from rl.sft import SFTConfig, run_sft
 
 STAGE = "sft"
@@ -44,17 +44,7 @@ def sft(checkpoint: str, settings: SFTConfig = SFTConfig(), force: bool = False)
             f"SFT on {settings.load_task().name}",
         )
         save_as_lmforge_checkpoint(out_dir / "hf", out_dir / "checkpoint")
-        rows = [
-            {
-                "eval": f"after ({mode})",
-                **{
-                    k: round(v, 4) if isinstance(v, float) else v
-                    for k, v in m.items()
-                    if not isinstance(v, list | dict)
-                },
-            }
-            for mode, m in result["after"].items()
-        ]
+        rows = evaluation_rows(result, ("after",), rounded)
         create_table_artifact(
             key="sft-eval", table=rows, description=f"sft on {settings.load_task().name}: held-out evaluation"
         )

@@ -4,7 +4,9 @@ tuned model in lmforge's format."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def plot_metric_curve(metrics_path: Path, out: Path, key: str, ylabel: str, title: str) -> None:
@@ -24,6 +26,16 @@ def plot_metric_curve(metrics_path: Path, out: Path, key: str, ylabel: str, titl
 
 def plot_reward_curve(metrics_path: Path, out: Path, task: str) -> None:
     plot_metric_curve(metrics_path, out, "reward", "mean reward of the rollouts, higher is better", f"GRPO on {task}")
+
+
+def evaluation_rows(result: dict, moments: tuple[str, ...], fmt: Callable[[Any], Any]) -> list[dict]:
+    """One row per (moment, decoding) of an sft or grpo result (`after`, or `before` and `after`; greedy and
+    sampled): its scalar metrics, each formatted by `fmt` (lists and tables stay in eval.json)."""
+    return [
+        {"eval": f"{when} ({mode})", **{k: fmt(v) for k, v in m.items() if not isinstance(v, list | dict)}}
+        for when in moments
+        for mode, m in result[when].items()
+    ]
 
 
 def comparison_rows(results: list[dict]) -> list[dict]:
@@ -119,3 +131,8 @@ def save_as_lmforge_checkpoint(hf_dir: Path, out: Path) -> bool:
         return False  # not a plain Llama (e.g. GQA): the HF folder is the checkpoint
     write_weights(model, out, {"step": 0, "tokens": 0, "source": str(hf_dir)})
     return True
+
+
+def rounded(value: Any) -> Any:
+    """A float to 4 decimals for a table artifact; anything else as it is."""
+    return round(value, 4) if isinstance(value, float) else value

@@ -366,3 +366,18 @@ def test_a_large_file_cut_in_pieces_reads_as_the_whole_file(tmp_path, data):
         ]
         assert cut == whole and len(whole) > 300, path
         assert cut_stats.to_dict()["read"]["files"] == 1
+
+
+def test_utf16_text_split_on_blank_lines_gives_the_streamed_utf8_documents(tmp_path, data):
+    """A UTF-16 file (its newline is two bytes, so it is decoded whole, not streamed) gives the same blocks
+    with the same line ids as the same text in UTF-8 (read a line at a time): runs of blank lines, CRLF."""
+    lines = (data / "tinystories-val-sample" / "tinystories_val.txt").read_text().splitlines()[:60]
+    text = "\n\n" + "\n".join(lines).replace("\n\n", "\n\n\n", 3) + "\n"
+    (tmp_path / "utf8.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "utf16.txt").write_text(text.replace("\n", "\r\n"), encoding="utf-16", newline="")
+    read = {
+        enc: list(read_documents(tmp_path / f"{enc}.txt", Stats(), split_blank_lines=True, encoding=enc))
+        for enc in ("utf8", "utf16")
+    }
+    assert len(read["utf8"]) > 5
+    assert [(d.text, d.id.split(":")[1]) for d in read["utf16"]] == [(d.text, d.id.split(":")[1]) for d in read["utf8"]]
