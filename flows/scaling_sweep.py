@@ -159,8 +159,8 @@ def adaptive_rounds(
         done += added
         rows += run_round(added)
     else:
-        if rounds and cfg.target_interval is not None:
-            notes.append(f"stopped after max_rounds = {rounds} rounds")
+        if rounds:
+            notes.append(f"stopped after max_rounds = {rounds} round{'s' if rounds > 1 else ''}")
     for note in notes[-1:]:
         logger.info("adaptive: %s", note)
     return notes

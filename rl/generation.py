@@ -50,12 +50,36 @@ def generate_vllm(
     return [c.text for c in outs], [len(c.token_ids) for c in outs]
 
 
-def load_transformers(model_dir: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def encode_prompts(tokenizer, prompts: list[str], task: str) -> list[list[int]]:
+    """The prompts' token ids; a prompt that encodes to no tokens means a tokenizer without its vocabulary (e.g.
+    transformers 5 builds an empty GPT2TokenizerFast from the old `vocab_file=` argument), which would train on
+    nothing: said before training, not as an index error inside generate()."""
+    ids = tokenizer(prompts)["input_ids"]
+    empty = next((i for i, row in enumerate(ids) if not row), None)
+    if empty is not None:
+        raise ValueError(
+            f"{task} prompt {empty} ({prompts[empty][:40]!r}) encodes to no tokens with the model's tokenizer "
+            f"({type(tokenizer).__name__}, {len(tokenizer)} tokens): is its vocabulary loaded?"
+        )
+    return ids
+
+
+def left_padding_tokenizer(model_dir: Path):
+    """The model's tokenizer padding on the left, as batched generation needs. A tokenizer without a pad token
+    (GPT-2's, Llama's) pads with its end-of-text token, as TRL's trainers do: the attention mask hides it."""
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_transformers(model_dir: Path):
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    return model, tok
+    return model, left_padding_tokenizer(model_dir)
 
 
 def generate_transformers(

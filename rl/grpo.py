@@ -23,9 +23,10 @@ from pydantic import Field, model_validator
 
 from lm.determinism import deterministic_mode, deterministic_setting
 from rl.evaluate import evaluate, paired_difference, prompt_texts
-from rl.generation import resolve_engine
+from rl.generation import encode_prompts, left_padding_tokenizer, resolve_engine
 from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
+from rl.tuned_model import LoraSettings, lora_setting, save_tuned_model
 from rl.vllm_cpu import patch_trl_vllm_for_cpu, prepare_cpu_engine
 
 
@@ -52,6 +53,7 @@ class GRPOConfig(TaskSettings):
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
     deterministic: bool = deterministic_setting()
+    lora: LoraSettings | None = lora_setting()
     checkpoint_steps: int = Field(
         50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
     )
@@ -142,12 +144,13 @@ def build_trainer(model_dir: Path, settings: GRPOConfig, run_dir: Path, callback
         train_dataset=Dataset.from_list(train),
         processing_class=tokenizer,
         callbacks=callbacks,
+        peft_config=settings.lora.peft_config() if settings.lora else None,
     )
 
 
 def check_lengths(settings: GRPOConfig, prompts: list[str], tokenizer, model_max_len: int) -> int:
     """Fail before training when a prompt or prompt + completion cannot fit; returns the context to give vLLM."""
-    longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
+    longest = max(len(ids) for ids in encode_prompts(tokenizer, prompts, settings.load_task().name))
     if longest > settings.max_prompt_tokens:
         raise ValueError(
             f"the longest {settings.load_task().name} prompt is {longest} tokens, over "
@@ -199,7 +202,7 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pat
 
 
 def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path | None) -> dict:
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import TrainerCallback
 
     task = settings.load_task()
     engine = "vllm" if settings.use_vllm else "transformers"
@@ -223,7 +226,7 @@ def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pa
     # every rank resumes from the same checkpoint; rank 0 alone rewrites the metrics file
     resume = resume_point(run_dir, metrics_path if int(os.environ.get("RANK", "0")) == 0 else None)
     trainer = build_trainer(model_dir, settings, run_dir, [MetricsFile()])
-    left_padded = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    left_padded = left_padding_tokenizer(model_dir)
 
     def policy():
         if settings.use_vllm:
@@ -242,16 +245,12 @@ def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pa
         trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t0
     after = run_eval() if main_rank else {}
-    trainer.save_model(str(out_dir / "hf"))
+    save_tuned_model(trainer, Path(model_dir), out_dir)
     shutil.rmtree(out_dir / "trl", ignore_errors=True)  # resumable checkpoints: not part of the artifact
     if not main_rank:
         return {}
     if run_dir != out_dir:
         shutil.copy(metrics_path, out_dir / "metrics.jsonl")
-    trainer.processing_class.save_pretrained(out_dir / "hf")
-    generation_config = Path(model_dir) / "generation_config.json"
-    if generation_config.exists():  # keep eos/pad ids for later generate() calls
-        (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
     result = {
         "task": task.name,
         "engine": engine,

@@ -21,9 +21,11 @@ from pydantic import Field
 
 from lm.determinism import deterministic_mode, deterministic_setting
 from rl.evaluate import evaluate_model_dir, prompt_texts
+from rl.generation import encode_prompts
 from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
 from rl.tasks import Task
+from rl.tuned_model import LoraSettings, lora_setting, save_tuned_model
 
 
 class SFTConfig(TaskSettings):
@@ -45,6 +47,7 @@ class SFTConfig(TaskSettings):
     eval_samples: int = Field(8, ge=1, description="sampled completions per held-out prompt (pass@k up to this k)")
     seed: int = 0
     deterministic: bool = deterministic_setting()
+    lora: LoraSettings | None = lora_setting()
     checkpoint_steps: int = Field(
         50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
     )
@@ -101,7 +104,9 @@ def check_lengths(task: Task, tokenizer, max_length: int, context: int) -> None:
     prompts = prompt_texts(task, rows, tokenizer)
     lengths = [
         len(p) + len(c) + 1
-        for p, c in zip(tokenizer(prompts)["input_ids"], tokenizer([task.completion(r) for r in rows])["input_ids"])
+        for p, c in zip(
+            encode_prompts(tokenizer, prompts, task.name), tokenizer([task.completion(r) for r in rows])["input_ids"]
+        )
     ]
     over = [i for i, n in enumerate(lengths) if n > max_length]
     if over:
@@ -131,6 +136,7 @@ def build_trainer(model_dir: Path, settings: SFTConfig, run_dir: Path, callbacks
         eval_dataset=Dataset.from_list(test),
         processing_class=tokenizer,
         callbacks=callbacks,
+        peft_config=settings.lora.peft_config() if settings.lora else None,
     )
 
 
@@ -166,17 +172,10 @@ def _run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path
         trainer.train(resume_from_checkpoint=resume)
         train_s = time.time() - t0
         heldout = trainer.evaluate()
-    trainer.save_model(str(out_dir / "hf"))
-    trainer.processing_class.save_pretrained(out_dir / "hf")
-    generation_config = Path(model_dir) / "generation_config.json"
-    if generation_config.exists():  # keep eos/pad ids for later generate() calls
-        (out_dir / "hf" / generation_config.name).write_text(generation_config.read_text())
+    save_tuned_model(trainer, Path(model_dir), out_dir)
     if run_dir != out_dir:
         shutil.copy(metrics_path, out_dir / "metrics.jsonl")
     shutil.rmtree(out_dir / "trl", ignore_errors=True)  # resumable checkpoints: not part of the artifact
-    (out_dir / "hf" / "training_args.bin").unlink(
-        missing_ok=True
-    )  # a pickle of TRL's settings: not part of a model folder
     after = evaluate_model_dir(
         out_dir / "hf", task, "test", settings.eval_examples, settings.seed, settings.engine, settings.eval_samples
     )

@@ -397,3 +397,35 @@ def test_deterministic_sft_repeats_bit_for_bit(addition_model, tmp_path):
     (a, losses_a, result_a), (b, losses_b, result_b) = runs
     assert losses_a == losses_b and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert result_a["after"]["greedy"]["accuracy"] == result_b["after"]["greedy"]["accuracy"]
+
+
+def test_lora_sft_lifts_the_task_as_full_sft_does_training_only_the_adapter(addition_model, tmp_path):
+    """`lora:` trains peft adapters only (the base frozen): held-out loss falls by at least half as much as full
+    SFT's in the same steps (measured: 0.62 of it; the adapters cannot move the embeddings a tiny model still
+    needs to learn); the artifact holds the adapter and a merged plain model folder, whose embeddings
+    and norms are the base's and whose adapted linears are not."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rl.sft import SFTConfig, build_trainer, run_sft
+
+    common = dict(task="addition", max_steps=100, batch_size=32, eval_examples=200, eval_samples=1)
+    common |= dict(learning_rate=3e-3, engine="transformers")
+    base_loss = build_trainer(addition_model, SFTConfig(**common), tmp_path / "base").evaluate()["eval_loss"]
+    full = run_sft(addition_model, SFTConfig(**common), tmp_path / "full")
+    lora = run_sft(addition_model, SFTConfig(**common, lora={"r": 16, "alpha": 32}), tmp_path / "lora")
+    assert full["heldout_loss"] < base_loss
+    assert base_loss - lora["heldout_loss"] >= 0.5 * (base_loss - full["heldout_loss"]), (base_loss, full, lora)
+
+    adapter = load_file(tmp_path / "lora" / "adapter" / "adapter_model.safetensors")
+    assert adapter and all("lora_" in name for name in adapter)
+    base, merged = (
+        load_file(addition_model / "model.safetensors"),
+        load_file(tmp_path / "lora" / "hf" / "model.safetensors"),
+    )
+    assert base.keys() == merged.keys() and not (tmp_path / "lora" / "hf" / "adapter_config.json").exists()
+    frozen = [k for k in base if "embed" in k or "norm" in k]
+    adapted = [k for k in base if k.endswith(("q_proj.weight", "down_proj.weight"))]
+    assert frozen and all(torch.equal(base[k], merged[k]) for k in frozen)
+    assert adapted and all(not torch.equal(base[k], merged[k]) for k in adapted)
+    assert not (tmp_path / "lora" / "hf" / "training_args.bin").exists()

@@ -171,12 +171,17 @@ def test_prompts_that_cannot_fit_fail_before_training(addition_model):
 
 
 @pytest.mark.slow
-def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
-    """After TRL's weight sync, vLLM's log-probs equal the trained model's (and differ from the start)."""
+@pytest.mark.parametrize("lora", [None, {"r": 8, "alpha": 16}], ids=["full", "lora"])
+def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path, lora):
+    """After TRL's weight sync, vLLM's log-probs equal the trained model's (and differ from the start); with
+    `lora`, the adapted policy's (TRL merges the adapter for each sync), and the saved artifact's merged model
+    folder gives the same log-probs."""
     from vllm import SamplingParams
 
+    from rl.tuned_model import save_tuned_model
+
     settings = GRPOConfig(
-        task="addition", max_steps=2, prompts_per_step=4, group_size=4, learning_rate=3e-2, engine="vllm"
+        task="addition", max_steps=2, prompts_per_step=4, group_size=4, learning_rate=3e-2, engine="vllm", lora=lora
     )
     trainer = build_trainer(addition_model, settings, tmp_path)
     trainer.train()
@@ -199,6 +204,10 @@ def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path):
     initial = hf_logps(AutoModelForCausalLM.from_pretrained(addition_model, dtype="float32"))
     assert (trained - initial).abs().max() > 1e-2  # the steps moved the policy...
     torch.testing.assert_close(vllm_logps, trained, atol=1e-4, rtol=0)  # ...and vLLM samples from the moved policy
+    save_tuned_model(trainer, addition_model, tmp_path / "out")
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").exists() == (lora is not None)
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "hf", dtype="float32")
+    torch.testing.assert_close(hf_logps(saved), trained, atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow
