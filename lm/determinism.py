@@ -34,7 +34,9 @@ ENVIRONMENT = (
 
 
 def deterministic_setting() -> bool:
-    """The `deterministic` field of every training stage's settings (pretrain, sft, grpo, a sweep's points)."""
+    """The `deterministic` field of every training stage's settings (pretrain, sft, grpo, a sweep's points).
+    Typed as the field's value, as pydantic's own `Field` is, so `deterministic: bool = deterministic_setting()`
+    type-checks."""
     return Field(
         False,
         description="the same bits on a rerun on this machine: deterministic kernels, fixed cuBLAS workspace, no "

@@ -39,7 +39,7 @@ class LoraSettings(BaseModel):
 
 
 def lora_setting() -> LoraSettings | None:
-    """The `lora` field of sft's and grpo's settings."""
+    """The `lora` field of sft's and grpo's settings (typed as its value, as pydantic's `Field` is)."""
     return Field(None, description="train a LoRA adapter (peft) instead of every weight; None: full fine-tuning")
 
 

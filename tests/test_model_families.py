@@ -118,3 +118,19 @@ def test_a_family_model_folder_through_the_cli_with_vllm(data, tmp_path, lmforge
     assert json.loads((grpo / "eval.json").read_text())["engine"] == "vllm"
     assert json.loads((grpo / "hf" / "config.json").read_text())["model_type"] == "qwen3"
     assert (evaluation / "eval.json").is_file()
+
+
+def test_a_tokenizer_without_its_vocabulary_is_one_line_before_training(data, tmp_path):
+    """transformers 5 builds an empty GPT2TokenizerFast from the old `vocab_file=` argument: every prompt encodes
+    to no tokens, SFT would train at loss 0 and generation fail with an IndexError; sft says so first."""
+    from transformers import GPT2TokenizerFast
+
+    from rl.sft import SFTConfig, build_trainer
+
+    model = build_model("llama", data, tmp_path / "model")
+    fixtures = data / "cs336-a1-fixtures"
+    GPT2TokenizerFast(
+        vocab_file=str(fixtures / "gpt2_vocab.json"), merges_file=str(fixtures / "gpt2_merges.txt")
+    ).save_pretrained(model)
+    with pytest.raises(ValueError, match=r"addition prompt 0 \('.*'\) encodes to no tokens .* vocabulary loaded"):
+        build_trainer(model, SFTConfig(task="addition", max_steps=1, batch_size=4), tmp_path / "run")
