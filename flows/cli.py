@@ -285,13 +285,16 @@ def grpo_cmd(
         None, "--config", "-c", help="YAML GRPOConfig (or a pipeline file's post_training.grpo)"
     ),
     max_steps: int | None = typer.Option(None),
+    processes: int | None = typer.Option(
+        None, min=1, help="training processes (torchrun: gloo on a CPU, NCCL on GPUs), each with its share of a step"
+    ),
     force: bool = typer.Option(False),
 ) -> None:
     """GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed)."""
     from flows.grpo import grpo
     from rl.grpo import GRPOConfig
 
-    cfg = _load(GRPOConfig, config, "grpo", task=task, max_steps=max_steps)
+    cfg = _load(GRPOConfig, config, "grpo", task=task, max_steps=max_steps, processes=processes)
     _checkpoint_preflight(checkpoint, cfg.engine)
     path = _run_flow(grpo, checkpoint, cfg, force)
     _print_summary("grpo", path)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from contextlib import redirect_stdout
@@ -54,6 +55,12 @@ class GRPOConfig(TaskSettings):
     seed: int = 0
     deterministic: bool = deterministic_setting()
     lora: LoraSettings | None = lora_setting()
+    processes: int = Field(
+        1,
+        ge=1,
+        description="training processes (torchrun: gloo on a CPU, NCCL on GPUs), each generating and training on "
+        "its share of a step's rollouts; rank 0 evaluates and writes the artifact",
+    )
     checkpoint_steps: int = Field(
         50, ge=1, json_schema_extra={"cache_key": False}, description="steps between resumable checkpoints"
     )
@@ -62,6 +69,12 @@ class GRPOConfig(TaskSettings):
     def _check(self) -> GRPOConfig:
         if self.completion_tokens < 2:
             raise ValueError(f"max_completion_tokens={self.completion_tokens} truncates every answer: use at least 2")
+        rollouts = self.prompts_per_step * self.group_size
+        if rollouts % self.processes:
+            raise ValueError(
+                f"a step's {rollouts} rollouts (prompts_per_step × group_size) do not split evenly over "
+                f"processes={self.processes}"
+            )
         return self
 
     @property
@@ -81,9 +94,16 @@ def trl_config(s: GRPOConfig, run_dir: Path, max_model_len: int | None = None):
     import trl
 
     on_gpu = torch.cuda.is_available()
+    ranks = world_size()
+    if (s.prompts_per_step * s.group_size) % ranks:
+        raise ValueError(f"a step's {s.prompts_per_step * s.group_size} rollouts do not split over {ranks} processes")
     return trl.GRPOConfig(
         **checkpoint_arguments(run_dir, s.checkpoint_steps),
-        per_device_train_batch_size=s.prompts_per_step * s.group_size,
+        # a step is the same prompts_per_step × group_size rollouts on any number of processes: each rank
+        # generates and trains on its share (TRL gathers the rewards so that groups may straddle ranks)
+        per_device_train_batch_size=s.prompts_per_step * s.group_size // ranks,
+        # rank 0 evaluates alone before training and the others wait for it at the first collective
+        ddp_timeout=6 * 3600,
         num_generations=s.group_size,
         gradient_accumulation_steps=1,
         learning_rate=s.learning_rate,
@@ -118,6 +138,11 @@ def trl_config(s: GRPOConfig, run_dir: Path, max_model_len: int | None = None):
         report_to="none",
         disable_tqdm=False,
     )
+
+
+def world_size() -> int:
+    """Processes in this run: torchrun's WORLD_SIZE, 1 outside a distributed launch."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def build_trainer(model_dir: Path, settings: GRPOConfig, run_dir: Path, callbacks: list | None = None):
@@ -197,8 +222,33 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pat
     Both evaluations sample from the trainer's own policy: its colocated vLLM engine (after a
     final weight sync), or its model with `generate`.
     """
+    if settings.processes > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_ranks(model_dir, settings, out_dir, work_dir or out_dir)
     with deterministic_mode(settings.deterministic):  # restored after: the next stage may run in this process
         return _run_grpo(model_dir, settings, out_dir, work_dir)
+
+
+def launch_ranks(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path) -> dict:
+    """Run GRPO as `settings.processes` ranks under torchrun (this module's `main` in each) and return rank 0's
+    result. On a CPU the cores are split between the ranks, not oversubscribed (torchrun's default is 1 each)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    config = work_dir / "grpo-settings.json"
+    config.write_text(settings.model_dump_json())
+    threads = str(max(1, (os.cpu_count() or 1) // settings.processes))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.processes}"]
+    command += ["-m", "rl.grpo", "--model", str(model_dir), "--out", str(out_dir), "--work-dir", str(work_dir)]
+    log.info("grpo on %d processes: %s", settings.processes, " ".join(command))
+    # the ranks' progress and errors go to stderr; their stdout line is the result, read from eval.json instead
+    try:
+        done = subprocess.run([*command, "--config", str(config)], env=env, stdout=subprocess.DEVNULL, check=False)
+    finally:
+        config.unlink()
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"grpo on {settings.processes} processes failed (exit {done.returncode}): see the ranks' errors above"
+        )
+    return json.loads((out_dir / "eval.json").read_text())
 
 
 def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path | None) -> dict:
@@ -254,6 +304,7 @@ def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pa
     result = {
         "task": task.name,
         "engine": engine,
+        "processes": world_size(),
         "train_seconds": round(train_s, 1),
         "steps": settings.max_steps,
         "before": before,
@@ -267,7 +318,8 @@ def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pa
 
 
 def main() -> None:
-    """`accelerate launch [--num_processes N] -m rl.grpo --model DIR --out DIR [--config settings.yaml]`."""
+    """`torchrun --nproc_per_node N -m rl.grpo --model DIR --out DIR [--config settings.yaml]` (or with
+    `accelerate launch` on GPUs); `processes: N` in the settings starts this itself."""
     import argparse
 
     from lm.configfile import pick_section, read_yaml
@@ -278,12 +330,13 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output directory (hf/, metrics.jsonl, eval.json)")
     p.add_argument("--config", type=Path, help="YAML GRPOConfig")
+    p.add_argument("--work-dir", type=Path, help="resumable checkpoints and metrics (default: --out)")
     args = p.parse_args()
     settings = GRPOConfig.model_validate(
         pick_section(read_yaml(args.config), ["grpo.settings", "grpo"]) if args.config else {}
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    result = run_grpo(args.model, settings, args.out)
+    result = run_grpo(args.model, settings, args.out, args.work_dir)
     if result:
         print(json.dumps({w: {m: result[w][m]["accuracy"] for m in result[w]} for w in ("before", "after")}))
 

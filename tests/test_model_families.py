@@ -92,8 +92,8 @@ def test_each_family_goes_through_sft_grpo_and_evaluate(family, data, tmp_path):
 
 @pytest.mark.slow
 def test_a_family_model_folder_through_the_cli_with_vllm(data, tmp_path, lmforge_home, prefect_server):
-    """`--checkpoint DIR` on a Qwen3 folder: sft, grpo (vLLM rollouts) and evaluate from the command line, each
-    stage reading the one before it by key."""
+    """`--checkpoint DIR` on a Qwen3 folder: sft, grpo (vLLM rollouts, two processes) and evaluate from the
+    command line, each stage reading the one before it by key."""
     import os
 
     import yaml
@@ -103,7 +103,7 @@ def test_a_family_model_folder_through_the_cli_with_vllm(data, tmp_path, lmforge
     small = {"eval_examples": 8, "eval_samples": 2}
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump({**small, "batch_size": 8, "engine": "transformers"}))
     (tmp_path / "grpo.yaml").write_text(
-        yaml.safe_dump({**small, "prompts_per_step": 2, "group_size": 2, "engine": "vllm"})
+        yaml.safe_dump({**small, "prompts_per_step": 2, "group_size": 2, "engine": "vllm", "processes": 2})
     )
 
     def run(*args: str) -> Path:
@@ -115,7 +115,9 @@ def test_a_family_model_folder_through_the_cli_with_vllm(data, tmp_path, lmforge
     sft = run("sft", "--checkpoint", str(base), *task, "-c", str(tmp_path / "sft.yaml"))
     grpo = run("grpo", "--checkpoint", sft.name, *task, "-c", str(tmp_path / "grpo.yaml"))
     evaluation = run("evaluate", "--checkpoint", grpo.name, "--task", "addition", "--limit", "8", "--samples", "2")
-    assert json.loads((grpo / "eval.json").read_text())["engine"] == "vllm"
+    result = json.loads((grpo / "eval.json").read_text())
+    assert (result["engine"], result["processes"]) == ("vllm", 2)  # two ranks, each with its colocated vLLM
+    assert [json.loads(line)["step"] for line in (grpo / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert json.loads((grpo / "hf" / "config.json").read_text())["model_type"] == "qwen3"
     assert (evaluation / "eval.json").is_file()
 

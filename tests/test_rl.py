@@ -82,6 +82,9 @@ def test_grpo_settings_are_validated_at_load():
         GRPOConfig(max_completion_tokens=1)
     with pytest.raises(ValidationError):
         GRPOConfig(group_size=1)
+    with pytest.raises(ValidationError, match=r"12 rollouts .* do not split evenly over processes=5"):
+        GRPOConfig(prompts_per_step=3, group_size=4, processes=5)
+    assert GRPOConfig(prompts_per_step=3, group_size=4, processes=6).processes == 6
 
 
 def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> None:
