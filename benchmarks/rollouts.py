@@ -44,7 +44,8 @@ def reference_model(work: Path) -> Path:
     return export_hf(model, work / "tok", work / "hf")
 
 
-def prompts_for(n: int) -> list[str]:
+def prompts_for(n: int, tokenizer) -> list[list[int]]:
+    """n story openings as token ids (both engines take ids)."""
     starts = [
         "Once upon a time",
         "The little dog",
@@ -52,10 +53,10 @@ def prompts_for(n: int) -> list[str]:
         "One day, a girl named Mia",
         "Tom had a red ball.",
     ]
-    return [starts[i % len(starts)] for i in range(n)]
+    return tokenizer([starts[i % len(starts)] for i in range(n)])["input_ids"]
 
 
-def timed(generate, model, prompts: list[str], new_tokens: int) -> float:
+def timed(generate, model, prompts: list[list[int]], new_tokens: int) -> float:
     """Seconds to generate exactly `new_tokens` for every prompt."""
     t0 = time.perf_counter()
     _, lengths = generate(model, prompts, new_tokens, 1.0, 0, ignore_eos=True)
@@ -82,14 +83,14 @@ def main() -> None:
         hf = load_transformers(model_dir)
         if torch.cuda.is_available():
             hf = (hf[0].to("cuda", torch.bfloat16), hf[1])
-        generate_vllm(llm, prompts_for(4), 8, 1.0, 0)  # warm-up, both engines
-        generate_transformers(hf, prompts_for(4), 8, 1.0, 0)
+        generate_vllm(llm, prompts_for(4, hf[1]), 8, 1.0, 0)  # warm-up, both engines
+        generate_transformers(hf, prompts_for(4, hf[1]), 8, 1.0, 0)
         print(
             f"{'prompts':>8} {'vLLM tok/s':>12} {'generate tok/s':>15} {'ratio':>7}   "
             f"vLLM: prefill+first token, decode (ms a step)"
         )
         for n in args.batches:
-            prompts = prompts_for(n)
+            prompts = prompts_for(n, hf[1])
             v_s = timed(generate_vllm, llm, prompts, args.new_tokens)
             t_s = timed(generate_transformers, hf, prompts, args.new_tokens)
             first_s = timed(generate_vllm, llm, prompts, 1)

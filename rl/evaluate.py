@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import Field
 
 from lm.harness import HarnessTasks, load_harness_tasks
-from rl.generation import ENGINES, policy_tokenizer, resolve_engine
+from rl.generation import ENGINES, encode_prompts, policy_tokenizer, resolve_engine
 from rl.settings import TaskSettings
 from rl.tasks import SPLITS, Task, is_harness_reference
 
@@ -106,13 +106,23 @@ def compare_checkpoints(results: list[dict]) -> list[dict]:
     return out
 
 
+def is_chat(rows: list[dict]) -> bool:
+    return bool(rows) and isinstance(rows[0]["prompt"], list)
+
+
 def prompt_texts(task: Task, rows: list[dict], tokenizer) -> list[str]:
     """Chat prompts through the model's chat template (generation prompt added); text prompts as they are."""
-    if rows and isinstance(rows[0]["prompt"], list):
+    if is_chat(rows):
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError(f"task {task.name} has chat prompts but the model's tokenizer has no chat template")
         return [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
     return [r["prompt"] for r in rows]
+
+
+def prompt_ids(task: Task, rows: list[dict], tokenizer) -> list[list[int]]:
+    """The rows' prompts as the model is asked them, in evaluation, in sft's training rows and in GRPO's
+    rollouts (TRL's encoding): chat prompts through the template, text prompts with the tokenizer's specials."""
+    return encode_prompts(tokenizer, prompt_texts(task, rows, tokenizer), task.name, chat=is_chat(rows))
 
 
 def score(task: Task, rows: list[dict], completions: list[str], lengths: list[int], samples: int = 1) -> dict:
@@ -152,7 +162,7 @@ def evaluate(
     """{"greedy": metrics, "sampled": metrics} of a loaded policy on the first `limit` rows of `split`."""
     generate = ENGINES[engine][1]
     rows = task.load(split)[:limit]
-    prompts = prompt_texts(task, rows, policy_tokenizer(policy, engine))
+    prompts = prompt_ids(task, rows, policy_tokenizer(policy, engine))
     results = {}
     for mode, temperature, n in (("greedy", 0.0, 1), ("sampled", 1.0, samples)):
         completions, lengths = generate(policy, prompts, task.max_completion_tokens, temperature, seed, n=n)

@@ -1,8 +1,8 @@
 """Batched sampling from a Hugging Face model folder: vLLM, or transformers `generate`.
 
-Both engines take the same prompts and sampling settings and return the decoded
-completions with their token counts, so evaluation and the rollout benchmark can run
-either and say which one they ran.
+Both engines take the same prompts, as token ids (so that what a model is asked is what sft trained it on,
+whatever its tokenizer adds to a text), and the same sampling settings, and return the decoded completions
+with their token counts, so evaluation and the rollout benchmark can run either and say which one they ran.
 """
 
 from __future__ import annotations
@@ -38,23 +38,34 @@ def load_vllm(model_dir: Path, dtype: str | None = None):
 
 
 def generate_vllm(
-    llm, prompts: list[str], max_new_tokens: int, temperature: float, seed: int, ignore_eos: bool = False, n: int = 1
+    llm,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    ignore_eos: bool = False,
+    n: int = 1,
 ) -> tuple[list[str], list[int]]:
-    """`n` completions per prompt, prompt by prompt (p0's n, then p1's, ...)."""
+    """`n` completions per prompt, prompt by prompt (p0's n, then p1's, ...). vLLM stops at every end token of
+    the model's generation config (an instruct model's end of turn as well as its end of text)."""
     from vllm import SamplingParams
 
     params = SamplingParams(
         n=n, max_tokens=max_new_tokens, temperature=temperature, top_p=1.0, seed=seed, ignore_eos=ignore_eos
     )
-    outs = [c for o in llm.generate(prompts, params, use_tqdm=False) for c in o.outputs]
+    requests = [{"prompt_token_ids": ids} for ids in prompts]
+    outs = [c for o in llm.generate(requests, params, use_tqdm=False) for c in o.outputs]
     return [c.text for c in outs], [len(c.token_ids) for c in outs]
 
 
-def encode_prompts(tokenizer, prompts: list[str], task: str) -> list[list[int]]:
-    """The prompts' token ids; a prompt that encodes to no tokens means a tokenizer without its vocabulary (e.g.
-    transformers 5 builds an empty GPT2TokenizerFast from the old `vocab_file=` argument), which would train on
-    nothing: said before training, not as an index error inside generate()."""
-    ids = tokenizer(prompts)["input_ids"]
+def encode_prompts(tokenizer, prompts: list[str], task: str, chat: bool = False) -> list[list[int]]:
+    """The prompts' token ids, as TRL's trainers encode them: a text prompt with the tokenizer's special tokens
+    (Llama's adds its begin-of-text), a prompt rendered by a chat template without (the template wrote them).
+
+    A prompt that encodes to no tokens means a tokenizer without its vocabulary (e.g. transformers 5 builds an
+    empty GPT2TokenizerFast from the old `vocab_file=` argument), which would train on nothing: said before
+    training, not as an index error inside generate()."""
+    ids = tokenizer(prompts, add_special_tokens=not chat)["input_ids"]
     empty = next((i for i, row in enumerate(ids) if not row), None)
     if empty is not None:
         raise ValueError(
@@ -82,9 +93,17 @@ def load_transformers(model_dir: Path):
     return model, left_padding_tokenizer(model_dir)
 
 
+def end_token_ids(model, tokenizer) -> list[int]:
+    """Where a completion ends: the tokenizer's end of text and every end token of the model's generation config
+    (Gemma's and Llama-3's instruct models end a turn with a token other than their eos_token)."""
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return list(dict.fromkeys(i for i in [tokenizer.eos_token_id, *ids] if i is not None))
+
+
 def generate_transformers(
     model_and_tokenizer,
-    prompts: list[str],
+    prompts: list[list[int]],
     max_new_tokens: int,
     temperature: float,
     seed: int,
@@ -100,21 +119,23 @@ def generate_transformers(
         if temperature > 0
         else {"do_sample": False}
     )
+    ends = end_token_ids(model, tok)
     texts, lengths = [], []
     for i in range(0, len(prompts), batch_size):
-        batch = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
+        batch = tok.pad({"input_ids": prompts[i : i + batch_size]}, return_tensors="pt").to(model.device)
         with torch.no_grad():
             out = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
                 min_new_tokens=max_new_tokens if ignore_eos else None,
                 pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
+                eos_token_id=ends,
                 **sampling,
             )
         for row in out[:, batch["input_ids"].shape[1] :]:
             ids = row.tolist()
-            n = ids.index(tok.eos_token_id) + 1 if tok.eos_token_id in ids and not ignore_eos else len(ids)
+            stop = next((j for j, t in enumerate(ids) if t in ends), None)
+            n = stop + 1 if stop is not None and not ignore_eos else len(ids)
             lengths.append(n)
             texts.append(tok.decode(ids[:n], skip_special_tokens=True))
     return texts, lengths

@@ -23,8 +23,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lm.determinism import deterministic_mode, deterministic_setting
-from rl.evaluate import evaluate, paired_difference, prompt_texts
-from rl.generation import encode_prompts, left_padding_tokenizer, resolve_engine
+from rl.evaluate import evaluate, paired_difference, prompt_ids
+from rl.generation import left_padding_tokenizer, resolve_engine
 from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
 from rl.tuned_model import LoraSettings, lora_setting, save_tuned_model
@@ -159,9 +159,7 @@ def build_trainer(model_dir: Path, settings: GRPOConfig, run_dir: Path, callback
     if settings.use_vllm:  # fail here, not deep inside vLLM's engine start
         prepare_cpu_engine(model.config.to_dict(), str(model_dir))
     train = task.load("train")
-    max_len = check_lengths(
-        settings, prompt_texts(task, train, tokenizer), tokenizer, model.config.max_position_embeddings
-    )
+    max_len = check_lengths(settings, prompt_ids(task, train, tokenizer), model.config.max_position_embeddings)
     return GRPOTrainer(
         model=model,
         reward_funcs=[r.fn for r in task.rewards],
@@ -173,9 +171,9 @@ def build_trainer(model_dir: Path, settings: GRPOConfig, run_dir: Path, callback
     )
 
 
-def check_lengths(settings: GRPOConfig, prompts: list[str], tokenizer, model_max_len: int) -> int:
+def check_lengths(settings: GRPOConfig, prompts: list[list[int]], model_max_len: int) -> int:
     """Fail before training when a prompt or prompt + completion cannot fit; returns the context to give vLLM."""
-    longest = max(len(ids) for ids in encode_prompts(tokenizer, prompts, settings.load_task().name))
+    longest = max(len(ids) for ids in prompts)
     if longest > settings.max_prompt_tokens:
         raise ValueError(
             f"the longest {settings.load_task().name} prompt is {longest} tokens, over "

@@ -1,9 +1,9 @@
 """Supervised fine-tuning of a checkpoint on a task's train split, with TRL's `SFTTrainer`.
 
-Each train row becomes a prompt-completion pair: the task's prompt and its `completion`
-template (default: the answer). The loss is on the completion tokens only (TRL's
-`completion_only_loss`; for chat rows the assistant turn), so the model learns to answer,
-not to reproduce prompts. After training: the held-out loss on the test split and the
+Each train row becomes a prompt-completion pair of token ids: the task's prompt, encoded as
+evaluation and GRPO encode it, and its `completion` template (default: the answer). The loss is
+on the completion tokens only (TRL's `completion_only_loss`; for chat rows the assistant turn),
+so the model learns to answer, not to reproduce prompts. After training: the held-out loss on the test split and the
 task's held-out accuracy through `rl.evaluate`, the same code the `evaluate` stage runs.
 """
 
@@ -20,8 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from lm.determinism import deterministic_mode, deterministic_setting
-from rl.evaluate import evaluate_model_dir, prompt_texts
-from rl.generation import encode_prompts
+from rl.evaluate import evaluate_model_dir, is_chat, prompt_ids
 from rl.resume import checkpoint_arguments, resume_point
 from rl.settings import TaskSettings
 from rl.tasks import Task
@@ -53,19 +52,42 @@ class SFTConfig(TaskSettings):
     )
 
 
-def sft_rows(task: Task, split: str) -> list[dict]:
-    """Prompt-completion rows in TRL's format (conversational when the task's prompts are chat messages)."""
-    rows = []
-    for r in task.load(split):
-        completion = task.completion(r)
-        chat = isinstance(r["prompt"], list)
-        rows.append(
-            {
-                "prompt": r["prompt"],
-                "completion": [{"role": "assistant", "content": completion}] if chat else completion,
-            }
+def sft_rows(task: Task, split: str, tokenizer) -> list[dict]:
+    """Training rows as token ids: the prompt exactly as evaluation and GRPO ask it (`prompt_ids`), then the
+    completion's tokens, with the loss on the completion alone (TRL's `completion_mask`).
+
+    TRL would tokenize prompt + completion as one text, and a tokenizer may then merge tokens across the
+    boundary (GPT-2's BPE splits Llama-3's closing "\n\n" into "\n", "\n055"): the model would train on a
+    prompt it is never asked. Encoding the two apart trains on exactly the sequence generation continues."""
+    rows = task.load(split)
+    return [
+        {"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)}
+        for p, c in zip(prompt_ids(task, rows, tokenizer), completion_ids(task, rows, tokenizer))
+    ]
+
+
+def completion_ids(task: Task, rows: list[dict], tokenizer) -> list[list[int]]:
+    """What sft teaches after each prompt: a text completion and the end-of-text token (as TRL appends it); for
+    chat prompts, the assistant turn as the model's template writes it after the generation prompt (its end of
+    turn included)."""
+    targets = [task.completion(r) for r in rows]
+    if not is_chat(rows):
+        end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        return [ids + end for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
+    turns = []
+    for i, (row, target) in enumerate(zip(rows, targets)):
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        whole = tokenizer.apply_chat_template(
+            [*row["prompt"], {"role": "assistant", "content": target}], tokenize=False
         )
-    return rows
+        if not whole.startswith(prompt):
+            raise ValueError(
+                f"{task.name} row {i}: the model's chat template writes the conversation {whole[:80]!r} so that it "
+                f"does not start with the prompt it writes for generation {prompt[:80]!r}: the assistant turn "
+                "cannot be cut out of it"
+            )
+        turns.append(tokenizer(whole[len(prompt) :], add_special_tokens=False)["input_ids"])
+    return turns
 
 
 def trl_config(s: SFTConfig, run_dir: Path, max_length: int):
@@ -97,17 +119,10 @@ def trl_config(s: SFTConfig, run_dir: Path, max_length: int):
     )
 
 
-def check_lengths(task: Task, tokenizer, max_length: int, context: int) -> None:
+def check_lengths(task: Task, rows: list[dict], max_length: int, context: int) -> None:
     """Before training: an example cut at max_length would lose its answer (or all of it); say
     which and what to change."""
-    rows = task.load("train")
-    prompts = prompt_texts(task, rows, tokenizer)
-    lengths = [
-        len(p) + len(c) + 1
-        for p, c in zip(
-            encode_prompts(tokenizer, prompts, task.name), tokenizer([task.completion(r) for r in rows])["input_ids"]
-        )
-    ]
+    lengths = [len(r["input_ids"]) for r in rows]
     over = [i for i, n in enumerate(lengths) if n > max_length]
     if over:
         longest = max(over, key=lambda i: lengths[i])
@@ -127,8 +142,8 @@ def build_trainer(model_dir: Path, settings: SFTConfig, run_dir: Path, callbacks
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
     max_length = settings.max_length or model.config.max_position_embeddings
-    check_lengths(task, tokenizer, max_length, model.config.max_position_embeddings)
-    train, test = sft_rows(task, "train"), sft_rows(task, "test")[: settings.eval_examples]
+    train, test = sft_rows(task, "train", tokenizer), sft_rows(task, "test", tokenizer)[: settings.eval_examples]
+    check_lengths(task, train, max_length, model.config.max_position_embeddings)
     return SFTTrainer(
         model=model,
         args=trl_config(settings, run_dir, max_length),

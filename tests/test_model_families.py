@@ -1,6 +1,5 @@
-"""The model families users bring: tiny random-initialised Llama, Qwen2, Qwen3, Gemma-3 and Mistral models,
-built here from their transformers configs with GPT-2's real tokenizer (the shared data's vocabulary and
-merges, no pad token, as Llama's and GPT-2's ship), each taken through sft → grpo → evaluate."""
+"""The model families users bring (benchmarks/family_models.py: tiny Llama, Qwen2, Qwen3, Gemma-3 and Mistral
+models with GPT-2's real tokenizer in each family's chat format), each taken through sft → grpo → evaluate."""
 
 from __future__ import annotations
 
@@ -11,60 +10,42 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.family_models import CHAT, CHAT_SUMS, FAMILIES, build_model, family_config
+
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
-# head_dim 32: a size vLLM's CPU attention kernels support; 2 query heads sharing 1 key/value head (GQA)
-SHAPE = dict(
-    vocab_size=50257,  # GPT-2's
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    max_position_embeddings=64,
-    bos_token_id=50256,
-    eos_token_id=50256,
-)
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_familys_chat_format_is_what_sft_trains_and_generation_continues(family, data, tmp_path):
+    """A chat task's prompt is the family's template encoded as TRL encodes it (one begin-of-text, the one the
+    template writes), and an sft row is exactly that prompt followed by the assistant turn: the answer and the
+    family's end-of-turn token, never tokens merged across the boundary."""
+    from transformers import AutoTokenizer
 
-def family_config(family: str):
-    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from rl.evaluate import prompt_ids
+    from rl.sft import sft_rows
+    from rl.tasks import get_task
 
-    return {
-        "llama": lambda: LlamaConfig(**SHAPE, tie_word_embeddings=True),
-        "qwen2": lambda: Qwen2Config(**SHAPE, tie_word_embeddings=True),
-        "qwen3": lambda: Qwen3Config(**SHAPE, head_dim=32, tie_word_embeddings=True),  # q/k norms
-        # sliding-window layers every few layers, its own attention scaling, untied head
-        "gemma3": lambda: Gemma3TextConfig(**SHAPE, head_dim=32, sliding_window=16, query_pre_attn_scalar=32),
-        "mistral": lambda: MistralConfig(**SHAPE, sliding_window=16),
-    }[family]()
-
-
-FAMILIES = ["llama", "qwen2", "qwen3", "gemma3", "mistral"]
-
-
-def build_model(family: str, data: Path, out: Path) -> Path:
-    """A random-initialised model of the family, saved as a Hugging Face folder with GPT-2's tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, GPT2TokenizerFast
-
-    fixtures = data / "cs336-a1-fixtures"
-    merges = (fixtures / "gpt2_merges.txt").read_text().splitlines()
-    tokenizer = GPT2TokenizerFast(
-        vocab=json.loads((fixtures / "gpt2_vocab.json").read_text()),
-        merges=[tuple(m.split()) for m in merges if m and not m.startswith("#version")],
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(family_config(family)).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    tok = AutoTokenizer.from_pretrained(build_model(family, data, tmp_path / "model"))
+    task = get_task(CHAT_SUMS)
+    rows = task.load("train")[:3]
+    prompts = prompt_ids(task, rows, tok)
+    rendered = tok.decode(prompts[0])
+    assert rendered.count(tok.bos_token) == (0 if family.startswith("qwen") else 1)  # Llama: not two
+    assert "Add." in rendered and rows[0]["prompt"][1]["content"] in rendered
+    for row, prompt, train in zip(rows, prompts, sft_rows(task, "train", tok)):
+        cut = train["completion_mask"].index(1)
+        assert train["input_ids"][:cut] == prompt
+        turn = tok.decode(train["input_ids"][cut:])
+        assert turn.startswith(row["answer"]) and CHAT[family][1] in turn, turn
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_each_family_goes_through_sft_grpo_and_evaluate(family, data, tmp_path):
-    """The library chain on each family (transformers generation): every stage runs, the tuned weights move, and
-    each stage's output folder is a model of the same family the next stage loads."""
+    """The library chain on each family (transformers generation) on a chat task, through the family's template:
+    every stage runs, the tuned weights move, and each stage's output folder is a model of the same family the
+    next stage loads."""
     import torch
     from safetensors.torch import load_file
 
@@ -74,7 +55,7 @@ def test_each_family_goes_through_sft_grpo_and_evaluate(family, data, tmp_path):
     from rl.tasks import get_task
 
     base = build_model(family, data, tmp_path / "base")
-    common = dict(task="addition", eval_examples=8, eval_samples=2, engine="transformers")
+    common = dict(task=CHAT_SUMS, eval_examples=8, eval_samples=2, engine="transformers")
     run_sft(base, SFTConfig(**common, max_steps=3, batch_size=8, learning_rate=1e-3), tmp_path / "sft")
     grpo = run_grpo(
         tmp_path / "sft" / "hf",
@@ -82,7 +63,7 @@ def test_each_family_goes_through_sft_grpo_and_evaluate(family, data, tmp_path):
         tmp_path / "grpo",
     )
     assert grpo["after"]["greedy"]["n"] == 8
-    scores = evaluate_model_dir(tmp_path / "grpo" / "hf", get_task("addition"), "test", 8, 0, "transformers", 2)
+    scores = evaluate_model_dir(tmp_path / "grpo" / "hf", get_task(CHAT_SUMS), "test", 8, 0, "transformers", 2)
     assert scores["greedy"]["n"] == 8 and 0.0 <= scores["sampled"]["accuracy"] <= 1.0
     config = json.loads((tmp_path / "grpo" / "hf" / "config.json").read_text())
     assert config["model_type"] == family_config(family).model_type

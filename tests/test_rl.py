@@ -164,13 +164,13 @@ def test_prompts_that_cannot_fit_fail_before_training(addition_model):
     from rl.grpo import check_lengths
 
     tok = AutoTokenizer.from_pretrained(addition_model)
-    prompts = [r["prompt"] for r in addition_problems()["train"]]
-    assert check_lengths(GRPOConfig(), prompts, tok, 32) == 32  # 6-token prompts + 4: capped at the model's context
-    assert check_lengths(GRPOConfig(max_prompt_tokens=8), prompts, tok, 32) == 12
+    prompts = tok([r["prompt"] for r in addition_problems()["train"]])["input_ids"]
+    assert check_lengths(GRPOConfig(), prompts, 32) == 32  # 6-token prompts + 4: capped at the model's context
+    assert check_lengths(GRPOConfig(max_prompt_tokens=8), prompts, 32) == 12
     with pytest.raises(ValueError, match="over max_prompt_tokens=4"):
-        check_lengths(GRPOConfig(max_prompt_tokens=4), prompts, tok, 32)
+        check_lengths(GRPOConfig(max_prompt_tokens=4), prompts, 32)
     with pytest.raises(ValueError, match="exceeds the model's context of 8"):
-        check_lengths(GRPOConfig(), prompts, tok, 8)
+        check_lengths(GRPOConfig(), prompts, 8)
 
 
 @pytest.mark.slow
