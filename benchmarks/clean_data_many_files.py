@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from lm.paths import data_root
+from common.paths import data_root
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.clean_data import process_mapper
-from lm.paths import data_root
+from common.paths import data_root
 
 
 def sentences() -> list[str]:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lm.paths import data_root
+from common.paths import data_root
 
 
 def assemble_corpus(out: Path, separator: str = "<|endoftext|>") -> list[str]:

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.paths import data_root
 from lm.harness import HARNESS_DIR
-from lm.paths import data_root
 
 BIN = Path(sys.executable).parent
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.family_models import build_model
-from lm.paths import data_root
+from common.paths import data_root
 
 REPO = Path(__file__).resolve().parent.parent
 # What the GPU run imports beyond the image (lazily too: TRL, datasets inside sft/grpo; pytest for the tests)
@@ -32,7 +32,16 @@ NEEDED = ["pydantic", "trl", "datasets", "einops", "pytest"]
 # gpu_check.sh installs only the wheels whose distribution the machine lacks, so an image with more is fine.
 IMAGE = ["torch", "transformers", "accelerate", "peft", "pandas", "pyarrow"]
 NOT_IN_IMAGE = ["pydantic"]
-SOURCES = ["lm", "rl", "benchmarks", "configs/tasks", "tests/conftest.py", "tests/test_lm.py", "tests/__init__.py"]
+SOURCES = [
+    "common",
+    "lm",
+    "rl",
+    "benchmarks",
+    "configs/tasks",
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/test_lm.py",
+]
 SAMPLE_FILES = [
     "tinystories-val-sample/tinystories_val.txt",  # the GPU pretraining test's corpus (tests/conftest.py)
     "cs336-a1-fixtures/gpt2_vocab.json",

@@ -85,8 +85,8 @@ def post_training(model: Path, device: str, work: Path) -> dict:
     """sft → grpo → evaluate on the kit's chat model and a chat task, with transformers generation."""
     from benchmarks.family_models import CHAT_SUMS
     from rl.evaluate import evaluate_model_dir
-    from rl.grpo import GRPOConfig, run_grpo
-    from rl.sft import SFTConfig, run_sft
+    from rl.grpo import GRPOSettings, run_grpo
+    from rl.sft import SFTSettings, run_sft
     from rl.tasks import get_task
 
     gpu = device.startswith("cuda")
@@ -94,12 +94,12 @@ def post_training(model: Path, device: str, work: Path) -> dict:
     out: dict = {"precision": "bf16 autocast" if gpu else "fp32"}
     t0 = time.perf_counter()
     sft = run_sft(
-        model, SFTConfig(**common, max_steps=60 if gpu else 2, batch_size=32, learning_rate=1e-3), work / "sft"
+        model, SFTSettings(**common, max_steps=60 if gpu else 2, batch_size=32, learning_rate=1e-3), work / "sft"
     )
     out["sft"] = {"seconds": round(time.perf_counter() - t0, 1), "train_seconds": sft["train_seconds"]}
     out["sft"]["greedy"] = sft["after"]["greedy"]["accuracy"]
     t0 = time.perf_counter()
-    grpo_settings = GRPOConfig(**common, max_steps=10 if gpu else 1, prompts_per_step=16 if gpu else 2, group_size=8)
+    grpo_settings = GRPOSettings(**common, max_steps=10 if gpu else 1, prompts_per_step=16 if gpu else 2, group_size=8)
     grpo = run_grpo(work / "sft" / "hf", grpo_settings, work / "grpo")
     steps = grpo_settings.max_steps
     out["grpo"] = {"seconds": round(time.perf_counter() - t0, 1), "s_per_step": round(grpo["train_seconds"] / steps, 2)}

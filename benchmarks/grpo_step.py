@@ -47,11 +47,11 @@ def main() -> None:
 
     from transformers import TrainerCallback
 
-    from rl.grpo import GRPOConfig, build_trainer
+    from rl.grpo import GRPOSettings, build_trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or reference_model(Path(tmp))
-        settings = GRPOConfig(
+        settings = GRPOSettings(
             engine="vllm",
             group_size=args.group,
             prompts_per_step=args.prompts,

@@ -25,7 +25,7 @@ def build(out: Path, d_model: int, layers: int) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, GPT2TokenizerFast, Qwen3Config
 
-    from lm.paths import data_root
+    from common.paths import data_root
 
     fixtures = data_root() / "cs336-a1-fixtures"
     merges = (fixtures / "gpt2_merges.txt").read_text().splitlines()
@@ -54,10 +54,10 @@ def build(out: Path, d_model: int, layers: int) -> Path:
 
 def one_run(model: Path, mode: str, steps: int, work: Path) -> dict:
     """In this process: load, measure, train `steps`, measure."""
-    from rl.sft import SFTConfig, build_trainer
+    from rl.sft import SFTSettings, build_trainer
 
     lora = {"r": 16, "alpha": 32} if mode == "lora" else None
-    settings = SFTConfig(task="addition", max_steps=steps, batch_size=16, learning_rate=1e-4, lora=lora)
+    settings = SFTSettings(task="addition", max_steps=steps, batch_size=16, learning_rate=1e-4, lora=lora)
     trainer = build_trainer(model, settings, work)
     loaded = peak_rss_mb()
     trainer.train()

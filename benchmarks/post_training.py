@@ -48,7 +48,7 @@ def plain_trl_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[f
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from rl.tasks import addition_problems
+    from rl.task_data import addition_problems
 
     rows = [{"prompt": r["prompt"], "completion": r["answer"]} for r in addition_problems()["train"]]
     args = SFTConfig(
@@ -78,10 +78,9 @@ def plain_trl_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[f
 def our_sft(model_dir: Path, out: Path, steps: int, batch: int) -> tuple[float, int, float]:
     """Our stage's trainer (rl.sft), then the stage's evaluation apart: (train s, tokens, eval s)."""
     from rl.evaluate import evaluate_model_dir
-    from rl.sft import SFTConfig as LmforgeSFTConfig
-    from rl.sft import build_trainer
+    from rl.sft import SFTSettings, build_trainer
 
-    settings = LmforgeSFTConfig(
+    settings = SFTSettings(
         task="addition",
         max_steps=steps,
         batch_size=batch,

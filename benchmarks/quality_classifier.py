@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.paths import data_root
 from filters.document import Stats
 from filters.langid import load_model, predict_language
 from filters.quality_classifier import QualityModelConfig, read_texts, score_text, train_quality_classifier
 from filters.readers import expand_inputs
-from lm.paths import data_root
 
 
 def demo_config() -> QualityModelConfig:

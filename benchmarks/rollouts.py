@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lm.paths import data_root
+from common.paths import data_root
 from rl.generation import generate_transformers, generate_vllm, load_transformers, load_vllm
 
 

@@ -105,7 +105,7 @@ def scale_corpus(out: Path, target_mb: float, mutate: float = 0.03, seed: int = 
     import glob
     import random
 
-    from lm.paths import data_root
+    from common.paths import data_root
 
     rng = random.Random(seed)
     d = data_root()

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
+from common.codepoints import every_code_point
 from filters.base import Filter, StrictConfig
-from filters.codepoints import every_code_point
 from filters.document import Document
 
 try:

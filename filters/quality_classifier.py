@@ -23,8 +23,8 @@ import numpy as np
 import regex
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.codepoints import regex_class_table
 from filters.base import Filter
-from filters.codepoints import regex_class_table
 from filters.document import Document
 from filters.langid import fasttext_top
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from flows.registry import KEY_PARAMETERS
 from flows.store import Artifact, ArtifactStore, NoSuchArtifact, StoreError, kinds_text
 
 CHECKPOINT_STAGES = KEY_PARAMETERS["checkpoint"]
 WHAT = "--checkpoint"
+S = TypeVar("S")
 
 
 def resolve_checkpoint(checkpoint: str, store: ArtifactStore | None = None) -> tuple[Artifact | None, Path]:
@@ -38,3 +40,15 @@ def check_vllm_head_dim(model_dir: Path, engine: str) -> None:
 
     if resolve_engine(engine) == "vllm":
         prepare_cpu_engine(json.loads((model_dir / "config.json").read_text()), str(model_dir))
+
+
+def tuning_inputs(checkpoint: str, settings: S) -> tuple[Artifact | None, Path, S, list[Path]]:
+    """What sft and grpo open with: (the checkpoint's artifact or None, the model folder to load, the settings
+    with their engine resolved, the raw files of the cache key). `auto` never enters the key; a Hugging Face
+    folder's files and the task's file, data and python rewards' source enter it by content."""
+    from rl.generation import resolve_engine
+
+    art, model_dir = resolve_checkpoint(checkpoint)
+    settings = settings.model_copy(update={"engine": resolve_engine(settings.engine)})  # type: ignore[attr-defined]
+    raw = ([] if art else sorted(p for p in model_dir.iterdir() if p.is_file())) + settings.load_task().files()  # type: ignore[attr-defined]
+    return art, model_dir, settings, raw

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from common.paths import REPO_ROOT
 from flows.config import ConfigError, load_config
 from flows.processes import route_library_logs
 from flows.registry import STAGES
 from flows.store import ArtifactStore, StoreError, check, differences, read_manifest
-from lm.paths import REPO_ROOT
 
 # Prefect's server logs "database is locked" with analytics on, and they cannot leave this machine anyway.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -260,16 +260,16 @@ def sft_cmd(
     ),
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML SFTConfig (or a pipeline file's post_training.sft)"
+        None, "--config", "-c", help="YAML SFTSettings (or a pipeline file's post_training.sft)"
     ),
     max_steps: int | None = typer.Option(None),
     force: bool = typer.Option(False),
 ) -> None:
     """Supervised fine-tuning of a checkpoint on a task's train split (TRL SFTTrainer, loss on the completion only)."""
     from flows.sft import sft
-    from rl.sft import SFTConfig
+    from rl.sft import SFTSettings
 
-    cfg = _load(SFTConfig, config, "sft", task=task, max_steps=max_steps)
+    cfg = _load(SFTSettings, config, "sft", task=task, max_steps=max_steps)
     _checkpoint_preflight(checkpoint)
     path = _run_flow(sft, checkpoint, cfg, force)
     _print_summary("sft", path)
@@ -282,7 +282,7 @@ def grpo_cmd(
     ),
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML GRPOConfig (or a pipeline file's post_training.grpo)"
+        None, "--config", "-c", help="YAML GRPOSettings (or a pipeline file's post_training.grpo)"
     ),
     max_steps: int | None = typer.Option(None),
     processes: int | None = typer.Option(
@@ -292,9 +292,9 @@ def grpo_cmd(
 ) -> None:
     """GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed)."""
     from flows.grpo import grpo
-    from rl.grpo import GRPOConfig
+    from rl.grpo import GRPOSettings
 
-    cfg = _load(GRPOConfig, config, "grpo", task=task, max_steps=max_steps, processes=processes)
+    cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps, processes=processes)
     _checkpoint_preflight(checkpoint, cfg.engine)
     path = _run_flow(grpo, checkpoint, cfg, force)
     _print_summary("grpo", path)

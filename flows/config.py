@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from lm.configfile import ConfigError, pick_section, read_yaml
+from common.configfile import ConfigError, pick_section, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 

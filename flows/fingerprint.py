@@ -1,7 +1,7 @@
 """What a stage's output depends on besides its config and inputs: its code and libraries.
 
-A stage's code is its flow module plus every library module (`filters`, `lm`, `rl`,
-`scaling`) reachable from it through imports, found statically with `ast` (imports inside
+A stage's code is its flow module plus every library module (`common`, `filters`, `lm`,
+`rl`, `scaling`) reachable from it through imports, found statically with `ast` (imports inside
 functions included). Each module is hashed on its syntax tree with docstrings removed,
 so comments, docstrings and formatting do not count and any change to what runs does.
 The third-party distributions those modules import directly are recorded with their
@@ -23,9 +23,9 @@ from importlib.metadata import PackageNotFoundError, packages_distributions, ver
 from pathlib import Path
 from typing import Any
 
-from lm.paths import REPO_ROOT
+from common.paths import REPO_ROOT
 
-LIBRARY_PACKAGES = ("filters", "lm", "rl", "scaling")
+LIBRARY_PACKAGES = ("common", "filters", "lm", "rl", "scaling")
 # Distributions that cannot change what a stage writes: orchestration, config, display.
 NOT_OUTPUT_SHAPING = {
     "prefect",

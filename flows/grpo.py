@@ -7,12 +7,12 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.checkpoints import resolve_checkpoint
+from flows.checkpoints import tuning_inputs
 from flows.stage import run_stage
 from flows.ui import publish_figures
-from rl.generation import resolve_engine
-from rl.grpo import GRPOConfig, run_grpo
-from rl.report import evaluation_rows, plot_reward_curve, rounded, save_as_lmforge_checkpoint
+from lm.hf_export import save_as_lmforge_checkpoint
+from rl.grpo import GRPOSettings, run_grpo
+from rl.report import evaluation_rows, plot_reward_curve, rounded
 
 STAGE = "grpo"
 
@@ -20,19 +20,16 @@ STAGE = "grpo"
 # not log_prints: `datasets` hashes functions through dill, which reads `dis.dis` output from a captured
 # stdout; Prefect's print capture would log those ~1,000 lines of bytecode instead
 @task(name="grpo-train", log_prints=False)
-def grpo_task(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path) -> dict:
+def grpo_task(model_dir: Path, settings: GRPOSettings, out_dir: Path, work_dir: Path) -> dict:
     """Evaluate, run TRL's GRPOTrainer, evaluate again."""
     return run_grpo(model_dir, settings, out_dir, work_dir)
 
 
 @flow(name="grpo", log_prints=True)
-def grpo(checkpoint: str, settings: GRPOConfig = GRPOConfig(), force: bool = False) -> str:
+def grpo(checkpoint: str, settings: GRPOSettings = GRPOSettings(), force: bool = False) -> str:
     """GRPO-tune a checkpoint on a task with verifiable rewards; returns the artifact directory."""
     logger = get_run_logger()
-    art, model_dir = resolve_checkpoint(checkpoint)
-    settings = settings.model_copy(update={"engine": resolve_engine(settings.engine)})  # `auto` never enters the key
-    # the task's file, data and python rewards' source enter the key by content
-    raw = ([] if art else sorted(p for p in model_dir.iterdir() if p.is_file())) + settings.load_task().files()
+    art, model_dir, settings, raw = tuning_inputs(checkpoint, settings)
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         result = grpo_task(model_dir, settings, out_dir, work_dir)

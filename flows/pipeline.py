@@ -28,8 +28,8 @@ from lm.corpus import TokenizeConfig
 from lm.model import ModelConfig
 from lm.train import PretrainConfig
 from rl.evaluate import EvalConfig
-from rl.grpo import GRPOConfig
-from rl.sft import SFTConfig
+from rl.grpo import GRPOSettings
+from rl.sft import SFTSettings
 from rl.tasks import get_task
 from scaling.sweep import SweepConfig
 
@@ -56,8 +56,8 @@ class PostTrainingConfig(BaseModel):
         sample_prompts=["07+48=", "31+45="],
         sample_max_tokens=4,
     )
-    sft: SFTConfig | None = None
-    grpo: GRPOConfig | None = None
+    sft: SFTSettings | None = None
+    grpo: GRPOSettings | None = None
     evaluate: EvalConfig | None = None
 
     @model_validator(mode="before")

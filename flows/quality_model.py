@@ -13,13 +13,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from common.plotting import plot_score_histogram
 from filters.document import Stats
 from filters.quality_classifier import QualityModelConfig, read_texts, train_quality_classifier
 from filters.readers import InputError, expand_inputs
 from flows.stage import run_stage
 from flows.store import Artifact, ArtifactStore, StoreError
 from flows.ui import publish_figures
-from lm.plotting import plot_score_histogram
 
 STAGE = "quality-model"
 MODEL_FILE = "model.bin"

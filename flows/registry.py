@@ -196,26 +196,31 @@ class StageSpec:
     description: str = ""
     default_parameters: Callable[[], dict[str, Any]] = field(default=dict)  # the `default` deployment's parameters
     headline: Callable[[Path], list[str]] | None = None  # its lines in the pipeline's summary; None: the summary table
+    settings: str = ""  # "module:Class", its settings model (the docs' reference is generated from it)
 
     def load_flow(self):
         return getattr(importlib.import_module(self.module), self.flow)
 
+    def settings_model(self) -> type:
+        module, name = self.settings.split(":")
+        return getattr(importlib.import_module(module), name)
+
 
 def _clean_defaults() -> dict[str, Any]:
-    from lm.paths import data_root
+    from common.paths import data_root
 
     return {"config": {"inputs": [str(data_root() / "cc-en-jsonl"), str(data_root() / "web-warc-samples")]}}
 
 
 def _tokenize_defaults() -> dict[str, Any]:
-    from lm.paths import data_root
+    from common.paths import data_root
 
     return {"config": {"inputs": [str(data_root() / "tinystories-train-sample")], "vocab_size": 4096}}
 
 
 def _demo_config() -> dict[str, Any]:
-    from lm.configfile import read_yaml
-    from lm.paths import REPO_ROOT
+    from common.configfile import read_yaml
+    from common.paths import REPO_ROOT
 
     return read_yaml(REPO_ROOT / "configs" / "pipeline-demo.yaml")
 
@@ -231,6 +236,7 @@ STAGES: dict[str, StageSpec] = {
             _clean_rows,
             "Clean the sample web data (override config.inputs to clean your own).",
             _clean_defaults,
+            settings="filters.config:CleanConfig",
         ),
         StageSpec(
             "quality-model",
@@ -241,6 +247,7 @@ STAGES: dict[str, StageSpec] = {
             "Train a fastText quality classifier (reference text vs. crawl) for clean-data's classifier.",
             _quality_model_defaults,
             _quality_model_headline,
+            settings="filters.quality_classifier:QualityModelConfig",
         ),
         StageSpec(
             "tokenize",
@@ -251,6 +258,7 @@ STAGES: dict[str, StageSpec] = {
             "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).",
             _tokenize_defaults,
             _tokenize_headline,
+            settings="lm.corpus:TokenizeConfig",
         ),
         StageSpec(
             "pretrain",
@@ -260,6 +268,7 @@ STAGES: dict[str, StageSpec] = {
             _pretrain_rows,
             "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY.",
             headline=_pretrain_headline,
+            settings="lm.train:PretrainConfig",
         ),
         # a pipeline file's `scaling_sweep:` section holds the sweep under `sweep:`
         StageSpec(
@@ -271,6 +280,7 @@ STAGES: dict[str, StageSpec] = {
             "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.",
             lambda: {"config": _demo_config()["scaling_sweep"]["sweep"]},
             _sweep_headline,
+            settings="scaling.sweep:SweepConfig",
         ),
         # a pipeline file's `grpo:` section holds the settings under `settings:`
         StageSpec(
@@ -281,6 +291,7 @@ STAGES: dict[str, StageSpec] = {
             _grpo_rows,
             "GRPO on a checkpoint: --param checkpoint=KEY_OR_HF_DIR.",
             headline=_grpo_headline,
+            settings="rl.grpo:GRPOSettings",
         ),
         StageSpec(
             "sft",
@@ -290,6 +301,7 @@ STAGES: dict[str, StageSpec] = {
             _sft_rows,
             "Supervised fine-tuning on a task: --param checkpoint=KEY_OR_HF_DIR.",
             headline=_sft_headline,
+            settings="rl.sft:SFTSettings",
         ),
         StageSpec(
             "evaluate",
@@ -299,6 +311,7 @@ STAGES: dict[str, StageSpec] = {
             _evaluate_rows,
             "Evaluate checkpoints on a task: --param checkpoints='[KEY, ...]'.",
             headline=_evaluate_headline,
+            settings="rl.evaluate:EvalConfig",
         ),
         StageSpec(
             "pipeline",

@@ -7,12 +7,12 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.checkpoints import resolve_checkpoint
+from flows.checkpoints import tuning_inputs
 from flows.stage import run_stage
 from flows.ui import publish_figures
-from rl.generation import resolve_engine
-from rl.report import evaluation_rows, plot_metric_curve, rounded, save_as_lmforge_checkpoint
-from rl.sft import SFTConfig, run_sft
+from lm.hf_export import save_as_lmforge_checkpoint
+from rl.report import evaluation_rows, plot_metric_curve, rounded
+from rl.sft import SFTSettings, run_sft
 
 STAGE = "sft"
 
@@ -20,19 +20,16 @@ STAGE = "sft"
 # not log_prints: `datasets` hashes functions through dill, which reads `dis.dis` output from a captured
 # stdout; Prefect's print capture would log those ~1,000 lines of bytecode instead
 @task(name="sft-train", log_prints=False)
-def sft_task(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path) -> dict:
+def sft_task(model_dir: Path, settings: SFTSettings, out_dir: Path, work_dir: Path) -> dict:
     """Run TRL's SFTTrainer, then evaluate held-out loss and accuracy."""
     return run_sft(model_dir, settings, out_dir, work_dir)
 
 
 @flow(name="sft", log_prints=True)
-def sft(checkpoint: str, settings: SFTConfig = SFTConfig(), force: bool = False) -> str:
+def sft(checkpoint: str, settings: SFTSettings = SFTSettings(), force: bool = False) -> str:
     """Supervised fine-tuning of a checkpoint on a task's train split; returns the artifact directory."""
     logger = get_run_logger()
-    art, model_dir = resolve_checkpoint(checkpoint)
-    settings = settings.model_copy(update={"engine": resolve_engine(settings.engine)})  # `auto` never enters the key
-    # the task's file, data and python rewards' source enter the key by content
-    raw = ([] if art else sorted(p for p in model_dir.iterdir() if p.is_file())) + settings.load_task().files()
+    art, model_dir, settings, raw = tuning_inputs(checkpoint, settings)
 
     def build(out_dir: Path, work_dir: Path) -> dict:
         result = sft_task(model_dir, settings, out_dir, work_dir)

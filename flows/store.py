@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lm.paths import fsync_path
+from common.paths import fsync_path
 
 MANIFEST = "manifest.json"
 # Files up to this size get a sha256 in the manifest (and in raw-input fingerprints).

@@ -24,8 +24,8 @@ import torch
 from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 
+from common.paths import fsync_path
 from lm.model import ModelConfig, TransformerLM
-from lm.paths import fsync_path
 
 log = logging.getLogger("lmforge.lm.checkpoint")
 

@@ -28,8 +28,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from lm.configfile import ConfigError
-from lm.paths import REPO_ROOT
+from common.configfile import ConfigError
+from common.paths import REPO_ROOT
 
 # lmforge's own lm-eval tasks and suites (held-out TinyStories cloze and story endings, ...)
 HARNESS_DIR = REPO_ROOT / "configs" / "tasks" / "harness"

@@ -158,3 +158,16 @@ def import_hf(hf_dir: Path, attn_impl: str = "reference") -> TransformerLM:
         state[ours] = w.float()
     model.load_state_dict(state, strict=not c.tie_embeddings)
     return model
+
+
+def save_as_lmforge_checkpoint(hf_dir: Path, out: Path) -> bool:
+    """Convert a tuned HF folder back to our checkpoint format (Llama MHA models only); False when the folder is
+    another architecture (e.g. GQA), whose HF folder is then the checkpoint."""
+    from lm.checkpoint import write_weights
+
+    try:
+        model = import_hf(hf_dir)
+    except (ValueError, KeyError):
+        return False  # not a plain Llama (e.g. GQA): the HF folder is the checkpoint
+    write_weights(model, out, {"step": 0, "tokens": 0, "source": str(hf_dir)})
+    return True

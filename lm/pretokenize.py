@@ -12,8 +12,6 @@ worker, never the file.
 from __future__ import annotations
 
 import os
-import sys
-from array import array
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -22,6 +20,8 @@ from pathlib import Path
 
 import regex
 from tqdm import tqdm
+
+from common.codepoints import regex_class_table
 
 try:  # built by `pip install -e .` (make setup); without a C++ compiler the regex gives the same counts
     from lm import _pretokenize
@@ -52,20 +52,7 @@ def count_pretokens(text: str, special_tokens: Iterable[str]) -> Counter[bytes]:
 def codepoint_classes() -> bytes:
     """One byte per code point, for the compiled scanner: 1 for \\p{L}, 2 for \\p{N}, 3 for \\s, 0 else,
     as the `regex` engine that runs GPT2_PATTERN classifies them (so both paths agree by construction)."""
-    # filters/codepoints.py builds its tables the same way; not imported from there, so that a
-    # change in filters never alters the code fingerprint of stages that only tokenize (pretrain)
-    table = bytearray(0x110000)
-    # every code point as one string, through UTF-32 (joining 1.1M one-character strings would
-    # cost ~100 MB at its peak; this costs ~13 MB)
-    every = (
-        array("I", range(0x110000))
-        .tobytes()
-        .decode("utf-32-le" if sys.byteorder == "little" else "utf-32-be", "surrogatepass")
-    )
-    for cls, pattern in ((1, r"\p{L}+"), (2, r"\p{N}+"), (3, r"\s+")):
-        for m in regex.finditer(pattern, every):
-            table[m.start() : m.end()] = bytes([cls]) * (m.end() - m.start())
-    return bytes(table)
+    return regex_class_table([(1, r"\p{L}+"), (2, r"\p{N}+"), (3, r"\s+")])
 
 
 def count_pretokens_utf8(data: bytes, special_tokens: Iterable[str], compiled: bool | None = None) -> dict[bytes, int]:

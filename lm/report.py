@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
+from common.plotting import figure
 from lm.checkpoint import load_model
 from lm.generate import generate
 from lm.hf_export import export_hf
 from lm.model import TransformerLM
-from lm.plotting import figure
 from lm.tokenizer import ENDOFTEXT, Tokenizer
 from lm.train import read_metrics
 

@@ -111,7 +111,7 @@ class PretrainConfig(BaseModel):
         if self.max_steps is None and self.max_tokens is None:
             raise ValueError("set max_steps or max_tokens")
         if self.eval_tasks:
-            from lm.configfile import ConfigError
+            from common.configfile import ConfigError
             from lm.harness import load_harness_tasks
 
             try:  # a task that does not load fails with the config, before any training
@@ -504,7 +504,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def main() -> None:
-    from lm.configfile import pick_section, read_yaml
+    from common.configfile import pick_section, read_yaml
 
     p = argparse.ArgumentParser(description="Pretrain a TransformerLM on a tokenize artifact (torchrun-friendly).")
     p.add_argument("--data", type=Path, required=True, help="directory with train.bin, val.bin, meta.json")

@@ -1,4 +1,4 @@
-"""GRPO fine-tuning: our `GRPOConfig` mapped onto TRL's `GRPOTrainer`.
+"""GRPO fine-tuning: our `GRPOSettings` mapped onto TRL's `GRPOTrainer`.
 
 GRPO (Shao et al. 2024, DeepSeekMath §4.1): sample a group of G completions per prompt,
 advantage = (reward − group mean) / group std, clipped policy-gradient loss, optional KL
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,13 +24,14 @@ from pydantic import Field, model_validator
 from lm.determinism import deterministic_mode, deterministic_setting
 from rl.evaluate import evaluate, paired_difference, prompt_ids
 from rl.generation import left_padding_tokenizer, resolve_engine
-from rl.resume import checkpoint_arguments, resume_point
+from rl.resume import resume_point
 from rl.settings import TaskSettings
-from rl.tuned_model import LoraSettings, lora_setting, save_tuned_model
+from rl.trainer import METRICS, common_arguments, finish_run, metrics_file
+from rl.tuned_model import LoraSettings, lora_setting
 from rl.vllm_cpu import patch_trl_vllm_for_cpu, prepare_cpu_engine
 
 
-class GRPOConfig(TaskSettings):
+class GRPOSettings(TaskSettings):
     group_size: int = Field(8, ge=2, description="completions sampled per prompt (G)")
     prompts_per_step: int = Field(16, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
@@ -66,7 +66,7 @@ class GRPOConfig(TaskSettings):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> GRPOConfig:
+    def _check(self) -> GRPOSettings:
         if self.completion_tokens < 2:
             raise ValueError(f"max_completion_tokens={self.completion_tokens} truncates every answer: use at least 2")
         rollouts = self.prompts_per_step * self.group_size
@@ -86,19 +86,18 @@ class GRPOConfig(TaskSettings):
         return resolve_engine(self.engine) == "vllm"
 
 
-def trl_config(s: GRPOConfig, run_dir: Path, max_model_len: int | None = None):
-    """Our settings as TRL's GRPOConfig: one step = prompts_per_step × group_size rollouts.
+def trl_config(s: GRPOSettings, run_dir: Path, max_model_len: int | None = None):
+    """Our settings as TRL's GRPOSettings: one step = prompts_per_step × group_size rollouts.
 
     `max_model_len` bounds the colocated vLLM's context (and so its KV cache)."""
     import torch
     import trl
 
-    on_gpu = torch.cuda.is_available()
     ranks = world_size()
     if (s.prompts_per_step * s.group_size) % ranks:
         raise ValueError(f"a step's {s.prompts_per_step * s.group_size} rollouts do not split over {ranks} processes")
     return trl.GRPOConfig(
-        **checkpoint_arguments(run_dir, s.checkpoint_steps),
+        **common_arguments(s, run_dir),
         # a step is the same prompts_per_step × group_size rollouts on any number of processes: each rank
         # generates and trains on its share (TRL gathers the rewards so that groups may straddle ranks)
         per_device_train_batch_size=s.prompts_per_step * s.group_size // ranks,
@@ -129,14 +128,8 @@ def trl_config(s: GRPOConfig, run_dir: Path, max_model_len: int | None = None):
         # (rl/vllm_cpu.py; log-probs equal to ~1e-6, tests/test_rl.py), so the ratio is 1 and that
         # forward was ~a quarter of a step (BENCHMARKS.md, "a GRPO step"). With num_iterations > 1
         # TRL still computes the old log-probs it then needs.
-        vllm_importance_sampling_correction=on_gpu,
-        use_cpu=not on_gpu,
-        bf16=on_gpu,
-        seed=s.seed,
-        full_determinism=s.deterministic,
+        vllm_importance_sampling_correction=torch.cuda.is_available(),
         logging_steps=1,
-        report_to="none",
-        disable_tqdm=False,
     )
 
 
@@ -145,7 +138,7 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def build_trainer(model_dir: Path, settings: GRPOConfig, run_dir: Path, callbacks: list | None = None):
+def build_trainer(model_dir: Path, settings: GRPOSettings, run_dir: Path, callbacks: list | None = None):
     """TRL's `GRPOTrainer` on the task's train split, its rollouts from vLLM when `settings.use_vllm`."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -171,7 +164,7 @@ def build_trainer(model_dir: Path, settings: GRPOConfig, run_dir: Path, callback
     )
 
 
-def check_lengths(settings: GRPOConfig, prompts: list[list[int]], model_max_len: int) -> int:
+def check_lengths(settings: GRPOSettings, prompts: list[list[int]], model_max_len: int) -> int:
     """Fail before training when a prompt or prompt + completion cannot fit; returns the context to give vLLM."""
     longest = max(len(ids) for ids in prompts)
     if longest > settings.max_prompt_tokens:
@@ -213,7 +206,23 @@ class NoSignalWatch:
             self.warned = True
 
 
-def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path | None = None) -> dict:
+class StepClock:
+    """Seconds between consecutive logged steps, the first counted from the start of training."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def start(self) -> float:
+        self.t = time.time()
+        return self.t
+
+    def lap(self) -> float:
+        now = time.time()
+        elapsed, self.t = now - self.t, now
+        return elapsed
+
+
+def run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path, work_dir: Path | None = None) -> dict:
     """Evaluate, train with GRPO (resuming from `work_dir`'s last checkpoint), evaluate again; writes `hf/`,
     `metrics.jsonl`, `eval.json` in `out_dir`.
 
@@ -226,7 +235,7 @@ def run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pat
         return _run_grpo(model_dir, settings, out_dir, work_dir)
 
 
-def launch_ranks(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path) -> dict:
+def launch_ranks(model_dir: Path, settings: GRPOSettings, out_dir: Path, work_dir: Path) -> dict:
     """Run GRPO as `settings.processes` ranks under torchrun (this module's `main` in each) and return rank 0's
     result. On a CPU the cores are split between the ranks, not oversubscribed (torchrun's default is 1 each)."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -249,31 +258,17 @@ def launch_ranks(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir:
     return json.loads((out_dir / "eval.json").read_text())
 
 
-def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Path | None) -> dict:
-    from transformers import TrainerCallback
-
+def _run_grpo(model_dir: Path, settings: GRPOSettings, out_dir: Path, work_dir: Path | None) -> dict:
     task = settings.load_task()
     engine = "vllm" if settings.use_vllm else "transformers"
     run_dir = work_dir or out_dir
-    metrics_path = run_dir / "metrics.jsonl"
-    watch = NoSignalWatch()
-
-    class MetricsFile(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.t = time.time()
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs and state.is_world_process_zero:
-                now = time.time()
-                row = {"step": state.global_step, "engine": engine, "step_time_s": now - self.t, **logs}
-                self.t = now
-                watch.observe(row)
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-
+    watch, clock = NoSignalWatch(), StepClock()
     # every rank resumes from the same checkpoint; rank 0 alone rewrites the metrics file
-    resume = resume_point(run_dir, metrics_path if int(os.environ.get("RANK", "0")) == 0 else None)
-    trainer = build_trainer(model_dir, settings, run_dir, [MetricsFile()])
+    resume = resume_point(run_dir, run_dir / METRICS if int(os.environ.get("RANK", "0")) == 0 else None)
+    steps = metrics_file(
+        run_dir / METRICS, "reward", lambda: {"engine": engine, "step_time_s": clock.lap()}, watch.observe
+    )
+    trainer = build_trainer(model_dir, settings, run_dir, [steps])
     left_padded = left_padding_tokenizer(model_dir)
 
     def policy():
@@ -282,23 +277,20 @@ def _run_grpo(model_dir: Path, settings: GRPOConfig, out_dir: Path, work_dir: Pa
             return trainer.vllm_generation.llm
         return trainer.model, left_padded
 
-    # under `accelerate launch` every rank trains; rank 0 alone evaluates and writes the results
+    # under torchrun every rank trains; rank 0 alone evaluates and writes the results
     main_rank = trainer.accelerator.is_main_process
     run_eval = lambda: evaluate(
         policy(), engine, task, "test", settings.eval_examples, settings.seed, settings.eval_samples
     )  # noqa: E731
     before = run_eval() if main_rank else {}
-    t0 = time.time()
+    t0 = clock.start()
     with redirect_stdout(sys.stderr):  # TRL's per-step dicts: stdout holds the artifact path alone
         trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t0
     after = run_eval() if main_rank else {}
-    save_tuned_model(trainer, Path(model_dir), out_dir)
-    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # resumable checkpoints: not part of the artifact
+    finish_run(trainer, Path(model_dir), out_dir, run_dir)
     if not main_rank:
         return {}
-    if run_dir != out_dir:
-        shutil.copy(metrics_path, out_dir / "metrics.jsonl")
     result = {
         "task": task.name,
         "engine": engine,
@@ -320,17 +312,17 @@ def main() -> None:
     `accelerate launch` on GPUs); `processes: N` in the settings starts this itself."""
     import argparse
 
-    from lm.configfile import pick_section, read_yaml
+    from common.configfile import pick_section, read_yaml
 
     p = argparse.ArgumentParser(description="GRPO-tune a Hugging Face model folder (accelerate-launch friendly).")
     p.add_argument(
         "--model", type=Path, required=True, help="a Hugging Face causal-LM folder (e.g. a pretrain artifact's hf/)"
     )
     p.add_argument("--out", type=Path, required=True, help="output directory (hf/, metrics.jsonl, eval.json)")
-    p.add_argument("--config", type=Path, help="YAML GRPOConfig")
+    p.add_argument("--config", type=Path, help="YAML GRPOSettings")
     p.add_argument("--work-dir", type=Path, help="resumable checkpoints and metrics (default: --out)")
     args = p.parse_args()
-    settings = GRPOConfig.model_validate(
+    settings = GRPOSettings.model_validate(
         pick_section(read_yaml(args.config), ["grpo.settings", "grpo"]) if args.config else {}
     )
     args.out.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from lm.configfile import ConfigError
+from common.configfile import ConfigError
 from lm.harness import HarnessTasks
 from rl.rewards import _text, checked
-from rl.tasks import SPLITS, Reward, SuccessSpec
+from rl.task_spec import SuccessSpec
+from rl.tasks import SPLITS, Reward
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's own default for generate_until
 

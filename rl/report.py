@@ -11,7 +11,7 @@ from typing import Any
 
 def plot_metric_curve(metrics_path: Path, out: Path, key: str, ylabel: str, title: str) -> None:
     """One logged metric of `metrics.jsonl` against the step (an empty frame when nothing was logged)."""
-    from lm.plotting import figure
+    from common.plotting import figure
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line] if metrics_path.exists() else []
     rows = [r for r in rows if key in r]
@@ -61,7 +61,7 @@ def plot_checkpoint_comparison(results: list[dict], out: Path, task: str) -> Non
     """Greedy accuracy and pass@k per checkpoint, side by side."""
     import numpy as np
 
-    from lm.plotting import figure
+    from common.plotting import figure
 
     metrics = ["accuracy"] + sorted(
         {k for r in results for k in r["sampled"] if k.startswith("pass@")}, key=lambda k: int(k[5:])
@@ -99,7 +99,7 @@ def plot_harness_comparison(results: list[dict], out: Path, title: str) -> None:
     unbounded ones (perplexity) are in the table."""
     import numpy as np
 
-    from lm.plotting import figure
+    from common.plotting import figure
 
     rows = harness_rows(results)
     bars = sorted(
@@ -118,19 +118,6 @@ def plot_harness_comparison(results: list[dict], out: Path, title: str) -> None:
         ax.set_title(title)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-
-
-def save_as_lmforge_checkpoint(hf_dir: Path, out: Path) -> bool:
-    """Convert the tuned HF folder back to our checkpoint format (Llama MHA models only)."""
-    from lm.checkpoint import write_weights
-    from lm.hf_export import import_hf
-
-    try:
-        model = import_hf(hf_dir)
-    except (ValueError, KeyError):
-        return False  # not a plain Llama (e.g. GQA): the HF folder is the checkpoint
-    write_weights(model, out, {"step": 0, "tokens": 0, "source": str(hf_dir)})
-    return True
 
 
 def rounded(value: Any) -> Any:

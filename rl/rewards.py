@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lm.configfile import ConfigError
+from common.configfile import ConfigError
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 FORMAT_RE = re.compile(r"^\s*(?:<think>)?.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from lm.configfile import ConfigError
+from common.configfile import ConfigError
 from rl.generation import resolve_engine
 from rl.harness_task import HarnessTask
 from rl.rewards import RewardError

@@ -10,7 +10,6 @@ task's held-out accuracy through `rl.evaluate`, the same code the `evaluate` sta
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from contextlib import redirect_stdout
@@ -21,13 +20,14 @@ from pydantic import Field
 
 from lm.determinism import deterministic_mode, deterministic_setting
 from rl.evaluate import evaluate_model_dir, is_chat, prompt_ids
-from rl.resume import checkpoint_arguments, resume_point
+from rl.resume import resume_point
 from rl.settings import TaskSettings
 from rl.tasks import Task
-from rl.tuned_model import LoraSettings, lora_setting, save_tuned_model
+from rl.trainer import METRICS, common_arguments, finish_run, metrics_file
+from rl.tuned_model import LoraSettings, lora_setting
 
 
-class SFTConfig(TaskSettings):
+class SFTSettings(TaskSettings):
     learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -90,13 +90,11 @@ def completion_ids(task: Task, rows: list[dict], tokenizer) -> list[list[int]]:
     return turns
 
 
-def trl_config(s: SFTConfig, run_dir: Path, max_length: int):
-    import torch
+def trl_config(s: SFTSettings, run_dir: Path, max_length: int):
     import trl
 
-    on_gpu = torch.cuda.is_available()
     return trl.SFTConfig(
-        **checkpoint_arguments(run_dir, s.checkpoint_steps),
+        **common_arguments(s, run_dir),
         per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=s.batch_size,
         learning_rate=s.learning_rate,
@@ -107,14 +105,8 @@ def trl_config(s: SFTConfig, run_dir: Path, max_length: int):
         max_length=max_length,
         packing=s.packing,
         completion_only_loss=True,
-        use_cpu=not on_gpu,
-        bf16=on_gpu,
-        seed=s.seed,
-        full_determinism=s.deterministic,
         logging_steps=max(1, s.max_steps // 50),
         eval_strategy="no",
-        report_to="none",
-        disable_tqdm=False,
         dataloader_num_workers=0,
     )
 
@@ -133,7 +125,7 @@ def check_lengths(task: Task, rows: list[dict], max_length: int, context: int) -
         )
 
 
-def build_trainer(model_dir: Path, settings: SFTConfig, run_dir: Path, callbacks: list | None = None):
+def build_trainer(model_dir: Path, settings: SFTSettings, run_dir: Path, callbacks: list | None = None):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
@@ -160,37 +152,24 @@ def tokens_seen(trainer) -> int:
     return int(max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0))
 
 
-def run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path | None = None) -> dict:
+def run_sft(model_dir: Path, settings: SFTSettings, out_dir: Path, work_dir: Path | None = None) -> dict:
     """Train (resuming from `work_dir`'s last checkpoint), then measure held-out loss and accuracy; writes
     `hf/`, `metrics.jsonl`, `eval.json` in `out_dir`."""
     with deterministic_mode(settings.deterministic):  # restored after: the next stage may run in this process
         return _run_sft(model_dir, settings, out_dir, work_dir)
 
 
-def _run_sft(model_dir: Path, settings: SFTConfig, out_dir: Path, work_dir: Path | None) -> dict:
-    from transformers import TrainerCallback
-
+def _run_sft(model_dir: Path, settings: SFTSettings, out_dir: Path, work_dir: Path | None) -> dict:
     task = settings.load_task()
     run_dir = work_dir or out_dir
-    metrics_path = run_dir / "metrics.jsonl"
-    resume = resume_point(run_dir, metrics_path)
-
-    class MetricsFile(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs and state.is_world_process_zero:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-
-    trainer = build_trainer(model_dir, settings, run_dir, [MetricsFile()])
+    resume = resume_point(run_dir, run_dir / METRICS)
+    trainer = build_trainer(model_dir, settings, run_dir, [metrics_file(run_dir / METRICS, "loss")])
     t0 = time.time()
     with redirect_stdout(sys.stderr):  # the trainer's per-step dicts: stdout holds the artifact path alone
         trainer.train(resume_from_checkpoint=resume)
         train_s = time.time() - t0
         heldout = trainer.evaluate()
-    save_tuned_model(trainer, Path(model_dir), out_dir)
-    if run_dir != out_dir:
-        shutil.copy(metrics_path, out_dir / "metrics.jsonl")
-    shutil.rmtree(out_dir / "trl", ignore_errors=True)  # resumable checkpoints: not part of the artifact
+    finish_run(trainer, Path(model_dir), out_dir, run_dir)
     after = evaluate_model_dir(
         out_dir / "hf", task, "test", settings.eval_examples, settings.seed, settings.engine, settings.eval_samples
     )

@@ -21,119 +21,30 @@ loaded, before any model is: missing files and columns (named, with the columns 
 The built-ins: `addition` (2-digit sums as fixed-width text, `07+48=` → `055`; the data is
 generated, and the task also writes the corpus a small model is pretrained on first),
 `gsm8k` and `math500` with the R1-Zero prompt for real models on a GPU.
+
+This module is the loaded task and its resolution from a reference; the file's schema is rl/task_spec.py,
+reading and generating rows rl/task_data.py, the templates rl/templates.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from lm.configfile import ConfigError, read_yaml
-from lm.paths import REPO_ROOT
-from rl.rewards import RewardSpec, build_reward, regex_value
+from common.configfile import ConfigError, read_yaml
+from common.paths import REPO_ROOT
+from rl.rewards import build_reward, regex_value
+from rl.task_data import addition_problems, hash_fraction, read_rows
+from rl.task_spec import SuccessSpec, TaskSpec
+from rl.templates import render_template
 
 BUILTIN_DIR = REPO_ROOT / "configs" / "tasks"
 SPLITS = ("train", "test")
-
-
-class DataSpec(BaseModel):
-    """Where the rows come from: a train and/or test file, one file split by hash, or a generator."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    train: str | None = None
-    test: str | None = None
-    path: str | None = None
-    test_fraction: float = Field(
-        0.1, gt=0, lt=1, description="with `path`: the share of rows (by a hash of the row) held out"
-    )
-    generator: Literal["addition"] | None = None
-    teacher_errors: float = Field(
-        0.0,
-        ge=0,
-        lt=1,
-        description="with `generator`: the share of rows whose `teacher` column (a demonstration a task's "
-        "`completion` may train on) holds a slip: the answer with one digit wrong",
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataSpec:
-        sources = [bool(self.train or self.test), bool(self.path), bool(self.generator)]
-        if sum(sources) != 1:
-            raise ValueError("give exactly one of: train/test files, one `path` (+ test_fraction), or a `generator`")
-        if self.teacher_errors and not self.generator:
-            raise ValueError("teacher_errors applies to generated data (`generator`) only")
-        return self
-
-
-class SuccessSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reward: str
-    at_least: float = 1.0
-
-
-class TaskSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    data: DataSpec
-    prompt: str | None = Field(
-        None, description="a format string ({column}) or a Jinja template ({{ column }}) over a row"
-    )
-    messages: str | None = Field(None, description="instead of `prompt`: the column that holds chat messages")
-    answer_field: str = "answer"
-    completion: str | None = Field(
-        None, description="what `sft` trains the model to write: a template over the row; default: the answer"
-    )
-    answer_template: str | None = Field(
-        None, description="instead of answer_field: a template over the row (lm-eval's doc_to_target)"
-    )
-    stop: list[str] = Field(
-        default_factory=list, description="completions are cut at the first of these before scoring (lm-eval's `until`)"
-    )
-    answer_pattern: str | None = Field(
-        None, description="a regex on the answer field whose group 1 is the answer (GSM8K: '####\\s*(.+)')"
-    )
-    chat_template: bool = Field(
-        False, description="wrap the prompt in the model's chat template (with `system`, if given)"
-    )
-    system: str | None = None
-    shots: int = Field(
-        0, ge=0, description="the first N train rows, solved, put before each prompt (they are not also problems)"
-    )
-    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(kind="exact")], min_length=1)
-    success: SuccessSpec | None = Field(None, description="what counts as correct; default: the first reward at >= 1.0")
-    max_completion_tokens: int = Field(64, ge=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _lm_eval_names(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "num_fewshot" in data:
-            raise ValueError(
-                "num_fewshot is lm-eval's (shots sampled per document with its seed); an lmforge task puts the first "
-                "N solved train rows before each prompt with `shots: N` (an lm-eval task file samples them)"
-            )
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> TaskSpec:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give one of `prompt` (a template) or `messages` (a column of chat messages)")
-        names = [r.label for r in self.rewards]
-        if len(set(names)) != len(names):
-            raise ValueError(f"reward names must differ (set `name:`): {names}")
-        if self.success is not None and self.success.reward not in names:
-            raise ValueError(f"success.reward {self.success.reward!r} is not one of the rewards {names}")
-        return self
 
 
 @dataclass(frozen=True)
@@ -241,7 +152,7 @@ class Task:
         elif d.path:
             raw = {"train": [], "test": []}
             for r in read_rows(self._path(d.path)):
-                raw["test" if _hash_fraction(r) < d.test_fraction else "train"].append(r)
+                raw["test" if hash_fraction(r) < d.test_fraction else "train"].append(r)
         else:
             raw = {s: read_rows(self._path(p)) if (p := getattr(d, s)) else [] for s in SPLITS}
         where = (
@@ -319,103 +230,6 @@ def cut_at_stops(reward: Callable[..., list[float | None]], stops: list[str]) ->
     if hasattr(reward, "source_file"):
         scored.source_file = reward.source_file  # type: ignore[attr-defined]
     return scored
-
-
-def render_template(template: str, row: dict, where: str, index: int, what: str = "prompt") -> str:
-    """`{{ column }}` templates through Jinja (as lm-evaluation-harness's doc_to_text),
-    `{column}` ones through str.format."""
-    try:
-        if "{{" in template or "{%" in template:
-            return _jinja(template).render(**row)
-        return template.format(**row)
-    except KeyError as e:
-        raise ConfigError(
-            f"{where}: row {index}: the {what} names column {e}, which the row does not have; its columns: "
-            f"{', '.join(row)}"
-        ) from None
-    except Exception as e:  # jinja2's UndefinedError / TemplateSyntaxError, format's IndexError/ValueError
-        raise ConfigError(
-            f"{where}: row {index}: the {what} template does not render: {e}; its columns: {', '.join(row)}"
-        ) from None
-
-
-@lru_cache(maxsize=64)
-def _jinja(template: str):
-    """Compiled once per template, not once per row."""
-    import jinja2
-
-    # a trailing newline is part of the prompt, as in lm-eval's doc_to_text
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(template)
-
-
-def _hash_fraction(row: dict) -> float:
-    digest = hashlib.sha1(json.dumps(row, sort_keys=True, default=str).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSONL, Parquet or CSV file, or of a `datasets` save_to_disk folder."""
-    if not path.exists():
-        raise ConfigError(f"task data {path} does not exist")
-    if path.is_dir():
-        from datasets import load_from_disk
-
-        try:
-            return list(load_from_disk(str(path)))
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(f"task data {path}: not a `datasets` save_to_disk folder ({e})") from None
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    if suffix in (".jsonl", ".jsonl.gz", ".json"):
-        import gzip
-
-        opener = gzip.open if path.suffix == ".gz" else open
-        rows = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{path}:{i}: not a JSON object ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise ConfigError(f"{path}:{i}: expected a JSON object per line, found a {type(row).__name__}")
-                rows.append(row)
-        return rows
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    if suffix == ".csv":
-        import pandas as pd
-
-        return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
-    raise ConfigError(f"task data {path}: unsupported format (JSONL, Parquet, CSV or a `datasets` folder)")
-
-
-# --- addition ---------------------------------------------------------------------------------------
-def addition_problems(seed: int = 0, teacher_errors: float = 0.0) -> dict[str, list[dict]]:
-    """All 10,000 pairs (a, b) in [0, 100)², shuffled and split 8,000 / 1,000 / 1,000 (train / val / test).
-
-    `teacher_errors` > 0 adds a `teacher` column: the sum as an unreliable teacher writes it, with one digit
-    slipped to another in that share of rows (at random, seeded). Demonstrations like these are what imitation
-    learns from; a verifier that knows the true sum is what reinforcement learning can use instead."""
-    pairs = [(a, b) for a in range(100) for b in range(100)]
-    rng = random.Random(seed)
-    rng.shuffle(pairs)
-    rows = [{"prompt": f"{a:02d}+{b:02d}=", "answer": f"{a + b:03d}"} for a, b in pairs]
-    if teacher_errors:
-        slips = random.Random(f"teacher-{seed}")
-        for row in rows:
-            row["teacher"] = _slip(row["answer"], slips) if slips.random() < teacher_errors else row["answer"]
-    return {"train": rows[:8000], "val": rows[8000:9000], "test": rows[9000:]}
-
-
-def _slip(answer: str, rng: random.Random) -> str:
-    """The answer with one digit (chosen at random) replaced by another digit."""
-    i = rng.randrange(len(answer))
-    wrong = rng.choice([d for d in "0123456789" if d != answer[i]])
-    return answer[:i] + wrong + answer[i + 1 :]
 
 
 # --- loading a task ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Plots a person puts in a paper: IsoFLOP profiles, optimal N and D vs compute, the law.
 
-Every helper draws on a given `ax`; `lm.plotting.figure` writes PNG and SVG.
+Every helper draws on a given `ax`; `common.plotting.figure` writes PNG and SVG.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np  # noqa: E402
 
-from lm.plotting import figure, pyplot
+from common.plotting import figure, pyplot
 from scaling.fit import Runs, parametric_loss, predict_isoflop  # noqa: E402
 
 

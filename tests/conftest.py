@@ -14,7 +14,7 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from lm.paths import data_root  # noqa: E402
+from common.paths import data_root  # noqa: E402
 
 DATA = data_root()
 

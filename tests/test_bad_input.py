@@ -179,17 +179,17 @@ def test_thresholds_are_range_checked(bad):
 
 
 def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
+    from common.configfile import read_yaml
+    from common.paths import REPO_ROOT
     from flows.registry import STAGES
-    from lm.configfile import read_yaml
-    from lm.paths import REPO_ROOT
     from lm.train import PretrainConfig
-    from rl.sft import SFTConfig
+    from rl.sft import SFTSettings
 
     demo = REPO_ROOT / "configs" / "pipeline-demo.yaml"
     data = read_yaml(demo)
-    settings = load_config(SFTConfig, demo, sections=list(STAGES["sft"].sections))
-    # the file's values, not the defaults (SFTConfig' max_steps default is 200)
-    assert settings.max_steps == data["post_training"]["sft"]["max_steps"] != SFTConfig().max_steps
+    settings = load_config(SFTSettings, demo, sections=list(STAGES["sft"].sections))
+    # the file's values, not the defaults (SFTSettings' max_steps default is 200)
+    assert settings.max_steps == data["post_training"]["sft"]["max_steps"] != SFTSettings().max_steps
     assert (
         load_config(PretrainConfig, demo, sections=["pretrain"]).model.d_model
         == data["pretrain"]["model"]["d_model"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lm.configfile import ConfigError
+from common.configfile import ConfigError
 from lm.harness import HARNESS_DIR, load_harness_tasks
 
 BIN = Path(sys.executable).parent
@@ -377,7 +377,7 @@ def test_sft_grpo_and_evaluate_run_on_an_lm_eval_task_file(addition_model, tmp_p
     evaluate scores both checkpoints with the harness."""
     import yaml
 
-    from rl.tasks import addition_problems
+    from rl.task_data import addition_problems
 
     problems = addition_problems()
     for split, n in (("train", 300), ("test", 30)):

@@ -50,16 +50,16 @@ def test_each_family_goes_through_sft_grpo_and_evaluate(family, data, tmp_path):
     from safetensors.torch import load_file
 
     from rl.evaluate import evaluate_model_dir
-    from rl.grpo import GRPOConfig, run_grpo
-    from rl.sft import SFTConfig, run_sft
+    from rl.grpo import GRPOSettings, run_grpo
+    from rl.sft import SFTSettings, run_sft
     from rl.tasks import get_task
 
     base = build_model(family, data, tmp_path / "base")
     common = dict(task=CHAT_SUMS, eval_examples=8, eval_samples=2, engine="transformers")
-    run_sft(base, SFTConfig(**common, max_steps=3, batch_size=8, learning_rate=1e-3), tmp_path / "sft")
+    run_sft(base, SFTSettings(**common, max_steps=3, batch_size=8, learning_rate=1e-3), tmp_path / "sft")
     grpo = run_grpo(
         tmp_path / "sft" / "hf",
-        GRPOConfig(**common, max_steps=2, prompts_per_step=2, group_size=2, learning_rate=1e-3),
+        GRPOSettings(**common, max_steps=2, prompts_per_step=2, group_size=2, learning_rate=1e-3),
         tmp_path / "grpo",
     )
     assert grpo["after"]["greedy"]["n"] == 8
@@ -108,7 +108,7 @@ def test_a_tokenizer_without_its_vocabulary_is_one_line_before_training(data, tm
     to no tokens, SFT would train at loss 0 and generation fail with an IndexError; sft says so first."""
     from transformers import GPT2TokenizerFast
 
-    from rl.sft import SFTConfig, build_trainer
+    from rl.sft import SFTSettings, build_trainer
 
     model = build_model("llama", data, tmp_path / "model")
     fixtures = data / "cs336-a1-fixtures"
@@ -116,4 +116,4 @@ def test_a_tokenizer_without_its_vocabulary_is_one_line_before_training(data, tm
         vocab_file=str(fixtures / "gpt2_vocab.json"), merges_file=str(fixtures / "gpt2_merges.txt")
     ).save_pretrained(model)
     with pytest.raises(ValueError, match=r"addition prompt 0 \('.*'\) encodes to no tokens .* vocabulary loaded"):
-        build_trainer(model, SFTConfig(task="addition", max_steps=1, batch_size=4), tmp_path / "run")
+        build_trainer(model, SFTSettings(task="addition", max_steps=1, batch_size=4), tmp_path / "run")

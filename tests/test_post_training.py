@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lm.configfile import ConfigError
+from common.configfile import ConfigError
 from rl.evaluate import pass_at_k
-from rl.tasks import addition_problems, get_task
+from rl.task_data import addition_problems
+from rl.tasks import get_task
 
 LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
@@ -147,9 +148,9 @@ def test_every_bad_task_file_is_one_error_naming_the_problem(tmp_path, monkeypat
 
 def test_sft_loss_is_on_the_completion_only(addition_model, tmp_path):
     """The collated labels mask every prompt token: only the answer (and EOS) is learned."""
-    from rl.sft import SFTConfig, build_trainer
+    from rl.sft import SFTSettings, build_trainer
 
-    trainer = build_trainer(addition_model, SFTConfig(task="addition", max_steps=1, batch_size=4), tmp_path)
+    trainer = build_trainer(addition_model, SFTSettings(task="addition", max_steps=1, batch_size=4), tmp_path)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     tok = trainer.processing_class
     for ids, labels, row in zip(batch["input_ids"], batch["labels"], get_task("addition").load("train")[:4]):
@@ -166,7 +167,7 @@ def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path)
     from transformers import AutoTokenizer
 
     from rl.evaluate import prompt_texts
-    from rl.sft import SFTConfig, build_trainer
+    from rl.sft import SFTSettings, build_trainer
 
     model = tmp_path / "chat-model"
     shutil.copytree(addition_model, model)
@@ -193,7 +194,7 @@ def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path)
     ]
     text = prompt_texts(task, rows, tok)[0]
     assert text == f"s:Add.\nu:{rows[0]['prompt'][1]['content']}\na:"
-    trainer = build_trainer(model, SFTConfig(task=spec, max_steps=1, batch_size=2), tmp_path / "out")
+    trainer = build_trainer(model, SFTSettings(task=spec, max_steps=1, batch_size=2), tmp_path / "out")
     first = trainer.train_dataset[0]
     learned = [i for i, label in zip(first["input_ids"], first["labels"]) if label != -100]
     assert trainer.processing_class.decode(learned).startswith(task.load("train")[0]["answer"])
@@ -379,9 +380,9 @@ def test_deterministic_sft_repeats_bit_for_bit(addition_model, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from rl.sft import SFTConfig, run_sft
+    from rl.sft import SFTSettings, run_sft
 
-    settings = SFTConfig(
+    settings = SFTSettings(
         task="addition", max_steps=6, batch_size=8, eval_examples=20, eval_samples=2, deterministic=True
     )
     runs = []
@@ -407,13 +408,13 @@ def test_lora_sft_lifts_the_task_as_full_sft_does_training_only_the_adapter(addi
     import torch
     from safetensors.torch import load_file
 
-    from rl.sft import SFTConfig, build_trainer, run_sft
+    from rl.sft import SFTSettings, build_trainer, run_sft
 
     common = dict(task="addition", max_steps=100, batch_size=32, eval_examples=200, eval_samples=1)
     common |= dict(learning_rate=3e-3, engine="transformers")
-    base_loss = build_trainer(addition_model, SFTConfig(**common), tmp_path / "base").evaluate()["eval_loss"]
-    full = run_sft(addition_model, SFTConfig(**common), tmp_path / "full")
-    lora = run_sft(addition_model, SFTConfig(**common, lora={"r": 16, "alpha": 32}), tmp_path / "lora")
+    base_loss = build_trainer(addition_model, SFTSettings(**common), tmp_path / "base").evaluate()["eval_loss"]
+    full = run_sft(addition_model, SFTSettings(**common), tmp_path / "full")
+    lora = run_sft(addition_model, SFTSettings(**common, lora={"r": 16, "alpha": 32}), tmp_path / "lora")
     assert full["heldout_loss"] < base_loss
     assert base_loss - lora["heldout_loss"] >= 0.5 * (base_loss - full["heldout_loss"]), (base_loss, full, lora)
 

@@ -11,10 +11,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from lm.configfile import ConfigError
-from rl.grpo import GRPOConfig, build_trainer, run_grpo
+from common.configfile import ConfigError
+from rl.grpo import GRPOSettings, build_trainer, run_grpo
 from rl.rewards import answers_match, extract_answer, r1_zero_reward
-from rl.tasks import addition_problems, get_task
+from rl.task_data import addition_problems
+from rl.tasks import get_task
 from rl.vllm_cpu import prepare_cpu_engine, small_machine_thread_binding
 
 
@@ -77,14 +78,14 @@ def test_noisy_teacher_task_imitates_the_teacher_and_rewards_the_truth(tmp_path)
 
 def test_grpo_settings_are_validated_at_load():
     with pytest.raises(ValidationError, match="unknown task"):
-        GRPOConfig(task="chess")
+        GRPOSettings(task="chess")
     with pytest.raises(ValidationError, match="truncates every answer"):
-        GRPOConfig(max_completion_tokens=1)
+        GRPOSettings(max_completion_tokens=1)
     with pytest.raises(ValidationError):
-        GRPOConfig(group_size=1)
+        GRPOSettings(group_size=1)
     with pytest.raises(ValidationError, match=r"12 rollouts .* do not split evenly over processes=5"):
-        GRPOConfig(prompts_per_step=3, group_size=4, processes=5)
-    assert GRPOConfig(prompts_per_step=3, group_size=4, processes=6).processes == 6
+        GRPOSettings(prompts_per_step=3, group_size=4, processes=5)
+    assert GRPOSettings(prompts_per_step=3, group_size=4, processes=6).processes == 6
 
 
 def check_short_run(result: dict, out: Path, model_dir: Path, engine: str) -> None:
@@ -128,7 +129,7 @@ SHORT_RUN = {
 
 @pytest.mark.slow
 def test_short_grpo_run_with_transformers_rollouts(addition_model, tmp_path):
-    result = run_grpo(addition_model, GRPOConfig(**SHORT_RUN, engine="transformers"), tmp_path)
+    result = run_grpo(addition_model, GRPOSettings(**SHORT_RUN, engine="transformers"), tmp_path)
     check_short_run(result, tmp_path, addition_model, "transformers")
 
 
@@ -137,7 +138,7 @@ def test_grpo_flow_with_vllm_rollouts(addition_model, prefect_harness, lmforge_h
     """The stage as users run it: vLLM rollouts, the tuned model in both formats, cached."""
     from flows.grpo import grpo
 
-    settings = GRPOConfig(**SHORT_RUN, engine="vllm")
+    settings = GRPOSettings(**SHORT_RUN, engine="vllm")
     out = Path(grpo(str(addition_model), settings))
     check_short_run(json.loads((out / "eval.json").read_text()), out, addition_model, "vllm")
     assert (out / "reward.png").stat().st_size > 0 and (out / "checkpoint" / "model.safetensors").is_file()
@@ -165,12 +166,12 @@ def test_prompts_that_cannot_fit_fail_before_training(addition_model):
 
     tok = AutoTokenizer.from_pretrained(addition_model)
     prompts = tok([r["prompt"] for r in addition_problems()["train"]])["input_ids"]
-    assert check_lengths(GRPOConfig(), prompts, 32) == 32  # 6-token prompts + 4: capped at the model's context
-    assert check_lengths(GRPOConfig(max_prompt_tokens=8), prompts, 32) == 12
+    assert check_lengths(GRPOSettings(), prompts, 32) == 32  # 6-token prompts + 4: capped at the model's context
+    assert check_lengths(GRPOSettings(max_prompt_tokens=8), prompts, 32) == 12
     with pytest.raises(ValueError, match="over max_prompt_tokens=4"):
-        check_lengths(GRPOConfig(max_prompt_tokens=4), prompts, 32)
+        check_lengths(GRPOSettings(max_prompt_tokens=4), prompts, 32)
     with pytest.raises(ValueError, match="exceeds the model's context of 8"):
-        check_lengths(GRPOConfig(), prompts, 8)
+        check_lengths(GRPOSettings(), prompts, 8)
 
 
 @pytest.mark.slow
@@ -183,7 +184,7 @@ def test_vllm_rollouts_use_the_synced_weights(addition_model, tmp_path, lora):
 
     from rl.tuned_model import save_tuned_model
 
-    settings = GRPOConfig(
+    settings = GRPOSettings(
         task="addition", max_steps=2, prompts_per_step=4, group_size=4, learning_rate=3e-2, engine="vllm", lora=lora
     )
     trainer = build_trainer(addition_model, settings, tmp_path)

@@ -58,6 +58,23 @@ def test_real_stages_fingerprint_their_library_code_and_versions():
     assert "datasketch" in code_fingerprint("flows.clean_data")["libraries"]
 
 
+def test_an_edit_to_a_filters_module_leaves_pretrains_key_alone(tmp_path):
+    """The ground floor (common/) is shared without sharing keys: pretrain and clean-data both hash the
+    code-point tables they import, and an edit to a module only clean-data imports moves clean-data's key, not
+    pretrain's."""
+    from common.paths import REPO_ROOT
+
+    for package in ("common", "filters", "lm", "rl", "scaling", "flows"):
+        shutil.copytree(REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    before = {stage: code_fingerprint(f"flows.{stage}", tmp_path) for stage in ("pretrain", "clean_data")}
+    assert all("common.codepoints" in fp["modules"] for fp in before.values())
+    gopher = tmp_path / "filters" / "gopher.py"
+    gopher.write_text(gopher.read_text() + "\nEDITED = True\n")
+    after = {stage: code_fingerprint(f"flows.{stage}", tmp_path)["digest"] for stage in ("pretrain", "clean_data")}
+    assert after["pretrain"] == before["pretrain"]["digest"]
+    assert after["clean_data"] != before["clean_data"]["digest"]
+
+
 def test_settings_that_cannot_change_the_output_stay_out_of_the_key():
     a = CleanConfig(inputs=["x"], workers=1)
     assert compute_key("s", "c", a, []) == compute_key("s", "c", CleanConfig(inputs=["x"], workers=8), [])

@@ -12,7 +12,7 @@ import re
 
 import datasets
 
-from lm.paths import data_root
+from common.paths import data_root
 
 SENTENCE_END = re.compile(r"[.!?][\"”]?\s+")
 

@@ -1,8 +1,6 @@
-"""Per-code-point tables for the filters' compiled text scanners (filters/_classifier_text.cpp,
-filters/_gopher.cpp): one byte per code point, built from the very engine the Python path
-uses (the `regex` module, or `str` methods), so the compiled and Python paths classify every
-character alike by construction. (lm/pretokenize.py builds its own the same way, so that the
-tokenizer's stages do not depend on filters' code.)"""
+"""Per-code-point tables for the compiled text scanners (filters/_classifier_text.cpp, filters/_gopher.cpp,
+lm/_pretokenize.cpp): one byte per code point, built from the very engine the Python path uses (the `regex`
+module, or `str` methods), so the compiled and Python paths classify every character alike by construction."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from lm.paths import data_root
+from common.paths import data_root
 
 
 class ConfigError(ValueError):

@@ -1,7 +1,6 @@
 """Where the sample data lives (`$LMFORGE_DATA`, else `../shared/data` beside the repo), and fsync.
 
-In `lm/`, which every other package may import, so library code (rl tasks, benchmarks) and flows share it
-without a library package depending on the Prefect layer.
+On the ground floor (common/), so every package, benchmarks and flows share it without depending on each other.
 """
 
 from __future__ import annotations
