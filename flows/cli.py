@@ -23,13 +23,22 @@ from common.paths import REPO_ROOT
 from flows.config import ConfigError, load_config
 from flows.processes import route_library_logs
 from flows.registry import STAGES
+from flows.settings_flags import StageGroup, stage_command
 from flows.store import ArtifactStore, StoreError, check, differences, read_manifest
 
 # Prefect's server logs "database is locked" with analytics on, and they cannot leave this machine anyway.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 route_library_logs()
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(cls=StageGroup, add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def stage(name: str, declared: tuple[str, ...] = ()):
+    """A stage's command: its own parameters, and a flag for every setting of the stage's settings model (the
+    registry's), but the `declared` ones it takes itself (flows/settings_flags.py)."""
+    return stage_command(app, name, STAGES[name].settings, declared)
+
+
 err = Console(stderr=True, width=max(Console(stderr=True).width, 160))
 
 
@@ -99,31 +108,31 @@ def _run_flow(flow, *args, **kwargs):
 
 
 # --- stages --------------------------------------------------------------------------------
-@app.command("clean-data")
+@stage("clean-data", declared=("inputs",))
 def clean_data_cmd(
     inputs: list[str] = typer.Argument(
         None, help="files, directories or globs (JSONL, Parquet, text, WARC/WET, HF dataset dir)"
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML CleanConfig"),
-    workers: int | None = typer.Option(None, min=1, help="processes for the per-file steps"),
     force: bool = typer.Option(False, help="recompute even if cached"),
+    settings: dict | None = None,
 ) -> None:
     """Clean raw documents into deduplicated Parquet shards."""
     from filters.config import CleanConfig
     from flows.clean_data import clean_data
     from flows.runners import RunnerConfig
 
-    cfg = _load(CleanConfig, config, "clean-data", inputs=inputs or None)
+    cfg = _load(CleanConfig, config, "clean-data", settings, inputs=inputs or None)
     _inputs_preflight(cfg.inputs)
     if cfg.classifier is not None:
         from flows.quality_model import resolve_classifier_model
 
         _run(resolve_classifier_model, cfg.classifier.model, ArtifactStore())
-    path = _run_flow(clean_data, cfg, RunnerConfig(workers=workers or cfg.workers), force)
+    path = _run_flow(clean_data, cfg, RunnerConfig(workers=cfg.workers), force)
     _print_summary("clean-data", path)
 
 
-@app.command("quality-model")
+@stage("quality-model", declared=("positives", "negatives"))
 def quality_model_cmd(
     positives: list[str] = typer.Option(
         None, "--positives", "-p", help="reference-quality text: files, dirs, globs or clean-data keys"
@@ -133,35 +142,35 @@ def quality_model_cmd(
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML QualityModelConfig"),
     force: bool = typer.Option(False, help="retrain even if cached"),
+    settings: dict | None = None,
 ) -> None:
     """Train a fastText quality classifier (reference text vs. crawl) for clean-data's `classifier`."""
     from filters.quality_classifier import QualityModelConfig
     from flows.quality_model import quality_model, resolve_sources
 
-    cfg = _load(QualityModelConfig, config, "quality-model", positives=positives or None, negatives=negatives or None)
+    cfg = _load(
+        QualityModelConfig, config, "quality-model", settings, positives=positives or None, negatives=negatives or None
+    )
     for sources in (cfg.positives, cfg.negatives):  # missing inputs fail here, before Prefect starts
         _run(resolve_sources, sources, ArtifactStore())
     path = _run_flow(quality_model, cfg, force)
     _print_summary("quality-model", path)
 
 
-@app.command("tokenize")
+@stage("tokenize", declared=("inputs",))
 def tokenize_cmd(
     clean_artifact: str | None = typer.Argument(None, help="clean-data artifact key/dir (or use --input)"),
     inputs: list[str] = typer.Option(None, "--input", "-i", help="text/JSONL/Parquet files instead of an artifact"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML TokenizeConfig"),
-    vocab_size: int | None = typer.Option(None),
-    val_fraction: float | None = typer.Option(None, help="share of documents held out in val.bin (at least one is)"),
     force: bool = typer.Option(False),
+    settings: dict | None = None,
 ) -> None:
     """Train a BPE tokenizer on a corpus and encode it into train.bin / val.bin."""
     from filters.preflight import count_documents
     from flows.tokenization import tokenize
     from lm.corpus import TokenizeConfig
 
-    cfg = _load(
-        TokenizeConfig, config, "tokenize", inputs=inputs or None, vocab_size=vocab_size, val_fraction=val_fraction
-    )
+    cfg = _load(TokenizeConfig, config, "tokenize", settings, inputs=inputs or None)
     if clean_artifact:
         _run(
             ArtifactStore().find, clean_artifact, ("clean-data",), "tokenize's CLEAN_ARTIFACT"
@@ -179,21 +188,20 @@ def tokenize_cmd(
     _print_summary("tokenize", path)
 
 
-@app.command("pretrain")
+@stage("pretrain")
 def pretrain_cmd(
     tokenize_artifact: str = typer.Argument(..., help="tokenize artifact key/dir"),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML PretrainConfig (e.g. configs/tinystories-cpu.yaml)"
     ),
-    max_steps: int | None = typer.Option(None),
-    device: str | None = typer.Option(None),
     force: bool = typer.Option(False),
+    settings: dict | None = None,
 ) -> None:
     """Pretrain a from-scratch Llama-style LM; resumes an interrupted run."""
     from flows.pretrain import pretrain
     from lm.train import PretrainConfig, check_data_fits, pick_device
 
-    cfg = _load(PretrainConfig, config, "pretrain", max_steps=max_steps, device=device)
+    cfg = _load(PretrainConfig, config, "pretrain", settings)
     tok = _run(
         ArtifactStore().find, tokenize_artifact, ("tokenize",), "pretrain's TOKENIZE_ARTIFACT"
     )  # before Prefect starts: key, device, data size
@@ -205,7 +213,7 @@ def pretrain_cmd(
     _print_summary("pretrain", path)
 
 
-@app.command("scaling-sweep")
+@stage("scaling-sweep")
 def scaling_sweep_cmd(
     tokenize_artifact: str = typer.Argument(..., help="tokenize artifact key/dir"),
     config: Path = typer.Option(..., "--config", "-c", help="YAML SweepConfig (e.g. configs/sweep-cpu.yaml)"),
@@ -213,6 +221,7 @@ def scaling_sweep_cmd(
     force: bool = typer.Option(False),
     runner: str = typer.Option("process", help="where points train: process | thread | dask"),
     dask_address: str | None = typer.Option(None, help="a Dask scheduler (runner dask); none starts a LocalCluster"),
+    settings: dict | None = None,
 ) -> None:
     """Train a grid of (compute budget × model size) runs and fit scaling laws."""
     from flows.runners import RunnerConfig
@@ -220,7 +229,7 @@ def scaling_sweep_cmd(
     from scaling.grid import grid_table
     from scaling.sweep import SweepConfig
 
-    cfg = _load(SweepConfig, config, "scaling-sweep")
+    cfg = _load(SweepConfig, config, "scaling-sweep", settings)
     tok = _run(ArtifactStore().find, tokenize_artifact, ("tokenize",), "scaling-sweep's TOKENIZE_ARTIFACT")
     if dry_run:  # no Prefect needed to look at a grid
         vocab = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
@@ -253,7 +262,7 @@ def _checkpoint_preflight(checkpoint: str, engine: str | None = None):
         _run(check_vllm_head_dim, model_dir, engine)
 
 
-@app.command("sft")
+@stage("sft", declared=("task",))
 def sft_cmd(
     checkpoint: str = typer.Option(
         ..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"
@@ -262,20 +271,20 @@ def sft_cmd(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML SFTSettings (or a pipeline file's post_training.sft)"
     ),
-    max_steps: int | None = typer.Option(None),
     force: bool = typer.Option(False),
+    settings: dict | None = None,
 ) -> None:
     """Supervised fine-tuning of a checkpoint on a task's train split (TRL SFTTrainer, loss on the completion only)."""
     from flows.sft import sft
     from rl.sft import SFTSettings
 
-    cfg = _load(SFTSettings, config, "sft", task=task, max_steps=max_steps)
+    cfg = _load(SFTSettings, config, "sft", settings, task=task)
     _checkpoint_preflight(checkpoint)
     path = _run_flow(sft, checkpoint, cfg, force)
     _print_summary("sft", path)
 
 
-@app.command("grpo")
+@stage("grpo", declared=("task",))
 def grpo_cmd(
     checkpoint: str = typer.Option(
         ..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"
@@ -284,23 +293,20 @@ def grpo_cmd(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML GRPOSettings (or a pipeline file's post_training.grpo)"
     ),
-    max_steps: int | None = typer.Option(None),
-    processes: int | None = typer.Option(
-        None, min=1, help="training processes (torchrun: gloo on a CPU, NCCL on GPUs), each with its share of a step"
-    ),
     force: bool = typer.Option(False),
+    settings: dict | None = None,
 ) -> None:
     """GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed)."""
     from flows.grpo import grpo
     from rl.grpo import GRPOSettings
 
-    cfg = _load(GRPOSettings, config, "grpo", task=task, max_steps=max_steps, processes=processes)
+    cfg = _load(GRPOSettings, config, "grpo", settings, task=task)
     _checkpoint_preflight(checkpoint, cfg.engine)
     path = _run_flow(grpo, checkpoint, cfg, force)
     _print_summary("grpo", path)
 
 
-@app.command("evaluate")
+@stage("evaluate", declared=("task",))
 def evaluate_cmd(
     checkpoints: list[str] = typer.Option(
         ..., "--checkpoint", help="repeat for several: artifact keys/dirs or Hugging Face model folders"
@@ -309,17 +315,11 @@ def evaluate_cmd(
     suite: str | None = typer.Option(
         None, "--suite", help="a named set of lm-eval tasks scored as one table (configs/tasks/harness/: a group)"
     ),
-    include_path: list[str] | None = typer.Option(
-        None, "--include-path", help="a folder of lm-eval task files (repeatable), as lm_eval's --include_path"
-    ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML EvalConfig (or a pipeline file's post_training.evaluate)"
     ),
-    samples: int | None = typer.Option(None, help="sampled completions per prompt (pass@k up to k = samples)"),
-    limit: int | None = typer.Option(None, help="the first N rows of the split (lm-eval tasks: of each task)"),
-    batch_size: int | None = typer.Option(None, help="lm-eval tasks: requests per forward pass"),
-    num_fewshot: int | None = typer.Option(None, help="lm-eval tasks: override the tasks' num_fewshot"),
     force: bool = typer.Option(False),
+    settings: dict | None = None,
 ) -> None:
     """Evaluate checkpoints on a task: lm-eval tasks scored by lm-evaluation-harness; lmforge tasks by greedy
     accuracy, pass@k, every reward's mean, lengths; a comparison plot."""
@@ -333,17 +333,7 @@ def evaluate_cmd(
         if suite not in suites():
             _fail(f"unknown suite {suite!r}; the suites: {', '.join(suites())} (configs/tasks/harness/)")
         task = suite
-    cfg = _load(
-        EvalConfig,
-        config,
-        "evaluate",
-        task=task,
-        samples=samples,
-        limit=limit,
-        batch_size=batch_size,
-        num_fewshot=num_fewshot,
-        include_path=include_path or None,
-    )
+    cfg = _load(EvalConfig, config, "evaluate", settings, task=task)
     from flows.evaluate import engine_that_runs
 
     for c in checkpoints:
@@ -461,12 +451,18 @@ def scaling_fit_cmd(
     print(out_dir.resolve())
 
 
-def _load(model, config: Path | None, stage: str, **overrides):
-    """A stage's settings: its own section of a pipeline file (the registry says which), or a file of its own."""
+def _load(model, config: Path | None, stage: str, flags: dict | None = None, **overrides):
+    """A stage's settings: its own section of a pipeline file (the registry says which), or a file of its own,
+    under the command's setting flags (nested: `--lora.r 8` keeps the file's other lora settings)."""
     try:
         pipeline = {s.split(".")[0] for spec in STAGES.values() for s in spec.sections} | {"runner"}
         return load_config(
-            model, config, sections=list(STAGES[stage].sections), pipeline_sections=pipeline, **overrides
+            model,
+            config,
+            sections=list(STAGES[stage].sections),
+            pipeline_sections=pipeline,
+            **(flags or {}),
+            **overrides,
         )
     except ConfigError as e:
         _fail(str(e))

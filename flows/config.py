@@ -39,7 +39,7 @@ def load_config(
                 f"{path}: no {' or '.join(repr(t) for t in sorted(tops))} section (it has {', '.join(map(repr, raw))}; "
                 f"the sections lmforge reads: {', '.join(sorted(pipeline_sections))}){hint}"
             )
-    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    data = merged(data, {k: v for k, v in overrides.items() if v is not None})
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -49,3 +49,11 @@ def load_config(
             loc = ".".join(str(x) for x in err["loc"]) or "(root)"
             lines.append(f"  {loc}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on `base`, nested mappings merged key by key (a flag `--lora.r 8` keeps the file's `lora.alpha`)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from filters.config import CleanConfig
 from filters.quality_classifier import QualityModelConfig
@@ -25,7 +25,6 @@ from flows.sft import sft
 from flows.store import ArtifactStore
 from flows.tokenization import tokenize
 from lm.corpus import TokenizeConfig
-from lm.model import ModelConfig
 from lm.train import PretrainConfig
 from rl.evaluate import EvalConfig
 from rl.grpo import GRPOSettings
@@ -46,15 +45,9 @@ class PostTrainingConfig(BaseModel):
     task: str | dict[str, Any] = "addition"
     checkpoint: str | None = None
     tokenize: TokenizeConfig = TokenizeConfig(vocab_size=257, val_fraction=0.02)  # 257: bytes + EOT, character level
-    pretrain: PretrainConfig = PretrainConfig(
-        model=ModelConfig(d_model=128, num_layers=4, num_heads=4, context_length=32),
-        batch_size=64,
-        max_steps=800,
-        warmup_steps=20,
-        lr=3e-3,
-        min_lr=3e-4,
-        sample_prompts=["07+48=", "31+45="],
-        sample_max_tokens=4,
+    # the recipe is the config file's (configs/pipeline-demo.yaml holds the demo's), not a default here
+    pretrain: PretrainConfig | None = Field(
+        None, description="without a checkpoint: the small model pretrained on the task's corpus first"
     )
     sft: SFTSettings | None = None
     grpo: GRPOSettings | None = None
@@ -74,6 +67,12 @@ class PostTrainingConfig(BaseModel):
                 },
             }
         return data
+
+    @model_validator(mode="after")
+    def _a_model_to_tune(self) -> PostTrainingConfig:
+        if self.checkpoint is None and self.pretrain is None:
+            raise ValueError("give a `checkpoint` to tune, or `pretrain:` settings for a small model of the task")
+        return self
 
 
 class ScalingBranchConfig(BaseModel):

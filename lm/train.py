@@ -305,153 +305,51 @@ def train(
 
 
 def _train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: int | None, progress: bool) -> dict:
-    # 1) setup: distributed, device, data
-    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
-    rank = int(os.environ.get("RANK", "0"))
     cfg = resolve_auto(cfg)
-    device = cfg.device
-    if ddp:
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend)
-        if device.startswith("cuda"):
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-            torch.cuda.set_device(device)
-    master = rank == 0
+    run = start_run(cfg)
     work_dir.mkdir(parents=True, exist_ok=True)
     check_data_fits(cfg, data_dir)
     train_data, val_data, meta = open_tokens(data_dir)
-
-    # 2) model and optimizer (same init on every rank: seeded before construction)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    mcfg = cfg.model_config_for(meta["vocab_size"])
-    model = TransformerLM(mcfg).to(device)
-    counts = count(mcfg)
-    optimizer = make_optimizer(model, cfg)
-    data_rng = np.random.default_rng([cfg.seed, rank])
-
-    # 3) resume
+    model, optimizer, data_rng = build_model(cfg, meta["vocab_size"], run)
+    counts = count(cfg.model_config_for(meta["vocab_size"]))
     ckpt = work_dir / "checkpoint"
-    metrics_path = work_dir / "metrics.jsonl"
-    step, tokens = 0, 0
-    if master:
-        recover_checkpoint(ckpt)
-    if (ckpt / "state.json").is_file():
-        step, tokens = restore_training_state(ckpt, model, optimizer, data_rng, device)
-        if master:
-            log.info("resumed from %s at step %d (%d tokens)", ckpt, step, tokens)
-            _truncate_metrics(metrics_path, step)
-    elif master and metrics_path.exists():
-        metrics_path.unlink()
-
-    total_steps = cfg.total_steps
-    train_model: torch.nn.Module = model
-    if ddp:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device] if device.startswith("cuda") else None
-        )
-    if cfg.fused_loss:  # the fused loss is its own chunked kernel sequence: compile the model alone
-        train_model = torch.compile(train_model) if cfg.compile else train_model
-        loss_of = functools.partial(model_loss, fused=True)
-    else:  # model and loss compiled together: the loss over a large vocabulary is a big share of a step
-        loss_of = torch.compile(model_loss) if cfg.compile else model_loss
-    device_type = torch.device(device).type
-    autocast = autocast_for(device, cfg.precision)
-    if device_type == "cuda":
-        enable_tf32()
-    device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else device
-    if master:
-        log.info(
-            "model: %s params (%s non-embedding), %.3g training FLOPs/token (6N: %.3g); %d steps × %d tokens on "
-            "%s, %s%s",
-            f"{counts.params:,}",
-            f"{counts.non_embedding_params:,}",
-            counts.flops_per_token,
-            counts.flops_per_token_6n,
-            total_steps,
-            cfg.tokens_per_step,
-            device_name,
-            cfg.precision,
-            ", compiled" if cfg.compile else "",
-        )
-    loggers = _Loggers(cfg.loggers, work_dir, cfg.model_dump()) if master else None
-    task_eval = InLoopTasks(cfg, data_dir / "tokenizer", work_dir / "eval-tasks") if cfg.eval_tasks and master else None
-    last_tasks: dict[str, float] = {}
-
-    # 4) the loop
-    last_val = float("nan")
-    bar = tqdm(
-        total=total_steps, initial=step, desc="pretrain", unit="step", disable=not (progress and master), mininterval=1
+    step, tokens = resume(run, work_dir, model, optimizer, data_rng)
+    train_model, loss_of, autocast = training_forward(cfg, model, run)
+    if run.master:
+        describe_run(cfg, counts, run)
+    task_eval = (
+        InLoopTasks(cfg, data_dir / "tokenizer", work_dir / "eval-tasks") if cfg.eval_tasks and run.master else None
     )
-    t_last, tokens_last = time.time(), tokens
-    with open(metrics_path, "a") as metrics:
-        while step < total_steps:
-            lr = cosine_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            last_step = step + 1 == total_steps
-            row: dict = {}
-
-            # no .item() between here and the log line: a GPU never waits for the host
-            loss_acc = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum_steps):
-                x, y = get_batch(train_data, cfg.batch_size, cfg.context_length, device, data_rng)
-                sync = not ddp or micro == cfg.grad_accum_steps - 1  # all-reduce once per step
-                with nullcontext() if sync else train_model.no_sync(), autocast:
-                    loss = loss_of(train_model, x, y) / cfg.grad_accum_steps
-                loss.backward()
-                loss_acc += loss.detach()
-            grad_norm_t = clip_grad_norm(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+    last_val, last_tasks = float("nan"), {}
+    with StepLog(cfg, work_dir, counts, run, step, tokens, progress) as step_log:
+        while step < cfg.total_steps:
+            lr = cosine_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.total_steps)
+            loss_sum_t, grad_norm_t = train_step(
+                cfg, run, model, train_model, loss_of, autocast, optimizer, lr, train_data, data_rng
+            )
             step += 1
-            tokens += cfg.tokens_per_step * (torch.distributed.get_world_size() if ddp else 1)
-
+            tokens += cfg.tokens_per_step * (torch.distributed.get_world_size() if run.ddp else 1)
+            last_step = step == cfg.total_steps
             checkpoint_now = step % cfg.checkpoint_interval == 0 or last_step or step == stop_at_step
-            if step % cfg.log_interval == 0 or step % cfg.eval_interval == 0 or checkpoint_now:
-                # a non-finite loss is caught before any checkpoint can save its weights
-                loss_sum = loss_acc.item()
-                if not math.isfinite(loss_sum):
-                    raise TrainingDiverged(
-                        f"loss became {loss_sum} by step {step}; the last good checkpoint is kept at {ckpt}"
-                    )
-            if step % cfg.eval_interval == 0 or last_step:
-                last_val = evaluate(model, val_data, cfg, device, autocast)
-                row["val_loss"] = last_val
+            evaluate_now = step % cfg.eval_interval == 0 or last_step
+            row: dict = {}
+            if step % cfg.log_interval == 0 or evaluate_now or checkpoint_now:
+                loss_sum = finite_loss(loss_sum_t, step, ckpt)  # caught before any checkpoint can save its weights
+            if evaluate_now:
+                last_val = row["val_loss"] = evaluate(model, val_data, cfg, run.device, autocast)
                 if task_eval is not None:
                     last_tasks = task_eval(model)
                     row.update(last_tasks)
-            if master and (step % cfg.log_interval == 0 or row or last_step):
-                grad_norm = grad_norm_t.item()
-                now = time.time()
-                tps = (tokens - tokens_last) / max(now - t_last, 1e-9)
-                t_last, tokens_last = now, tokens
-                row = {
-                    "step": step,
-                    "tokens": tokens,
-                    "lr": lr,
-                    "train_loss": loss_sum,
-                    "grad_norm": grad_norm,
-                    "tokens_per_s": tps,
-                    **row,
-                }
-                if (u := mfu(tps, counts.flops_per_token, device_name, cfg.peak_flops)) is not None:
-                    row["mfu"] = u
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-                if loggers is not None:
-                    loggers.log(row)
-                bar.set_postfix(loss=f"{loss_sum:.3f}", val=f"{last_val:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
-            bar.update(1)
-            if master and checkpoint_now:
+            if run.master and (step % cfg.log_interval == 0 or row or last_step):
+                step_log.write(step, tokens, lr, loss_sum, grad_norm_t, row, last_val)
+            step_log.advance()
+            if run.master and checkpoint_now:
                 save_training_state(ckpt, model, optimizer, step, tokens, data_rng, cfg)
             if step == stop_at_step:
                 break
-    bar.close()
     if not math.isfinite(last_val):  # resumed from the final checkpoint: nothing left to train
-        last_val = evaluate(model, val_data, cfg, device, autocast)  # same fixed windows, same value as logged
-    if ddp:
+        last_val = evaluate(model, val_data, cfg, run.device, autocast)  # same fixed windows, same value as logged
+    if run.ddp:
         torch.distributed.destroy_process_group()
     return {
         "steps": step,
@@ -461,10 +359,175 @@ def _train(cfg: PretrainConfig, data_dir: Path, work_dir: Path, stop_at_step: in
         "non_embedding_params": counts.non_embedding_params,
         "flops_per_token": counts.flops_per_token,
         "flops": counts.flops_per_token * tokens,
-        "finished": step >= total_steps,
+        "finished": step >= cfg.total_steps,
         "cpu_threads": torch.get_num_threads(),  # a CPU run's bits depend on it
         **last_tasks,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Where this process trains: its device, its rank, and whether it is one of several (torchrun, DDP)."""
+
+    device: str
+    rank: int
+    ddp: bool
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def start_run(cfg: PretrainConfig) -> Run:
+    """Join the process group under torchrun (nccl on GPUs, gloo on a CPU; one GPU per rank)."""
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    device = cfg.device
+    if ddp:
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
+    return Run(device, int(os.environ.get("RANK", "0")), ddp)
+
+
+def build_model(cfg: PretrainConfig, vocab_size: int, run: Run) -> tuple[TransformerLM, AdamW, np.random.Generator]:
+    """The model and its optimizer, the same initial weights on every rank (seeded before construction), and
+    this rank's own stream of training windows."""
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = TransformerLM(cfg.model_config_for(vocab_size)).to(run.device)
+    return model, make_optimizer(model, cfg), np.random.default_rng([cfg.seed, run.rank])
+
+
+def resume(run: Run, work_dir: Path, model: TransformerLM, optimizer: AdamW, data_rng: np.random.Generator):
+    """(step, tokens) of the last checkpoint in `work_dir`, its weights, optimizer and data stream restored, the
+    metrics logged after it dropped; (0, 0) and no stale metrics for a fresh run."""
+    ckpt, metrics_path = work_dir / "checkpoint", work_dir / "metrics.jsonl"
+    if run.master:
+        recover_checkpoint(ckpt)  # a swap cut by a kill is finished or undone
+    if (ckpt / "state.json").is_file():
+        step, tokens = restore_training_state(ckpt, model, optimizer, data_rng, run.device)
+        if run.master:
+            log.info("resumed from %s at step %d (%d tokens)", ckpt, step, tokens)
+            _truncate_metrics(metrics_path, step)
+        return step, tokens
+    if run.master and metrics_path.exists():
+        metrics_path.unlink()
+    return 0, 0
+
+
+def training_forward(cfg: PretrainConfig, model: TransformerLM, run: Run):
+    """(the module a step runs: DDP-wrapped on several ranks, compiled when `cfg.compile`; its loss function;
+    the autocast context)."""
+    train_model: torch.nn.Module = model
+    if run.ddp:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[run.device] if run.device.startswith("cuda") else None
+        )
+    if cfg.fused_loss:  # the fused loss is its own chunked kernel sequence: compile the model alone
+        train_model = torch.compile(train_model) if cfg.compile else train_model
+        loss_of = functools.partial(model_loss, fused=True)
+    else:  # model and loss compiled together: the loss over a large vocabulary is a big share of a step
+        loss_of = torch.compile(model_loss) if cfg.compile else model_loss
+    if torch.device(run.device).type == "cuda":
+        enable_tf32()
+    return train_model, loss_of, autocast_for(run.device, cfg.precision)
+
+
+def describe_run(cfg: PretrainConfig, counts, run: Run) -> None:
+    log.info(
+        "model: %s params (%s non-embedding), %.3g training FLOPs/token (6N: %.3g); %d steps × %d tokens on %s, %s%s",
+        f"{counts.params:,}",
+        f"{counts.non_embedding_params:,}",
+        counts.flops_per_token,
+        counts.flops_per_token_6n,
+        cfg.total_steps,
+        cfg.tokens_per_step,
+        device_name(run.device),
+        cfg.precision,
+        ", compiled" if cfg.compile else "",
+    )
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else device
+
+
+def train_step(cfg, run: Run, model, train_model, loss_of, autocast, optimizer, lr: float, train_data, data_rng):
+    """One optimizer step over `grad_accum_steps` micro-batches: (the summed loss, the gradient norm before
+    clipping), both left on the device: no `.item()` here, so a GPU never waits for the host."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=run.device)
+    for micro in range(cfg.grad_accum_steps):
+        x, y = get_batch(train_data, cfg.batch_size, cfg.context_length, run.device, data_rng)
+        sync = not run.ddp or micro == cfg.grad_accum_steps - 1  # all-reduce once per step
+        with nullcontext() if sync else train_model.no_sync(), autocast:
+            loss = loss_of(train_model, x, y) / cfg.grad_accum_steps
+        loss.backward()
+        loss_sum += loss.detach()
+    grad_norm = clip_grad_norm(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, grad_norm
+
+
+def finite_loss(loss: torch.Tensor, step: int, ckpt: Path) -> float:
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"loss became {value} by step {step}; the last good checkpoint is kept at {ckpt}")
+    return value
+
+
+class StepLog:
+    """A run's log lines: `metrics.jsonl` (one row a logged step), wandb/tensorboard, and the progress bar, with
+    tokens/s and MFU over the steps since the last line (rank 0 writes; every rank's bar is off but rank 0's)."""
+
+    def __init__(self, cfg: PretrainConfig, work_dir: Path, counts, run: Run, step: int, tokens: int, progress: bool):
+        self.cfg, self.counts, self.device = cfg, counts, device_name(run.device)
+        self.metrics = open(work_dir / "metrics.jsonl", "a")  # noqa: SIM115  closed on leaving the `with`
+        self.loggers = _Loggers(cfg.loggers, work_dir, cfg.model_dump()) if run.master else None
+        self.bar = tqdm(
+            total=cfg.total_steps,
+            initial=step,
+            desc="pretrain",
+            unit="step",
+            disable=not (progress and run.master),
+            mininterval=1,
+        )
+        self.t_last, self.tokens_last = time.time(), tokens
+
+    def write(self, step: int, tokens: int, lr: float, loss: float, grad_norm: torch.Tensor, row: dict, val: float):
+        now = time.time()
+        tps = (tokens - self.tokens_last) / max(now - self.t_last, 1e-9)
+        self.t_last, self.tokens_last = now, tokens
+        row = {
+            "step": step,
+            "tokens": tokens,
+            "lr": lr,
+            "train_loss": loss,
+            "grad_norm": grad_norm.item(),
+            "tokens_per_s": tps,
+            **row,
+        }
+        if (u := mfu(tps, self.counts.flops_per_token, self.device, self.cfg.peak_flops)) is not None:
+            row["mfu"] = u
+        self.metrics.write(json.dumps(row) + "\n")
+        self.metrics.flush()
+        if self.loggers is not None:
+            self.loggers.log(row)
+        self.bar.set_postfix(loss=f"{loss:.3f}", val=f"{val:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
+
+    def advance(self) -> None:
+        self.bar.update(1)
+
+    def __enter__(self) -> StepLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+        self.metrics.close()
 
 
 class InLoopTasks:
