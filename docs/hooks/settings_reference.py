@@ -4,13 +4,14 @@ index.md is the repository's README.md and changelog.md its CHANGELOG.md (one te
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from flows.settings_flags import REQUIRED, settings_of
 
 PLACEHOLDER = "<!-- settings tables -->"
 REPO = Path(__file__).resolve().parents[2]
@@ -41,37 +42,15 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
 
 
 def table(model: type[BaseModel]) -> str:
+    """One row a setting, as the command's flags name them (flows/settings_flags.py: the same walk)."""
     lines = ["| setting | type | default | what it does |", "|---|---|---|---|"]
-    lines += [f"| `{name}` | {type_text(t)} | {default} | {text} |" for name, t, default, text in rows(model)]
+    for s in settings_of(model):
+        default = "required" if s.default is REQUIRED else "empty" if s.default in ([], {}) else f"`{s.default!r}`"
+        lines.append(f"| `{s.name}` | {type_text(s.annotation)} | {escape(default)} | {escape(s.description)} |")
     return "\n".join(lines) + "\n"
 
 
-def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any, str, str]]:
-    """(dotted name, type, default, description) of every field; a nested model's fields under its name."""
-    out = []
-    for name, field in model.model_fields.items():
-        inner = without_none(field.annotation)
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            out += rows(inner, f"{prefix}{name}.")
-            continue
-        if dataclasses.is_dataclass(inner):  # the model's shape (lm.model.ModelConfig)
-            out += [(f"{prefix}{name}.{f.name}", f.type, f"`{f.default!r}`", "") for f in dataclasses.fields(inner)]
-            continue
-        default = field.get_default(call_default_factory=True)
-        shown = "required" if field.is_required() else f"`{default!r}`" if default not in ([], {}) else "empty"
-        out.append((prefix + name, field.annotation, escape(shown), escape(field.description or "")))
-    return out
-
-
-def without_none(t: Any) -> Any:
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    is_union = typing.get_origin(t) in (typing.Union, types.UnionType)
-    return args[0] if is_union and len(args) == 1 else t
-
-
 def type_text(t: Any) -> str:
-    if isinstance(t, str):  # a dataclass field's annotation under `from __future__ import annotations`
-        return escape(t)
     origin, args = typing.get_origin(t), typing.get_args(t)
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
