@@ -164,6 +164,30 @@ def clean_corpus(
 ) -> tuple[list[Path], Stats]:
     """Filter every file, dedup the corpus, hard-link the final shards into `out_dir`."""
     stats = Stats()
+    filtered, part_files = filter_partitions(files, cfg, work, map_calls, stats)
+    docs = sum(r["docs"] for r in filtered)
+    layout = DedupLayout(work / "dedup", buckets_for(docs, cfg.partition_docs))
+    log.info("dedup: %d documents in %d parts, %d buckets", docs, len(part_files), layout.buckets)
+    if cfg.minhash.enabled and docs:
+        minhash_dedup(part_files, docs, cfg, layout, map_calls, stats)
+    line_dedup = cfg.line_dedup.enabled and docs > 0
+    if line_dedup:
+        find_repeated_line_drops(part_files, docs, cfg, layout, map_calls, stats)
+    min_quality = _top_fraction_threshold(cfg, filtered)
+    shards = write_shards(part_files, docs, cfg, layout, line_dedup, min_quality, out_dir, map_calls, stats)
+    rejected = [name for r in filtered for name in r.get("rejects", [])]
+    if rejected:
+        (out_dir / "rejects").mkdir()
+        for name in rejected:
+            _link_or_copy(work / "parts" / name, out_dir / "rejects" / name)
+    return shards, stats
+
+
+def filter_partitions(
+    files: list[Path], cfg: CleanConfig, work: Path, map_calls: Mapper, stats: Stats
+) -> tuple[list[dict], list[list[Path]]]:
+    """Every partition of the input through the per-document filters: (each partition's result, the part files
+    each wrote under `work/parts`)."""
     parts_dir = work / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
     groups = plan_partitions(files, cfg.partition_bytes, cfg.split_text_on_blank_lines)
@@ -176,107 +200,88 @@ def clean_corpus(
         f"{cfg.partition_bytes:,}",
         cut,
     )
-    filtered = _timed(
-        "filter",
-        map_calls,
-        [
-            (
-                work / "done" / f"filter-{i:05d}.json",
-                clean_partition,
-                {"pieces": group, "cfg": cfg, "out_dir": parts_dir, "index": i},
-            )
-            for i, group in enumerate(groups)
-        ],
-        0,
-    )
-    part_files = [[parts_dir / name for name in r["parts"]] for r in filtered]
+    calls = [
+        (
+            work / "done" / f"filter-{i:05d}.json",
+            clean_partition,
+            {"pieces": group, "cfg": cfg, "out_dir": parts_dir, "index": i},
+        )
+        for i, group in enumerate(groups)
+    ]
+    filtered = _timed("filter", map_calls, calls, 0)
     for r in filtered:
         stats.merge(Stats.from_dict(r["stats"]))
-    docs = sum(r["docs"] for r in filtered)
-    n = len(part_files)
-    min_quality = _top_fraction_threshold(cfg, filtered)
-    layout = DedupLayout(work / "dedup", buckets_for(docs, cfg.partition_docs))
-    log.info("dedup: %d documents in %d parts, %d buckets", docs, n, layout.buckets)
+    return filtered, [[parts_dir / name for name in r["parts"]] for r in filtered]
 
-    if cfg.minhash.enabled and docs:
-        m = cfg.minhash
-        _timed(
-            "minhash signatures",
-            map_calls,
-            [
-                (layout.marker("bands", i), write_band_hashes, {"part": i, "files": fs, "layout": layout, "cfg": m})
-                for i, fs in enumerate(part_files)
-            ],
-            docs,
-        )
-        _timed(
-            "minhash buckets",
-            map_calls,
-            [
-                (layout.marker("pairs", b), find_candidates, {"bucket": b, "parts": n, "layout": layout})
-                for b in range(layout.buckets)
-            ],
-            docs,
-        )
-        [clusters] = _timed(
-            "minhash clusters",
-            map_calls,
-            [(layout.marker("clusters", 0), resolve_clusters, {"part_files": part_files, "layout": layout, "cfg": m})],
-            docs,
-        )
-        stats.add(
-            "minhash_dedup",
-            docs_in=docs,
-            docs_out=docs - clusters["dropped_near_duplicate"],
-            **{k: clusters[k] for k in ("dropped_near_duplicate", "candidate_pairs", "verified_pairs", "clusters")},
-        )
 
-    line_dedup = cfg.line_dedup.enabled and docs > 0
-    if line_dedup:
-        _timed(
-            "line hashes",
-            map_calls,
-            [
-                (layout.marker("lines", i), write_line_hashes, {"part": i, "files": fs, "layout": layout})
-                for i, fs in enumerate(part_files)
-            ],
-            docs,
-        )
-        repeated = _timed(
-            "line buckets",
-            map_calls,
-            [
-                (
-                    layout.marker("line-drops", b),
-                    find_repeated_lines,
-                    {"bucket": b, "parts": n, "layout": layout, "mode": cfg.line_dedup.mode},
-                )
-                for b in range(layout.buckets)
-            ],
-            docs,
-        )
-        stats.add("line_dedup", lines_dropped=sum(r["lines_dropped"] for r in repeated))
-    written = _timed(
-        "write",
-        map_calls,
-        [
-            (
-                layout.marker("final", i),
-                write_final_part,
-                {
-                    "part": i,
-                    "files": fs,
-                    "layout": layout,
-                    "line_dedup": line_dedup,
-                    "min_words_after": cfg.line_dedup.min_words_after,
-                    "shard_max_bytes": cfg.shard_max_bytes,
-                    "min_quality_score": min_quality,
-                },
-            )
-            for i, fs in enumerate(part_files)
-        ],
-        docs,
+def minhash_dedup(
+    part_files: list[list[Path]], docs: int, cfg: CleanConfig, layout: DedupLayout, map_calls: Mapper, stats: Stats
+) -> None:
+    """Near-duplicate clusters across the corpus: band hashes per part, candidate pairs per bucket, verified
+    clusters (the drops are applied when the shards are written)."""
+    m, n = cfg.minhash, len(part_files)
+    bands = [
+        (layout.marker("bands", i), write_band_hashes, {"part": i, "files": fs, "layout": layout, "cfg": m})
+        for i, fs in enumerate(part_files)
+    ]
+    _timed("minhash signatures", map_calls, bands, docs)
+    pairs = [
+        (layout.marker("pairs", b), find_candidates, {"bucket": b, "parts": n, "layout": layout})
+        for b in range(layout.buckets)
+    ]
+    _timed("minhash buckets", map_calls, pairs, docs)
+    resolve = [(layout.marker("clusters", 0), resolve_clusters, {"part_files": part_files, "layout": layout, "cfg": m})]
+    [clusters] = _timed("minhash clusters", map_calls, resolve, docs)
+    stats.add(
+        "minhash_dedup",
+        docs_in=docs,
+        docs_out=docs - clusters["dropped_near_duplicate"],
+        **{k: clusters[k] for k in ("dropped_near_duplicate", "candidate_pairs", "verified_pairs", "clusters")},
     )
+
+
+def find_repeated_line_drops(
+    part_files: list[list[Path]], docs: int, cfg: CleanConfig, layout: DedupLayout, map_calls: Mapper, stats: Stats
+) -> None:
+    """Lines repeated across the corpus: hashes per part, repeated lines per bucket (dropped when the shards are
+    written)."""
+    hashes = [
+        (layout.marker("lines", i), write_line_hashes, {"part": i, "files": fs, "layout": layout})
+        for i, fs in enumerate(part_files)
+    ]
+    _timed("line hashes", map_calls, hashes, docs)
+    args = {"parts": len(part_files), "layout": layout, "mode": cfg.line_dedup.mode}
+    buckets = [
+        (layout.marker("line-drops", b), find_repeated_lines, {"bucket": b, **args}) for b in range(layout.buckets)
+    ]
+    repeated = _timed("line buckets", map_calls, buckets, docs)
+    stats.add("line_dedup", lines_dropped=sum(r["lines_dropped"] for r in repeated))
+
+
+def write_shards(
+    part_files: list[list[Path]],
+    docs: int,
+    cfg: CleanConfig,
+    layout: DedupLayout,
+    line_dedup: bool,
+    min_quality: float | None,
+    out_dir: Path,
+    map_calls: Mapper,
+    stats: Stats,
+) -> list[Path]:
+    """Each part without its dropped documents and lines, as Parquet shards linked into `out_dir`."""
+    args = {
+        "layout": layout,
+        "line_dedup": line_dedup,
+        "min_words_after": cfg.line_dedup.min_words_after,
+        "shard_max_bytes": cfg.shard_max_bytes,
+        "min_quality_score": min_quality,
+    }
+    calls = [
+        (layout.marker("final", i), write_final_part, {"part": i, "files": fs, **args})
+        for i, fs in enumerate(part_files)
+    ]
+    written = _timed("write", map_calls, calls, docs)
     shards = []
     for r in written:
         if line_dedup:
@@ -297,9 +302,4 @@ def clean_corpus(
         bytes_out=sum(r["bytes"] for r in written),
         shards=len(shards),
     )
-    rejected = [name for r in filtered for name in r.get("rejects", [])]
-    if rejected:
-        (out_dir / "rejects").mkdir()
-        for name in rejected:
-            _link_or_copy(parts_dir / name, out_dir / "rejects" / name)
-    return shards, stats
+    return shards

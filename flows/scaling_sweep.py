@@ -177,13 +177,9 @@ def scaling_sweep(
     """Train a (budget × size) grid, fit IsoFLOP and parametric laws; returns the artifact dir."""
     logger = get_run_logger()
     tok = ArtifactStore().find(tokenize_artifact, KEY_PARAMETERS["tokenize_artifact"], "tokenize_artifact")
-    # no `auto` enters a key; device indices do not either: a point runs on `cuda` (its worker's device)
-    config = config.with_devices()
-    config = config.model_copy(update={"train": resolve_auto(config.train)})
-    if config.devices and config.train.device.startswith("cuda"):
-        config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cuda"})})
-    meta = json.loads((tok.path / "meta.json").read_text())
-    points = config.grid(meta["vocab_size"])
+    config = settled(config)
+    vocab_size = json.loads((tok.path / "meta.json").read_text())["vocab_size"]
+    points = config.grid(vocab_size)
     table = grid_table(points)
     for row in table:
         logger.info("grid: %s", "  ".join(f"{k}={v}" for k, v in row.items()))
@@ -196,62 +192,9 @@ def scaling_sweep(
     runnable = [p for p in points if p.skipped is None]
 
     def build(out_dir: Path, work_dir: Path) -> dict:
-        started = time.time()
-        total: dict[float, int] = {}
-        done_rows: list[dict] = []
-        # `concurrency` points at once, on the given runner (processes by default): one device slot each
-        where = (runner or RunnerConfig()).model_copy(update={"workers": config.concurrency})
-        logger.info(
-            "points on a %s runner, %d at once, devices: %s",
-            where.kind,
-            where.workers,
-            ", ".join(config.devices) if config.devices else f"CPU cores split {where.workers} ways",
-        )
-        with make_task_runner(where) as task_runner:
-
-            def run_round(points: list[GridPoint]) -> list[dict]:
-                for p in points:
-                    total[p.compute] = total.get(p.compute, 0) + 1
-                futures = {
-                    task_runner.submit(
-                        run_point,
-                        {
-                            "tokenize_artifact": str(tok.path),
-                            "point": p,
-                            "config": config,
-                            "sweep_started": started,
-                            "slots": work_dir / "device-slots",
-                            "store_home": ArtifactStore().home,
-                        },
-                    ): i
-                    for i, p in enumerate(points)
-                }
-                results: list[dict | None] = [None] * len(points)
-                for future in as_completed(list(futures)):
-                    results[futures[future]] = row = future.result()
-                    done_rows.append(row)
-                    _log_progress(logger, done_rows, total)
-                return results
-
-            done, rows = list(runnable), run_round(runnable)
-            adaptive_notes = adaptive_rounds(config, done, rows, run_round, meta["vocab_size"], started, logger)
-        reused, failed = sum(r["reused"] for r in rows), [r for r in rows if r["error"]]
-        logger.info(
-            "%d points: %d trained now, %d reused from an earlier run, %d failed",
-            len(rows),
-            len(rows) - reused - len(failed),
-            reused,
-            len(failed),
-        )
-        table = pd.DataFrame(rows)
-        table.to_csv(out_dir / "runs.csv", index=False)
-        if len(failed) == len(rows):
-            raise RuntimeError(
-                f"all {len(rows)} grid points failed; the first: {failed[0]['error']} (each point's error is in "
-                "the log)"
-            )
-        # fit on the nominal budget (points of one budget share C exactly) and exact tokens; failed points left out
-        runs = runs_from_table(table, "runs.csv")
+        rows, adaptive_notes = train_points(config, tok.path, runnable, runner or RunnerConfig(), work_dir, vocab_size)
+        failed = [r for r in rows if r["error"]]
+        runs = runs_table(rows, failed, out_dir)
         result = fit_runs(
             runs,
             out_dir,
@@ -262,24 +205,12 @@ def scaling_sweep(
             failed_points=len(failed),
         )
         lines = summary_lines(result) + [f"adaptive: {note}" for note in adaptive_notes[-1:]]
-        for line in lines:
-            logger.info(line)
-        create_table_artifact(
-            key="scaling-sweep-runs",
-            table=table.astype(object).where(table.notna(), None).to_dict("records"),
-            description="scaling-sweep: one row per grid point",
-        )
-        publish_figures(
-            "scaling-sweep-fit",
-            "scaling-sweep: fitted laws and plots",
-            "\n\n".join(lines),
-            [out_dir / name for name in result["plots"] if name.endswith(".png")],
-        )
+        publish_sweep(rows, [out_dir / name for name in result["plots"] if name.endswith(".png")], lines)
         return {
             "points": len(rows),
             "skipped": len(points) - len(runnable),
             "failed": len(failed),
-            "reused": reused,
+            "reused": sum(r["reused"] for r in rows),
             "laws": lines,
             "adaptive": adaptive_notes,
             "plots": result["plots"],
@@ -287,3 +218,91 @@ def scaling_sweep(
 
     artifact = run_stage(STAGE, config, build, inputs=[tok], force=force)
     return str(artifact.path)
+
+
+def settled(config: SweepConfig) -> SweepConfig:
+    """No `auto` enters the key, and no device index: a point runs on `cuda`, its worker's device."""
+    config = config.with_devices()
+    config = config.model_copy(update={"train": resolve_auto(config.train)})
+    if config.devices and config.train.device.startswith("cuda"):
+        config = config.model_copy(update={"train": config.train.model_copy(update={"device": "cuda"})})
+    return config
+
+
+def train_points(
+    config: SweepConfig, tokens: Path, points: list[GridPoint], runner: RunnerConfig, work_dir: Path, vocab_size: int
+) -> tuple[list[dict], list[str]]:
+    """The grid's points, `concurrency` at once on the runner (one device slot each), then the adaptive rounds:
+    (a row a point, the rounds' notes)."""
+    logger = get_run_logger()
+    started = time.time()
+    total: dict[float, int] = {}
+    done_rows: list[dict] = []
+    where = runner.model_copy(update={"workers": config.concurrency})
+    logger.info(
+        "points on a %s runner, %d at once, devices: %s",
+        where.kind,
+        where.workers,
+        ", ".join(config.devices) if config.devices else f"CPU cores split {where.workers} ways",
+    )
+    with make_task_runner(where) as task_runner:
+
+        def run_round(round_points: list[GridPoint]) -> list[dict]:
+            for p in round_points:
+                total[p.compute] = total.get(p.compute, 0) + 1
+            args = {
+                "tokenize_artifact": str(tokens),
+                "config": config,
+                "sweep_started": started,
+                "slots": work_dir / "device-slots",
+                "store_home": ArtifactStore().home,
+            }
+            futures = {task_runner.submit(run_point, {**args, "point": p}): i for i, p in enumerate(round_points)}
+            results: list[dict | None] = [None] * len(round_points)
+            for future in as_completed(list(futures)):
+                results[futures[future]] = row = future.result()
+                done_rows.append(row)
+                _log_progress(logger, done_rows, total)
+            return results
+
+        done, rows = list(points), run_round(points)
+        notes = adaptive_rounds(config, done, rows, run_round, vocab_size, started, logger)
+    return rows, notes
+
+
+def runs_table(rows: list[dict], failed: list[dict], out_dir: Path):
+    """`runs.csv` (a row a point, failed ones with their error) and the runs to fit: failed points left out, each
+    on its nominal budget (a budget's points share C exactly) and exact tokens."""
+    reused = sum(r["reused"] for r in rows)
+    get_run_logger().info(
+        "%d points: %d trained now, %d reused from an earlier run, %d failed",
+        len(rows),
+        len(rows) - reused - len(failed),
+        reused,
+        len(failed),
+    )
+    pd.DataFrame(rows).to_csv(out_dir / "runs.csv", index=False)
+    if len(failed) == len(rows):
+        raise RuntimeError(
+            f"all {len(rows)} grid points failed; the first: {failed[0]['error']} (each point's error is in the log)"
+        )
+    return runs_from_table(pd.DataFrame(rows), "runs.csv")
+
+
+def publish_sweep(rows: list[dict], plots: list[Path], lines: list[str]) -> None:
+    """The laws in the log, the runs as a table and the plots with the laws in the Prefect UI."""
+    logger = get_run_logger()
+    for line in lines:
+        logger.info(line)
+    table = pd.DataFrame(rows)
+    create_table_artifact(
+        key="scaling-sweep-runs",
+        table=table.astype(object).where(table.notna(), None).to_dict("records"),
+        description="scaling-sweep: one row per grid point",
+    )
+    publish_figures(
+        "scaling-sweep-fit",
+        "scaling-sweep: fitted laws and plots",
+        "\n\n".join(lines),
+        plots,
+    )
