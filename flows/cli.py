@@ -262,48 +262,35 @@ def _checkpoint_preflight(checkpoint: str, engine: str | None = None):
         _run(check_vllm_head_dim, model_dir, engine)
 
 
-@stage("sft", declared=("task",))
-def sft_cmd(
-    checkpoint: str = typer.Option(
-        ..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"
-    ),
-    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
-    config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML SFTSettings (or a pipeline file's post_training.sft)"
-    ),
-    force: bool = typer.Option(False),
-    settings: dict | None = None,
-) -> None:
-    """Supervised fine-tuning of a checkpoint on a task's train split (TRL SFTTrainer, loss on the completion only)."""
-    from flows.sft import sft
-    from rl.sft import SFTSettings
+def tuning_command(name: str, summary: str) -> None:
+    """`lmforge sft` and `lmforge grpo`: the one shape of a tuning command (a checkpoint, a task, settings)."""
 
-    cfg = _load(SFTSettings, config, "sft", settings, task=task)
-    _checkpoint_preflight(checkpoint)
-    path = _run_flow(sft, checkpoint, cfg, force)
-    _print_summary("sft", path)
+    def command(
+        checkpoint: str = typer.Option(
+            ..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"
+        ),
+        task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help=f"YAML settings (or a pipeline file's post_training.{name})"
+        ),
+        force: bool = typer.Option(False),
+        settings: dict | None = None,
+    ) -> None:
+        spec = STAGES[name]
+        cfg = _load(spec.settings_model(), config, name, settings, task=task)
+        _checkpoint_preflight(checkpoint, cfg.engine)  # both evaluate with `engine`: vLLM's head sizes
+        path = _run_flow(spec.load_flow(), checkpoint, cfg, force)
+        _print_summary(name, path)
+
+    command.__doc__ = summary
+    stage(name, declared=("task",))(command)
 
 
-@stage("grpo", declared=("task",))
-def grpo_cmd(
-    checkpoint: str = typer.Option(
-        ..., "--checkpoint", help="pretrain, sft or grpo artifact key/dir, or a Hugging Face model folder"
-    ),
-    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
-    config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML GRPOSettings (or a pipeline file's post_training.grpo)"
-    ),
-    force: bool = typer.Option(False),
-    settings: dict | None = None,
-) -> None:
-    """GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed)."""
-    from flows.grpo import grpo
-    from rl.grpo import GRPOSettings
-
-    cfg = _load(GRPOSettings, config, "grpo", settings, task=task)
-    _checkpoint_preflight(checkpoint, cfg.engine)
-    path = _run_flow(grpo, checkpoint, cfg, force)
-    _print_summary("grpo", path)
+tuning_command(
+    "sft",
+    "Supervised fine-tuning of a checkpoint on a task's train split (TRL SFTTrainer, loss on the completion only).",
+)
+tuning_command("grpo", "GRPO-tune a checkpoint with TRL (vLLM rollouts when vLLM is installed).")
 
 
 @stage("evaluate", declared=("task",))
