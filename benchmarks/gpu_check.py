@@ -37,7 +37,8 @@ def step_commands(device: str, model: Path) -> dict[str, list[str]]:
         return {
             "tests": tests,
             "pretrain-cpu": [*py, "benchmarks.pretrain", "--steps", "1", "--rounds", "1", "--batch", "1"],
-        } | {"post-training": post}
+            "post-training": post,
+        }
     bench = [*py, "benchmarks.pretrain", "--device", device, "--steps", "10"]
     return {
         "tests": tests,

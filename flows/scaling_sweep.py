@@ -281,12 +281,13 @@ def runs_table(rows: list[dict], failed: list[dict], out_dir: Path):
         reused,
         len(failed),
     )
-    pd.DataFrame(rows).to_csv(out_dir / "runs.csv", index=False)
+    table = pd.DataFrame(rows)
+    table.to_csv(out_dir / "runs.csv", index=False)
     if len(failed) == len(rows):
         raise RuntimeError(
             f"all {len(rows)} grid points failed; the first: {failed[0]['error']} (each point's error is in the log)"
         )
-    return runs_from_table(pd.DataFrame(rows), "runs.csv")
+    return runs_from_table(table, "runs.csv")
 
 
 def publish_sweep(rows: list[dict], plots: list[Path], lines: list[str]) -> None:

@@ -87,7 +87,7 @@ class GRPOSettings(TaskSettings):
 
 
 def trl_config(s: GRPOSettings, run_dir: Path, max_model_len: int | None = None):
-    """Our settings as TRL's GRPOSettings: one step = prompts_per_step × group_size rollouts.
+    """Our settings as TRL's GRPOConfig: one step = prompts_per_step × group_size rollouts.
 
     `max_model_len` bounds the colocated vLLM's context (and so its KV cache)."""
     import torch

@@ -19,7 +19,8 @@ from typing import Literal
 from pydantic import Field
 
 from lm.determinism import deterministic_mode, deterministic_setting
-from rl.evaluate import evaluate_model_dir, is_chat, prompt_ids
+from rl.evaluate import evaluate_model_dir, is_chat, prompt_texts
+from rl.generation import encode_prompts
 from rl.resume import resume_point
 from rl.settings import TaskSettings
 from rl.tasks import Task
@@ -53,30 +54,31 @@ class SFTSettings(TaskSettings):
 
 
 def sft_rows(task: Task, split: str, tokenizer) -> list[dict]:
-    """Training rows as token ids: the prompt exactly as evaluation and GRPO ask it (`prompt_ids`), then the
+    """Training rows as token ids: the prompt exactly as evaluation and GRPO ask it (as `prompt_ids`), then the
     completion's tokens, with the loss on the completion alone (TRL's `completion_mask`).
 
     TRL would tokenize prompt + completion as one text, and a tokenizer may then merge tokens across the
     boundary (GPT-2's BPE splits Llama-3's closing "\n\n" into "\n", "\n055"): the model would train on a
     prompt it is never asked. Encoding the two apart trains on exactly the sequence generation continues."""
     rows = task.load(split)
+    texts = prompt_texts(task, rows, tokenizer)
+    prompts = encode_prompts(tokenizer, texts, task.name, chat=is_chat(rows))
     return [
         {"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)}
-        for p, c in zip(prompt_ids(task, rows, tokenizer), completion_ids(task, rows, tokenizer))
+        for p, c in zip(prompts, completion_ids(task, rows, texts, tokenizer))
     ]
 
 
-def completion_ids(task: Task, rows: list[dict], tokenizer) -> list[list[int]]:
-    """What sft teaches after each prompt: a text completion and the end-of-text token (as TRL appends it); for
-    chat prompts, the assistant turn as the model's template writes it after the generation prompt (its end of
-    turn included)."""
+def completion_ids(task: Task, rows: list[dict], prompts: list[str], tokenizer) -> list[list[int]]:
+    """What sft teaches after each prompt (`prompts`: the rows' rendered prompts): a text completion and the
+    end-of-text token (as TRL appends it); for chat prompts, the assistant turn as the model's template writes it
+    after the generation prompt (its end of turn included)."""
     targets = [task.completion(r) for r in rows]
     if not is_chat(rows):
         end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
         return [ids + end for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
     turns = []
-    for i, (row, target) in enumerate(zip(rows, targets)):
-        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    for i, (row, prompt, target) in enumerate(zip(rows, prompts, targets)):
         whole = tokenizer.apply_chat_template(
             [*row["prompt"], {"role": "assistant", "content": target}], tokenize=False
         )

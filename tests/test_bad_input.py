@@ -197,6 +197,23 @@ def test_each_stage_reads_its_own_section_of_a_pipeline_file(data):
     )
 
 
+def test_a_post_training_branch_with_no_model_to_tune_fails_at_load(tmp_path):
+    """The branch's small model is the file's recipe (no default in code): without it or a checkpoint, one
+    line naming the section, before any work."""
+    import yaml
+
+    from common.configfile import read_yaml
+    from common.paths import REPO_ROOT
+    from flows.pipeline import PipelineConfig
+
+    config = read_yaml(REPO_ROOT / "configs" / "pipeline-demo.yaml")
+    config["post_training"] = {"task": "addition"}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"post_training: .*give a `checkpoint` to tune, or `pretrain:` settings"):
+        load_config(PipelineConfig, path)
+
+
 def test_records_of_any_size_pass_the_preflight_whole(tmp_path, data):
     """A first record over the old 64 KB sniff (a long article) and one 50 MB record alone are valid input."""
     from filters.preflight import preflight_inputs

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.family_models import CHAT_SUMS
 from common.configfile import ConfigError
 from rl.evaluate import pass_at_k
 from rl.task_data import addition_problems
@@ -178,14 +179,7 @@ def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path)
         "{% if add_generation_prompt %}a:{% endif %}"
     )
     tok.save_pretrained(model)
-    spec = {
-        "name": "chat-sums",
-        "data": {"generator": "addition"},
-        "prompt": "{prompt}",
-        "chat_template": True,
-        "system": "Add.",
-        "max_completion_tokens": 4,
-    }
+    spec = CHAT_SUMS
     task = get_task(spec)
     rows = task.load("test")[:2]
     assert rows[0]["prompt"] == [
@@ -198,6 +192,11 @@ def test_chat_rows_go_through_the_models_chat_template(addition_model, tmp_path)
     first = trainer.train_dataset[0]
     learned = [i for i, label in zip(first["input_ids"], first["labels"]) if label != -100]
     assert trainer.processing_class.decode(learned).startswith(task.load("train")[0]["answer"])
+    # a template whose generation prompt ("a>") is not how it writes the assistant's turn ("a:"): no turn to cut
+    tok.chat_template = tok.chat_template.replace("a:{% endif %}", "a>{% endif %}")
+    tok.save_pretrained(model)
+    with pytest.raises(ValueError, match=r"chat-sums row 0: .* does not start with the prompt .* cannot be cut out"):
+        build_trainer(model, SFTSettings(task=spec, max_steps=1, batch_size=2), tmp_path / "out2")
 
 
 def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
