@@ -8,10 +8,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from common.paths import data_root
 from filters.config import CleanConfig
+from filters.document import Stats
 from filters.pipeline import Call, clean_corpus, run_partition
 from filters.readers import expand_inputs
 from flows.quality_model import resolve_classifier_model
+from flows.registry import StageSpec
 from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
 from flows.store import ArtifactStore
@@ -80,3 +83,21 @@ def clean_data(config: CleanConfig, runner: RunnerConfig = RunnerConfig(), force
 
     artifact = run_stage(STAGE, key_config, build, inputs=model_inputs, raw_files=files + model_files, force=force)
     return str(artifact.path)
+
+
+def _clean_rows(path: Path) -> list[dict]:
+    return Stats.from_dict(json.loads((path / "stats.json").read_text())).table_rows()
+
+
+def _clean_defaults() -> dict:
+    return {"config": {"inputs": [str(data_root() / "cc-en-jsonl"), str(data_root() / "web-warc-samples")]}}
+
+
+SPEC = StageSpec(
+    clean_data,
+    ("clean_data",),
+    _clean_rows,
+    "Clean the sample web data (override config.inputs to clean your own).",
+    CleanConfig,
+    _clean_defaults,
+)

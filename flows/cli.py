@@ -22,7 +22,7 @@ from rich.table import Table
 from common.paths import REPO_ROOT
 from flows.config import ConfigError, load_config
 from flows.processes import route_library_logs
-from flows.registry import STAGES
+from flows.registry import PIPELINE_SECTIONS, STAGES
 from flows.settings_flags import StageGroup, stage_command
 from flows.store import ArtifactStore, StoreError, check, differences, read_manifest
 
@@ -36,7 +36,7 @@ app = typer.Typer(cls=StageGroup, add_completion=False, no_args_is_help=True, he
 def stage(name: str, declared: tuple[str, ...] = ()):
     """A stage's command: its own parameters, and a flag for every setting of the stage's settings model (the
     registry's), but the `declared` ones it takes itself (flows/settings_flags.py)."""
-    return stage_command(app, name, STAGES[name].settings, declared)
+    return stage_command(app, name, lambda: STAGES[name].settings, declared)
 
 
 err = Console(stderr=True, width=max(Console(stderr=True).width, 160))
@@ -277,9 +277,9 @@ def tuning_command(name: str, summary: str) -> None:
         settings: dict | None = None,
     ) -> None:
         spec = STAGES[name]
-        cfg = _load(spec.settings_model(), config, name, settings, task=task)
+        cfg = _load(spec.settings, config, name, settings, task=task)
         _checkpoint_preflight(checkpoint, cfg.engine)  # both evaluate with `engine`: vLLM's head sizes
-        path = _run_flow(spec.load_flow(), checkpoint, cfg, force)
+        path = _run_flow(spec.flow, checkpoint, cfg, force)
         _print_summary(name, path)
 
     command.__doc__ = summary
@@ -371,7 +371,7 @@ def run_cmd(
 
     if stage not in STAGES:
         _fail(f"no stage {stage!r}; stages: {', '.join(STAGES)}")
-    flow = STAGES[stage].load_flow()
+    flow = STAGES[stage].flow
     hints = typing.get_type_hints(flow.fn)
     signature = inspect.signature(flow.fn)
     settings = [n for n in signature.parameters if isinstance(hints.get(n), type) and issubclass(hints[n], BaseModel)]
@@ -442,12 +442,12 @@ def _load(model, config: Path | None, stage: str, flags: dict | None = None, **o
     """A stage's settings: its own section of a pipeline file (the registry says which), or a file of its own,
     under the command's setting flags (nested: `--lora.r 8` keeps the file's other lora settings)."""
     try:
-        pipeline = {s.split(".")[0] for spec in STAGES.values() for s in spec.sections} | {"runner"}
+        sections = STAGES[stage].sections
         return load_config(
             model,
             config,
-            sections=list(STAGES[stage].sections),
-            pipeline_sections=pipeline,
+            sections=list(sections),
+            pipeline_sections=PIPELINE_SECTIONS | {s.split(".")[0] for s in sections},
             **(flags or {}),
             **overrides,
         )

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from common.configfile import ConfigError, pick_section, read_yaml
+from common.paths import REPO_ROOT
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,3 +58,8 @@ def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for key, value in over.items():
         out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def demo_config() -> dict[str, Any]:
+    """configs/pipeline-demo.yaml: the demo's recipe, which the deployments' defaults read too."""
+    return read_yaml(REPO_ROOT / "configs" / "pipeline-demo.yaml")

@@ -9,8 +9,6 @@ from flows.registry import STAGES
 
 def default_deployments() -> list[RunnerDeployment]:
     return [
-        spec.load_flow().to_deployment(
-            name="default", parameters=spec.default_parameters(), description=spec.description
-        )
+        spec.flow.to_deployment(name="default", parameters=spec.default_parameters(), description=spec.description)
         for spec in STAGES.values()
     ]

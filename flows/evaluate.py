@@ -17,7 +17,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.checkpoints import resolve_checkpoint
+from flows.registry import StageSpec
 from flows.stage import run_stage
+from flows.store import manifest_summary
 from lm import harness
 from rl.evaluate import EvalConfig, compare_checkpoints, evaluate_model_dir
 from rl.generation import resolve_engine
@@ -111,3 +113,32 @@ def evaluate(checkpoints: list[str], settings: EvalConfig = EvalConfig(), force:
 
     artifact = run_stage(STAGE, settings, build, inputs=inputs, raw_files=raw, force=force)
     return str(artifact.path)
+
+
+def _evaluate_headline(path: Path) -> list[str]:
+    summary = manifest_summary(path)
+    if summary["rows"] and "metric" in summary["rows"][0]:  # lm-eval's metrics, one row each
+        lines = [
+            f"{row['checkpoint']}: {row['task']} {row['metric']}"
+            + ("" if row["filter"] == "none" else f" ({row['filter']})")
+            + f" {row['value']}"
+            for row in summary["rows"]
+        ]
+        return lines + [f"plot: {path / 'comparison.png'}"]
+    return [
+        f"{summary['task']}: "
+        + ", ".join(
+            f"{k} {v}" for k, v in row.items() if k in ("checkpoint", "greedy accuracy") or k.startswith("pass@")
+        )
+        for row in summary["rows"]
+    ] + [f"plot: {path / 'comparison.png'}"]
+
+
+SPEC = StageSpec(
+    evaluate,
+    ("post_training.evaluate", "evaluate"),
+    lambda path: [{k: str(v) for k, v in row.items()} for row in manifest_summary(path)["rows"]],
+    "Evaluate checkpoints on a task: --param checkpoints='[KEY, ...]'.",
+    EvalConfig,
+    headline=_evaluate_headline,
+)

@@ -15,10 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from filters.config import CleanConfig
 from filters.quality_classifier import QualityModelConfig
 from flows.clean_data import clean_data
+from flows.config import demo_config
 from flows.evaluate import evaluate
 from flows.grpo import grpo
 from flows.pretrain import pretrain
 from flows.quality_model import quality_model
+from flows.registry import StageSpec
 from flows.runners import RunnerConfig
 from flows.scaling_sweep import scaling_sweep
 from flows.sft import sft
@@ -148,3 +150,8 @@ def post_training_branch(cfg: PostTrainingConfig) -> dict[str, str]:
     if cfg.evaluate is not None:
         out["evaluate"] = evaluate(chain, cfg.evaluate)
     return out
+
+
+SPEC = StageSpec(
+    pipeline, (), lambda path: [], "The whole demo pipeline.", default_parameters=lambda: {"config": demo_config()}
+)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from flows.registry import KEY_PARAMETERS
+from flows.registry import KEY_PARAMETERS, StageSpec
 from flows.stage import run_stage
-from flows.store import ArtifactStore
+from flows.store import ArtifactStore, manifest_summary
 from flows.ui import publish_figures
 from lm.harness import load_harness_tasks
 from lm.report import write_pretrain_report
@@ -62,3 +62,28 @@ def _summary_markdown(summary: dict, samples: list[dict]) -> str:
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
     lines += ["", "**samples**", ""] + [f"- *{s['prompt']}*{s['completion']}" for s in samples]
     return "\n".join(lines)
+
+
+def _pretrain_rows(path: Path) -> list[dict]:
+    summary = manifest_summary(path)
+    return [{k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "samples"}]
+
+
+def _pretrain_headline(path: Path) -> list[str]:
+    p = manifest_summary(path)
+    tasks = [f"{k[len('eval/') :]} {v:.3f}" for k, v in p.items() if k.startswith("eval/")]
+    return (
+        [f"{p['params']:,} params, {p['tokens']:,} tokens, validation loss {p['final_val_loss']:.3f}"]
+        + ([f"held-out tasks (lm-eval): {', '.join(tasks)}"] if tasks else [])
+        + [f"  {s['prompt']}{s['completion']}" for s in p.get("samples", [])]
+    )
+
+
+SPEC = StageSpec(
+    pretrain,
+    ("pretrain",),
+    _pretrain_rows,
+    "Pretrain on a tokenize artifact: --param tokenize_artifact=KEY.",
+    PretrainConfig,
+    headline=_pretrain_headline,
+)

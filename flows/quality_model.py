@@ -17,8 +17,10 @@ from common.plotting import plot_score_histogram
 from filters.document import Stats
 from filters.quality_classifier import QualityModelConfig, read_texts, train_quality_classifier
 from filters.readers import InputError, expand_inputs
+from flows.config import demo_config
+from flows.registry import StageSpec
 from flows.stage import run_stage
-from flows.store import Artifact, ArtifactStore, StoreError
+from flows.store import Artifact, ArtifactStore, StoreError, manifest_summary
 from flows.ui import publish_figures
 
 STAGE = "quality-model"
@@ -106,3 +108,26 @@ def quality_model(config: QualityModelConfig, force: bool = False) -> str:
         STAGE, config, build, inputs=pos_artifacts + neg_artifacts, raw_files=pos_files + neg_files, force=force
     )
     return str(artifact.path)
+
+
+def _quality_model_rows(path: Path) -> list[dict]:
+    return [{k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in manifest_summary(path).items()}]
+
+
+def _quality_model_headline(path: Path) -> list[str]:
+    q = json.loads((path / "metrics.json").read_text())["heldout"]
+    return [
+        f"held-out precision {q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f} "
+        f"({q['positives']} reference / {q['negatives']} crawl examples)"
+    ]
+
+
+SPEC = StageSpec(
+    quality_model,
+    ("quality_model",),
+    _quality_model_rows,
+    "Train a fastText quality classifier (reference text vs. crawl) for clean-data's classifier.",
+    QualityModelConfig,
+    lambda: {"config": demo_config()["quality_model"]},
+    _quality_model_headline,
+)

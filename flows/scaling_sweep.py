@@ -14,10 +14,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 
-from flows.registry import KEY_PARAMETERS
+from flows.config import demo_config
+from flows.registry import KEY_PARAMETERS, StageSpec
 from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
-from flows.store import ArtifactStore
+from flows.store import ArtifactStore, manifest_summary
 from flows.ui import publish_figures
 from lm.train import resolve_auto
 from scaling.adaptive import RULES, next_points
@@ -307,3 +308,23 @@ def publish_sweep(rows: list[dict], plots: list[Path], lines: list[str]) -> None
         "\n\n".join(lines),
         plots,
     )
+
+
+def _sweep_rows(path: Path) -> list[dict]:
+    return [{"law": line} for line in manifest_summary(path)["laws"]]
+
+
+def _sweep_headline(path: Path) -> list[str]:
+    return manifest_summary(path)["laws"] + [f"plots: {path / 'isoflop.png'}, {path / 'parametric.png'}"]
+
+
+# a pipeline file's `scaling_sweep:` section holds the sweep under `sweep:`
+SPEC = StageSpec(
+    scaling_sweep,
+    ("scaling_sweep.sweep", "scaling_sweep"),
+    _sweep_rows,
+    "Scaling sweep on a tokenize artifact: --param tokenize_artifact=KEY.",
+    SweepConfig,
+    lambda: {"config": demo_config()["scaling_sweep"]["sweep"]},
+    _sweep_headline,
+)

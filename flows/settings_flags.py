@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import inspect
 import types
 import typing
@@ -163,11 +162,6 @@ def without_settings(fn: Callable) -> Callable:
     return command
 
 
-def load_model(where: str) -> type:
-    module, name = where.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 class StageGroup(TyperGroup):
     """The `lmforge` group: a stage command is rebuilt with its settings' flags when it is the one that runs."""
 
@@ -180,16 +174,16 @@ class StageGroup(TyperGroup):
         return name, build() if build is not None else command, rest
 
 
-def stage_command(app: typer.Typer, name: str, settings_model: str, declared: tuple[str, ...] = ()):
+def stage_command(app: typer.Typer, name: str, settings_model: Callable[[], type], declared: tuple[str, ...] = ()):
     """Register `fn` as the `name` command of `app` (whose group class is StageGroup), its flags generated from
-    `settings_model` ("module:Class") when it runs; `declared`: settings `fn` declares as parameters itself."""
+    `settings_model()` when it runs; `declared`: settings `fn` declares as parameters itself."""
 
     def register(fn: Callable) -> Callable:
         app.command(name)(without_settings(fn))
 
         def build() -> Any:
             single = typer.Typer(add_completion=False)
-            single.command(name)(with_setting_flags(fn, load_model(settings_model), frozenset(declared)))
+            single.command(name)(with_setting_flags(fn, settings_model(), frozenset(declared)))
             return typer.main.get_command(single)
 
         StageGroup.stage_commands[name] = build

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.checkpoints import tuning_inputs
+from flows.registry import StageSpec
 from flows.stage import run_stage
 from flows.ui import publish_figures
 from lm.hf_export import save_as_lmforge_checkpoint
-from rl.report import evaluation_rows, plot_metric_curve, rounded
+from rl.report import as_text, evaluation_rows, plot_metric_curve, rounded
 from rl.sft import SFTSettings, run_sft
 
 STAGE = "sft"
@@ -55,3 +57,23 @@ def sft(checkpoint: str, settings: SFTSettings = SFTSettings(), force: bool = Fa
 
     artifact = run_stage(STAGE, settings, build, inputs=[art] if art else [], raw_files=raw, force=force)
     return str(artifact.path)
+
+
+def _sft_headline(path: Path) -> list[str]:
+    e = json.loads((path / "eval.json").read_text())
+    g, smp = e["after"]["greedy"], e["after"]["sampled"]
+    passes = ", ".join(f"{k} {v:.3f}" for k, v in smp.items() if k.startswith("pass@"))
+    return [
+        f"{e['task']}: held-out loss {e['heldout_loss']:.3f}, greedy accuracy {g['accuracy']:.3f}"
+        + (f", {passes}" if passes else "")
+    ]
+
+
+SPEC = StageSpec(
+    sft,
+    ("post_training.sft", "sft"),
+    lambda path: evaluation_rows(json.loads((path / "eval.json").read_text()), ("after",), as_text),
+    "Supervised fine-tuning on a task: --param checkpoint=KEY_OR_HF_DIR.",
+    SFTSettings,
+    headline=_sft_headline,
+)

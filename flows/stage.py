@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from flows.fingerprint import code_fingerprint
 from flows.processes import reassert_stop_handlers
-from flows.registry import STAGES
+from flows.registry import STAGE_MODULES
 from flows.store import (
     VERIFY_ON_HIT_BYTES,
     Artifact,
@@ -67,7 +67,7 @@ def run_stage(
     reassert_stop_handlers()
     store = store or ArtifactStore()
     fingerprints = [fingerprint_file(Path(f)) for f in raw_files]
-    code = code_fingerprint(code_root or STAGES[stage].module)
+    code = code_fingerprint(code_root or STAGE_MODULES[stage])
     key = compute_key(stage, code["digest"], config, [a.key for a in inputs], fingerprints)
     manifest: dict[str, Any] = {
         "config": config.model_dump(mode="json"),

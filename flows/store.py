@@ -167,6 +167,11 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return m if isinstance(m, dict) else None
 
 
+def manifest_summary(path: Path) -> dict[str, Any]:
+    """What a finished artifact's build returned (its manifest's `summary`): its stage's summary rows read it."""
+    return json.loads((path / MANIFEST).read_text())["summary"]
+
+
 # Hits on artifacts whose checksummed files add up to no more than this are sha256-checked.
 VERIFY_ON_HIT_BYTES = 64 * 1024 * 1024
 

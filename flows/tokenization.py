@@ -14,8 +14,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from common.paths import data_root
 from filters.readers import expand_inputs
-from flows.registry import KEY_PARAMETERS
+from flows.registry import KEY_PARAMETERS, StageSpec
 from flows.runners import RunnerConfig, make_task_runner
 from flows.stage import run_stage
 from flows.store import Artifact, ArtifactStore
@@ -116,3 +117,27 @@ def tokenize(
         STAGE, config, build, inputs=[clean] if clean else [], raw_files=[] if clean else files, force=force
     )
     return str(artifact.path)
+
+
+def _tokenize_rows(path: Path) -> list[dict]:
+    meta = json.loads((path / "meta.json").read_text())
+    return [{k: str(v) for k, v in meta.items() if k not in ("special_tokens", "bpe")}]
+
+
+def _tokenize_headline(path: Path) -> list[str]:
+    t = json.loads((path / "meta.json").read_text())
+    return [
+        f"vocab {t['vocab_size']}, {t['train_tokens']:,} train / {t['val_tokens']:,} val tokens, "
+        f"{t['val_bytes_per_token']} bytes/token on held-out text"
+    ]
+
+
+SPEC = StageSpec(
+    tokenize,
+    ("tokenize",),
+    _tokenize_rows,
+    "Train a BPE tokenizer (pass clean_artifact=KEY to tokenize a clean-data artifact).",
+    TokenizeConfig,
+    lambda: {"config": {"inputs": [str(data_root() / "tinystories-train-sample")], "vocab_size": 4096}},
+    _tokenize_headline,
+)

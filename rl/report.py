@@ -120,6 +120,11 @@ def plot_harness_comparison(results: list[dict], out: Path, title: str) -> None:
         ax.grid(alpha=0.3, axis="y")
 
 
+def as_text(value: Any) -> str:
+    """A float to 3 decimals for a summary table printed on a terminal; anything else as it is."""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def rounded(value: Any) -> Any:
     """A float to 4 decimals for a table artifact; anything else as it is."""
     return round(value, 4) if isinstance(value, float) else value

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.config import load_config
 from flows.registry import STAGES
-from flows.settings_flags import StageGroup, load_model, settings_of
+from flows.settings_flags import StageGroup, settings_of
 
 
 @pytest.mark.parametrize("stage", sorted(StageGroup.stage_commands))
@@ -23,7 +23,7 @@ def test_each_stage_command_has_one_flag_per_setting_and_none_twice(stage):
     flags = [o for p in command.params for o in (*p.opts, *p.secondary_opts)]
     assert len(flags) == len(set(flags)), sorted(f for f in flags if flags.count(f) > 1)
     own = {p.name for p in command.params}
-    missing = [s.flag for s in settings_of(load_model(STAGES[stage].settings)) if s.flag not in flags]
+    missing = [s.flag for s in settings_of(STAGES[stage].settings) if s.flag not in flags]
     # a setting the command takes itself (a positional `inputs`, `--task` with its own help) is its own parameter
     assert all(f.lstrip("-").split(".")[0].replace("-", "_") in own for f in missing), missing
 
@@ -47,7 +47,21 @@ def test_listing_the_commands_imports_no_settings_model():
     code = (
         "import sys; from typer.testing import CliRunner; from flows.cli import app; "
         "assert CliRunner().invoke(app, ['--help']).exit_code == 0; "
-        "print(sorted(m for m in ('torch', 'rl.sft', 'lm.train') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'rl.sft', 'lm.train', 'flows.sft', 'flows.pipeline') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_registry_collects_each_stages_spec_from_its_own_module():
+    """A stage is its flow module: STAGES[name] is that module's SPEC, for its flow; the pipeline file's sections
+    named once in the registry are the pipeline's settings model's."""
+    from flows.pipeline import PipelineConfig
+    from flows.registry import PIPELINE_SECTIONS, STAGE_MODULES
+
+    for name, module in STAGE_MODULES.items():
+        spec = STAGES[name]
+        assert spec.flow.fn.__module__ == module and spec.flow.name == name
+    assert PIPELINE_SECTIONS == set(PipelineConfig.model_fields)
+    with pytest.raises(KeyError):
+        STAGES["no-such-stage"]

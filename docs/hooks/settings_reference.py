@@ -28,12 +28,12 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     from rl.task_spec import TaskSpec
 
     sections = [
-        f"## {name}\n\n{spec.description}\n\n`{spec.settings_model().__name__}`; in a pipeline file: "
+        f"## {name}\n\n{spec.description}\n\n`{spec.settings.__name__}`; in a pipeline file: "
         + ", ".join(f"`{s}`" for s in spec.sections)
         + "\n\n"
-        + table(spec.settings_model())
+        + table(spec.settings)
         for name, spec in STAGES.items()
-        if spec.settings
+        if spec.settings is not None
     ]
     sections.append(
         "## Task files\n\nWhat a task file (`--task FILE`) holds: `TaskSpec` (`rl/tasks.py`).\n\n" + table(TaskSpec)
