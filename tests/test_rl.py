@@ -300,3 +300,42 @@ def test_kill_9_mid_training_then_rerun_resumes_from_the_last_checkpoint(
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == settings["max_steps"], steps
     assert not (out / "trl").exists()
+
+
+def test_task_files_read_as_datasets_reads_them_where_its_loaders_agree(tmp_path, data):
+    """Task rows come from `datasets` for its own folders and from pyarrow/pandas for files: on real GSM8K rows as
+    JSONL and Parquet the rows equal `datasets.load_dataset`'s; where its loaders do not do the same, ours keep
+    what a task needs: a CSV answer `055` stays text (datasets' CSV loader infers 55), and a broken JSONL line
+    is named by file and line (datasets says only what the JSON decoder saw)."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from common.configfile import ConfigError
+    from rl.task_data import read_rows
+
+    datasets.disable_progress_bars()
+    cache = str(tmp_path / "hf-cache")
+    lines = (data / "gsm8k" / "test.jsonl").read_text().splitlines()[:50]
+    (tmp_path / "gsm8k.jsonl").write_text("\n".join(lines) + "\n")
+    rows = read_rows(tmp_path / "gsm8k.jsonl")
+    assert len(rows) == 50
+    assert rows == list(
+        datasets.load_dataset("json", data_files=str(tmp_path / "gsm8k.jsonl"), cache_dir=cache)["train"]
+    )
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "gsm8k.parquet")
+    assert read_rows(tmp_path / "gsm8k.parquet") == rows
+    assert rows == list(
+        datasets.load_dataset("parquet", data_files=str(tmp_path / "gsm8k.parquet"), cache_dir=cache)["train"]
+    )
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    assert read_rows(tmp_path / "saved") == rows
+
+    (tmp_path / "sums.csv").write_text("prompt,answer\n27+28=,055\n00+12=,012\n")
+    assert [r["answer"] for r in read_rows(tmp_path / "sums.csv")] == ["055", "012"]
+    theirs = datasets.load_dataset("csv", data_files=str(tmp_path / "sums.csv"), cache_dir=cache)["train"]
+    assert [r["answer"] for r in theirs] == [55, 12]  # when this fails, datasets' CSV loader keeps text: use it
+
+    (tmp_path / "broken.jsonl").write_text(lines[0] + "\n{not json\n")
+    with pytest.raises(ConfigError, match=r"broken\.jsonl:2: not a JSON object"):
+        read_rows(tmp_path / "broken.jsonl")
