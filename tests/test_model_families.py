@@ -4,15 +4,10 @@ models with GPT-2's real tokenizer in each family's chat format), each taken thr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks.family_models import CHAT, CHAT_SUMS, FAMILIES, build_model, family_config
-
-LMFORGE = str(Path(sys.executable).parent / "lmforge")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -69,38 +64,6 @@ def test_each_family_goes_through_sft_grpo_and_evaluate(family, data, tmp_path):
     assert config["model_type"] == family_config(family).model_type
     before, after = load_file(base / "model.safetensors"), load_file(tmp_path / "grpo" / "hf" / "model.safetensors")
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
-
-
-@pytest.mark.slow
-def test_a_family_model_folder_through_the_cli_with_vllm(data, tmp_path, lmforge_home, prefect_server):
-    """`--checkpoint DIR` on a Qwen3 folder: sft, grpo (vLLM rollouts, two processes) and evaluate from the
-    command line, each stage reading the one before it by key."""
-    import os
-
-    import yaml
-
-    base = build_model("qwen3", data, tmp_path / "qwen3")
-    env = {**os.environ, "LMFORGE_HOME": str(lmforge_home), "PREFECT_API_URL": prefect_server}
-    small = {"eval_examples": 8, "eval_samples": 2}
-    (tmp_path / "sft.yaml").write_text(yaml.safe_dump({**small, "batch_size": 8, "engine": "transformers"}))
-    (tmp_path / "grpo.yaml").write_text(
-        yaml.safe_dump({**small, "prompts_per_step": 2, "group_size": 2, "engine": "vllm", "processes": 2})
-    )
-
-    def run(*args: str) -> Path:
-        r = subprocess.run([LMFORGE, *args], capture_output=True, text=True, env=env, timeout=600, check=False)
-        assert r.returncode == 0, r.stderr[-3000:]
-        return Path(r.stdout.strip().splitlines()[-1])
-
-    task = ["--task", "addition", "--max-steps", "2"]
-    sft = run("sft", "--checkpoint", str(base), *task, "-c", str(tmp_path / "sft.yaml"))
-    grpo = run("grpo", "--checkpoint", sft.name, *task, "-c", str(tmp_path / "grpo.yaml"))
-    evaluation = run("evaluate", "--checkpoint", grpo.name, "--task", "addition", "--limit", "8", "--samples", "2")
-    result = json.loads((grpo / "eval.json").read_text())
-    assert (result["engine"], result["processes"]) == ("vllm", 2)  # two ranks, each with its colocated vLLM
-    assert [json.loads(line)["step"] for line in (grpo / "metrics.jsonl").read_text().splitlines()] == [1, 2]
-    assert json.loads((grpo / "hf" / "config.json").read_text())["model_type"] == "qwen3"
-    assert (evaluation / "eval.json").is_file()
 
 
 def test_a_tokenizer_without_its_vocabulary_is_one_line_before_training(data, tmp_path):

@@ -207,9 +207,15 @@ def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
-    addition_model, user_task, tmp_path, lmforge_home, prefect_server
+def test_a_model_folder_and_a_yaml_task_go_through_sft_grpo_and_evaluate_from_the_cli(
+    data, user_task, tmp_path, lmforge_home, prefect_server
 ):
+    """The post-training chain from the command line, as a user runs it: `--checkpoint DIR` on a Qwen3-family
+    model folder, a task of the user's own (YAML, JSONL data, a python reward), sft (and its cache hit), grpo
+    with vLLM rollouts on two processes, evaluate comparing the two; each stage reads the one before it by key."""
+    from benchmarks.family_models import build_model
+
+    base = build_model("qwen3", data, tmp_path / "qwen3")
     env = {
         **os.environ,
         "LMFORGE_HOME": str(lmforge_home),
@@ -217,30 +223,20 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
         "PREFECT_LOGGING_LEVEL": "INFO",
         "PYTHONPATH": f"{user_task.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
-    common = {"engine": "transformers", "eval_examples": 20, "eval_samples": 2}
-    (tmp_path / "sft.yaml").write_text(yaml.safe_dump({**common, "batch_size": 16, "learning_rate": 1e-3}))
-    (tmp_path / "grpo.yaml").write_text(
-        yaml.safe_dump({**common, "prompts_per_step": 4, "group_size": 4, "learning_rate": 1e-3})
+    common = {"eval_examples": 20, "eval_samples": 2}
+    sft_yaml, grpo_yaml = tmp_path / "sft.yaml", tmp_path / "grpo.yaml"
+    sft_yaml.write_text(yaml.safe_dump({**common, "engine": "transformers", "batch_size": 16, "learning_rate": 1e-3}))
+    grpo_yaml.write_text(
+        yaml.safe_dump({**common, "engine": "vllm", "processes": 2, "prompts_per_step": 2, "group_size": 2})
     )
     task = str(user_task)
-    sft_argv = [
-        "sft",
-        "--checkpoint",
-        str(addition_model),
-        "--task",
-        task,
-        "--max-steps",
-        "4",
-        "-c",
-        str(tmp_path / "sft.yaml"),
-    ]
+    sft_argv = ["sft", "--checkpoint", str(base), "--task", task, "--max-steps", "4", "-c", str(sft_yaml)]
     sft = _cli(sft_argv, env)
     assert "LOAD_GLOBAL" not in sft.stderr  # no bytecode listing from dill's function hashing in the log
     sft_dir = Path(sft.stdout.strip().splitlines()[-1])
     assert sft.stdout.strip().splitlines() == [str(sft_dir)]  # stdout: the artifact path alone
-    assert {"hf", "checkpoint", "metrics.jsonl", "loss.png", "eval.json", "manifest.json"} <= {
-        p.name for p in sft_dir.iterdir()
-    }
+    # no lmforge `checkpoint/` beside `hf/`: a GQA model is no lmforge architecture, its HF folder is the checkpoint
+    assert {p.name for p in sft_dir.iterdir()} == {"hf", "metrics.jsonl", "loss.png", "eval.json", "manifest.json"}
     sft_eval = json.loads((sft_dir / "eval.json").read_text())
     assert sft_eval["task"] == "my-sums" and {"reward/exact", "reward/digit", "pass@1", "pass@2"} <= set(
         sft_eval["after"]["sampled"]
@@ -248,31 +244,21 @@ def test_a_yaml_task_goes_through_sft_grpo_and_evaluate_from_the_cli(
     again = _cli(sft_argv, env)
     assert again.stdout.strip().splitlines()[-1] == str(sft_dir) and "cache hit" in again.stderr
 
-    grpo = _cli(
-        ["grpo", "--checkpoint", sft_dir.name, "--task", task, "--max-steps", "2", "-c", str(tmp_path / "grpo.yaml")],
-        env,
-    )
+    grpo = _cli(["grpo", "--checkpoint", sft_dir.name, "--task", task, "--max-steps", "2", "-c", str(grpo_yaml)], env)
     grpo_dir = Path(grpo.stdout.strip().splitlines()[-1])
     assert grpo.stdout.strip().splitlines() == [str(grpo_dir)]  # TRL's step logs went to stderr
     steps = [json.loads(line) for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2]  # two ranks, each step logged once
     assert all({"rewards/exact/mean", "rewards/digit/mean"} <= set(s) for s in steps)
+    grpo_eval = json.loads((grpo_dir / "eval.json").read_text())
+    assert (grpo_eval["engine"], grpo_eval["processes"]) == ("vllm", 2)  # two ranks, each with its colocated vLLM
+    assert json.loads((grpo_dir / "hf" / "config.json").read_text())["model_type"] == "qwen3"
     manifest = json.loads((grpo_dir / "manifest.json").read_text())
     assert manifest["inputs"] == [{"stage": "sft", "key": sft_dir.name}]  # lineage: grpo ← sft
 
     evaluate = _cli(
-        [
-            "evaluate",
-            "--checkpoint",
-            sft_dir.name,
-            "--checkpoint",
-            grpo_dir.name,
-            "--task",
-            task,
-            "--limit",
-            "20",
-            "--samples",
-            "2",
-        ],
+        ["evaluate", "--checkpoint", sft_dir.name, "--checkpoint", grpo_dir.name, "--task", task]
+        + ["--limit", "20", "--samples", "2", "--engine", "transformers"],
         env,
     )
     eval_dir = Path(evaluate.stdout.strip().splitlines()[-1])
@@ -384,6 +370,7 @@ def test_deterministic_sft_repeats_bit_for_bit(addition_model, tmp_path):
     settings = SFTSettings(
         task="addition", max_steps=6, batch_size=8, eval_examples=20, eval_samples=2, deterministic=True
     )
+    settings = settings.model_copy(update={"engine": "transformers"})  # what repeats is training: no vLLM start
     runs = []
     for name in ("first", "second"):
         environment = dict(os.environ)
