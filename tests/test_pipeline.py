@@ -295,12 +295,19 @@ def dask_scheduler(tmp_path, prefect_harness):
         p.wait(timeout=30)
 
 
-def test_every_runner_gives_the_same_artifact_content(prefect_harness, tmp_path, monkeypatch, data, dask_scheduler):
+def test_every_runner_gives_the_same_artifacts(prefect_harness, tmp_path, monkeypatch, data, dask_scheduler):
     """clean-data (every dedup step included) on threads, processes, a Dask LocalCluster and a
-    real Dask scheduler with two worker processes; tokenize on threads and Dask: identical."""
+    real Dask scheduler with two worker processes; tokenize on threads and Dask: identical. A sweep's
+    grid on threads, processes (one device slot per worker, the cores split between them) and the real
+    scheduler: the same points (the same content keys: same configs, data and code), every point's
+    artifact in the sweep's own store."""
+    import pandas as pd
+
     from flows.clean_data import clean_data
     from flows.runners import RunnerConfig
+    from flows.scaling_sweep import scaling_sweep
     from flows.tokenization import tokenize
+    from scaling.sweep import SweepConfig
 
     # partition_docs at its minimum: several dedup buckets, so every step maps over partitions;
     # partition_bytes: the two JSONL files (105 + 72 KB) one partition, the WARC (237 KB) another
@@ -336,6 +343,27 @@ def test_every_runner_gives_the_same_artifact_content(prefect_harness, tmp_path,
         tokenized[name] = ([(tok / f).read_bytes() for f in ("train.bin", "val.bin", "tokenizer/merges.txt")], tok.name)
     assert tokenized["thread"] == tokenized["dask"]
     assert not list(tok.glob("_part-*"))  # the per-part files are merged away
+
+    # the sweep's points, each sweep reading one byte-level tokenize artifact by its directory. Losses are
+    # compared loosely: without `deterministic: true` a loaded machine may round one point differently, and
+    # a 50-step run amplifies that (a CI run once saw 3.14 vs 3.34 on one point of six)
+    monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / "thread"))
+    tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=257, val_fraction=0.05))
+    sweep = small_pipeline_config(data, with_sweep=True)["scaling_sweep"]["sweep"]
+    sweep_cfg = SweepConfig.model_validate({**sweep, "adaptive": {"enabled": False}, "n_bootstrap": 0})
+    tables = {}
+    for kind in ("thread", "process", "dask-scheduler"):
+        monkeypatch.setenv("LMFORGE_HOME", str(tmp_path / f"sweep-{kind}"))
+        out = Path(scaling_sweep(tok, sweep_cfg, runner=runners[kind]))
+        tables[kind] = pd.read_csv(out / "runs.csv").sort_values(["compute", "parameters"]).reset_index(drop=True)
+        assert tables[kind]["error"].isna().all() and not tables[kind]["reused"].any(), tables[kind]["error"].tolist()
+        stored = {p.name for p in (tmp_path / f"sweep-{kind}" / "artifacts" / "pretrain").iterdir()}
+        assert set(tables[kind]["pretrain_artifact"]) <= stored
+    threads = tables["thread"]
+    assert len(threads) >= 4
+    for kind in ("process", "dask-scheduler"):
+        assert list(threads["pretrain_artifact"]) == list(tables[kind]["pretrain_artifact"]), kind
+        assert ((threads["loss"] - tables[kind]["loss"]).abs() < 0.5).all(), kind
 
 
 def _sigint_default() -> None:
@@ -472,46 +500,6 @@ def test_sweep_records_failed_points_and_stops_only_when_every_point_failed(pref
     )
     with pytest.raises(RuntimeError, match=r"all \d+ grid points failed; the first: TrainingDiverged: loss became"):
         scaling_sweep(Path(tok).name, cfg)
-
-
-def test_sweep_points_on_threads_processes_and_dask_give_the_same_runs(
-    prefect_harness, lmforge_home, data, monkeypatch, dask_scheduler
-):
-    """The grid's points trained on a thread pool, a process pool (one device slot per worker,
-    the cores split between them) and a real Dask scheduler with two worker processes: the
-    same points (the same content keys: same configs, data and code), every point's artifact
-    in the sweep's own store. Losses are compared loosely: without `deterministic: true` a
-    loaded machine may round one point differently, and a 50-step run amplifies that (a CI
-    run once saw 3.14 vs 3.34 on one point of six)."""
-    import pandas as pd
-
-    from flows.runners import RunnerConfig
-    from flows.scaling_sweep import scaling_sweep
-    from flows.tokenization import tokenize
-    from lm.corpus import TokenizeConfig
-    from scaling.sweep import SweepConfig
-
-    sweep = small_pipeline_config(data, with_sweep=True)["scaling_sweep"]["sweep"]
-    cfg = SweepConfig.model_validate({**sweep, "adaptive": {"enabled": False}, "n_bootstrap": 0})
-    tables = {}
-    runners = {
-        "thread": RunnerConfig(kind="thread"),
-        "process": RunnerConfig(kind="process"),
-        "dask-scheduler": RunnerConfig(kind="dask", dask_address=dask_scheduler),
-    }
-    for kind, runner in runners.items():
-        monkeypatch.setenv("LMFORGE_HOME", str(lmforge_home / kind))
-        tok = tokenize(TokenizeConfig(inputs=[str(data / "tinystories-val-sample")], vocab_size=257, val_fraction=0.05))
-        out = Path(scaling_sweep(Path(tok).name, cfg, runner=runner))
-        tables[kind] = pd.read_csv(out / "runs.csv").sort_values(["compute", "parameters"]).reset_index(drop=True)
-        assert tables[kind]["error"].isna().all() and not tables[kind]["reused"].any(), tables[kind]["error"].tolist()
-        stored = {p.name for p in (lmforge_home / kind / "artifacts" / "pretrain").iterdir()}
-        assert set(tables[kind]["pretrain_artifact"]) <= stored
-    threads = tables["thread"]
-    assert len(threads) >= 4
-    for kind in ("process", "dask-scheduler"):
-        assert list(threads["pretrain_artifact"]) == list(tables[kind]["pretrain_artifact"]), kind
-        assert ((threads["loss"] - tables[kind]["loss"]).abs() < 0.5).all(), kind
 
 
 def test_kill_9_mid_sweep_then_rerun_reuses_every_finished_point(lmforge_home, data, tmp_path, prefect_server):
