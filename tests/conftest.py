@@ -13,6 +13,10 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="lmforge-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# `make test` runs a test per core (pytest-xdist): one torch thread per test process (and the commands it
+# starts), unless the caller says otherwise. Two workers' two-thread OpenMP pools on two cores spin waiting
+# for each other: the model families' tests took 52 s on two workers with them, 43 s with one thread each.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from common.paths import data_root  # noqa: E402
 
