@@ -361,7 +361,7 @@ def run_cmd(
 ) -> None:
     """Run any registered stage: settings from -c FILE, the flow's other parameters as --param.
 
-    Every stage is runnable this way from its registry entry alone; the stage commands
+    Every stage is runnable this way from its spec alone (`SPEC` in its flow module); the stage commands
     above are shortcuts with friendlier arguments."""
     import inspect
     import typing
@@ -398,7 +398,7 @@ def run_cmd(
 
 
 def _print_pipeline_summary(out: dict[str, str]) -> None:
-    """Each stage's headline, as its registry entry words it (artifact dirs are <stage>/<key>)."""
+    """Each stage's headline, as its spec words it (artifact dirs are <stage>/<key>)."""
     for name, path in out.items():
         spec = STAGES[Path(path).parent.name]
         if spec.headline is None:
