@@ -22,7 +22,7 @@ from rich.table import Table
 from common.paths import REPO_ROOT
 from flows.config import ConfigError, load_config
 from flows.processes import route_library_logs
-from flows.registry import PIPELINE_SECTIONS, STAGES
+from flows.registry import CONFIG_SECTIONS, STAGES
 from flows.settings_flags import StageGroup, stage_command
 from flows.store import ArtifactStore, StoreError, check, differences, read_manifest
 
@@ -442,12 +442,11 @@ def _load(model, config: Path | None, stage: str, flags: dict | None = None, **o
     """A stage's settings: its own section of a pipeline file (the registry says which), or a file of its own,
     under the command's setting flags (nested: `--lora.r 8` keeps the file's other lora settings)."""
     try:
-        sections = STAGES[stage].sections
         return load_config(
             model,
             config,
-            sections=list(sections),
-            pipeline_sections=PIPELINE_SECTIONS | {s.split(".")[0] for s in sections},
+            sections=list(STAGES[stage].sections),
+            pipeline_sections=CONFIG_SECTIONS,
             **(flags or {}),
             **overrides,
         )

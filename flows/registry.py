@@ -47,6 +47,9 @@ KEY_PARAMETERS: dict[str, tuple[str, ...]] = {
 PIPELINE_SECTIONS = frozenset(
     {"quality_model", "clean_data", "tokenize", "pretrain", "scaling_sweep", "post_training", "runner"}
 )
+# every top-level section lmforge reads: a pipeline file's, and a stage file's own (`sft:`, `grpo:`: the stage's
+# name), so that `lmforge grpo -c sft.yaml` says the file has no grpo section
+CONFIG_SECTIONS = PIPELINE_SECTIONS | {name.replace("-", "_") for name in STAGE_MODULES if name != "pipeline"}
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,11 @@ def test_the_registry_collects_each_stages_spec_from_its_own_module():
     assert PIPELINE_SECTIONS == set(PipelineConfig.model_fields)
     with pytest.raises(KeyError):
         STAGES["no-such-stage"]
+
+
+def test_another_stages_file_is_named_as_such_before_any_work(tmp_path):
+    """`lmforge grpo -c sft.yaml`: the file's sections are another stage's, said in one line, not read as grpo's."""
+    sft_file = tmp_path / "sft.yaml"
+    sft_file.write_text("sft:\n  max_steps: 3\n")
+    result = CliRunner().invoke(app, ["grpo", "--checkpoint", "nowhere", "-c", str(sft_file)])
+    assert result.exit_code == 2 and "no 'grpo' or 'post_training' section (it has 'sft'" in result.output
